@@ -1,1 +1,21 @@
-//! rootshift
+//! rootshift: move a running root filesystem to another block device without rebooting.
+//!
+//! Layers, bottom up:
+//! - [`kernel`]: dm, block devices, mounts, filesystems; all `unsafe` and ioctls in `kernel::ioctl`.
+//! - [`backend`]: the mirroring mechanisms behind one trait (dm-mirror today).
+//! - [`migrate`]: the migration state machine, its journal and preflight checks.
+//! - [`wrapper`], [`status`]: the rootshift-* devices and their reports.
+//! - [`cli`]: the command line.
+
+pub mod backend;
+pub mod cli;
+pub mod error;
+pub mod kernel;
+pub mod lock;
+pub mod migrate;
+pub mod progress;
+pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod tools;
+pub mod wrapper;

@@ -1,1 +1,56 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use rootshift::cli::{Cli, Command};
+use rootshift::error::{exit_code, hint};
+use rootshift::{migrate, status, wrapper};
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Wrap { source, name } => {
+            migrate::preflight::require_root()?;
+            let _lock = rootshift::lock::Lock::acquire()?;
+            let dm = rootshift::kernel::dm::Dm::open()?;
+            let node = wrapper::wrap(&dm, &source, &name)?;
+            println!("{}", node.display());
+            Ok(())
+        }
+        Command::Status { name, json } => status::status(name.as_deref(), json),
+        Command::Migrate {
+            target,
+            yes,
+            force,
+            json,
+            name,
+        } => migrate::migrate(&migrate::MigrateOptions {
+            target,
+            name,
+            yes,
+            force,
+            json,
+        }),
+        Command::Abort { name, json } => migrate::abort(name.as_deref(), json),
+        #[cfg(feature = "testing")]
+        Command::Testing(t) => match t {
+            rootshift::cli::Testing::DmCreate { name, table } => {
+                rootshift::testing::dm_create(&name, &table)
+            }
+            rootshift::cli::Testing::DmRemove { name } => rootshift::testing::dm_remove(&name),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rootshift: error: {e:#}");
+            if let Some(h) = hint(&e) {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(exit_code(&e) as u8)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Backends: the kernel mechanism that mirrors the source onto the target under a live device.
+//!
+//! The migration state machine (`crate::migrate`) drives any backend through this one trait; it
+//! never knows whether it talks to dm-mirror or (later) md raid1 or dm-clone.
+
+pub mod dm_mirror;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use devicemapper::Bytes;
+
+use crate::kernel::blockdev::BlockDev;
+use crate::kernel::devnum::DevNum;
+use crate::kernel::dmtable::Health;
+
+/// Copy progress and leg health, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncState {
+    pub done: Bytes,
+    pub total: Bytes,
+    /// Legs in table order (source first) with their health.
+    pub legs: Vec<(DevNum, Health)>,
+    /// Kernel units behind `done`/`total` (dm: regions), for status.
+    pub units_done: u64,
+    pub units_total: u64,
+}
+
+impl SyncState {
+    pub fn complete(&self) -> bool {
+        self.units_done == self.units_total && self.legs.iter().all(|(_, h)| h.is_alive())
+    }
+    pub fn health_of(&self, dev: DevNum) -> Option<Health> {
+        self.legs.iter().find(|(d, _)| *d == dev).map(|(_, h)| *h)
+    }
+}
+
+/// Result of an attempt to switch to the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchOutcome {
+    /// The wrapper now maps the target alone. `window` = suspend ioctl → resume ioctl return.
+    Switched { window: Duration },
+    /// The status read while suspended was not fully in sync: the mirror was resumed unchanged.
+    NotInSync { status: String, window: Duration },
+}
+
+/// One mechanism for moving a live device.
+pub trait Backend {
+    /// Short name for status and journal (`dm-mirror`).
+    fn kind(&self) -> &'static str;
+    /// Start the copy source → target: the target becomes a second leg.
+    fn attach(&mut self, source: &BlockDev, target: &BlockDev) -> Result<()>;
+    /// Current copy progress and leg health.
+    fn sync_state(&self) -> Result<SyncState>;
+    /// Sleep until the kernel reports an event or `timeout` passes (never longer).
+    fn wait(&self, timeout: Duration) -> Result<()>;
+    /// The point of no return: make the wrapper map the target alone, at the target's full size.
+    /// Must resume the device on every path.
+    fn switch_to_target(&mut self, target: &BlockDev) -> Result<SwitchOutcome>;
+    /// Before the switch: drop the target; the wrapper maps the source alone again.
+    fn detach_target(&mut self, source: &BlockDev) -> Result<()>;
+    /// After the switch: make the wrapper device as large as the target; returns its size.
+    fn grow_device(&mut self, target: &BlockDev) -> Result<Bytes>;
+}

@@ -1,0 +1,211 @@
+//! Filesystems: what a device already holds (signature probe), and growing a mounted filesystem.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use devicemapper::Bytes;
+use nix::sys::statvfs::fstatvfs;
+
+use super::ioctl;
+
+/// How many bytes of a device `probe` wants to see.
+pub const PROBE_BYTES: usize = 68 * 1024;
+
+/// Something recognisable at the start of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    Ext,
+    Xfs,
+    Btrfs,
+    Swap,
+    Vfat,
+    Iso9660,
+    Squashfs,
+    Luks,
+    LvmPv,
+    MdRaid,
+    Gpt,
+    Mbr,
+}
+
+impl Content {
+    /// Phrase for "already holds …".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Content::Ext => "an ext2/3/4 filesystem",
+            Content::Xfs => "an xfs filesystem",
+            Content::Btrfs => "a btrfs filesystem",
+            Content::Swap => "a swap area",
+            Content::Vfat => "a FAT filesystem",
+            Content::Iso9660 => "an ISO 9660 filesystem",
+            Content::Squashfs => "a squashfs image",
+            Content::Luks => "a LUKS header",
+            Content::LvmPv => "an LVM physical volume",
+            Content::MdRaid => "an md RAID superblock",
+            Content::Gpt => "a GPT partition table",
+            Content::Mbr => "an MBR partition table",
+        }
+    }
+}
+
+fn at(buf: &[u8], off: usize, sig: &[u8]) -> bool {
+    buf.get(off..off + sig.len()) == Some(sig)
+}
+
+/// Recognise the most common on-disk signatures in the first `PROBE_BYTES` of a device.
+/// Filesystems are checked before partition tables (a FAT boot sector also ends in 55 AA).
+pub fn probe(buf: &[u8]) -> Option<Content> {
+    if at(buf, 1080, &[0x53, 0xEF]) {
+        return Some(Content::Ext);
+    }
+    if at(buf, 0, b"XFSB") {
+        return Some(Content::Xfs);
+    }
+    if at(buf, 65600, b"_BHRfS_M") {
+        return Some(Content::Btrfs);
+    }
+    if at(buf, 4086, b"SWAPSPACE2") || at(buf, 4086, b"SWAP-SPACE") {
+        return Some(Content::Swap);
+    }
+    if at(buf, 0, b"LUKS\xba\xbe") {
+        return Some(Content::Luks);
+    }
+    if at(buf, 0, b"hsqs") {
+        return Some(Content::Squashfs);
+    }
+    if (0..4).any(|s| at(buf, s * 512, b"LABELONE")) {
+        return Some(Content::LvmPv);
+    }
+    let md_magic = 0xa92b4efcu32.to_le_bytes();
+    if at(buf, 4096, &md_magic) || at(buf, 0, &md_magic) {
+        return Some(Content::MdRaid);
+    }
+    if at(buf, 32769, b"CD001") {
+        return Some(Content::Iso9660);
+    }
+    if at(buf, 512, b"EFI PART") || at(buf, 4096, b"EFI PART") {
+        return Some(Content::Gpt);
+    }
+    let boot_sig = at(buf, 510, &[0x55, 0xAA]);
+    if boot_sig && (at(buf, 54, b"FAT") || at(buf, 82, b"FAT32")) {
+        return Some(Content::Vfat);
+    }
+    if boot_sig && (0..4).any(|i| buf.get(446 + 16 * i + 4).is_some_and(|&t| t != 0)) {
+        return Some(Content::Mbr);
+    }
+    None
+}
+
+/// Sizes of a filesystem before and after a grow.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Grown {
+    pub before: u64,
+    pub after: u64,
+}
+
+fn fs_bytes(f: &File) -> io::Result<u64> {
+    let st = fstatvfs(f.as_fd()).map_err(io::Error::from)?;
+    Ok(st.blocks() * st.fragment_size())
+}
+
+/// Grow the filesystem mounted at `mount_point` (of type `fs_type`) to fill `dev_size` bytes,
+/// online. Returns the sizes statvfs reports before and after.
+pub fn grow_mounted(mount_point: &Path, fs_type: &str, dev_size: Bytes) -> io::Result<Grown> {
+    let f = File::open(mount_point)?;
+    let before = fs_bytes(&f)?;
+    let dev_size = u64::try_from(*dev_size).map_err(io::Error::other)?;
+    match fs_type {
+        "ext4" | "ext3" | "ext2" => {
+            // For ext*, statvfs f_bsize is the filesystem block size.
+            let bsize = fstatvfs(f.as_fd()).map_err(io::Error::from)?.block_size();
+            ioctl::ext4_resize(f.as_fd(), dev_size / bsize)?;
+        }
+        "xfs" => {
+            let g = ioctl::xfs_geometry(f.as_fd())?;
+            let blocks = dev_size / u64::from(g.blocksize);
+            if blocks > g.datablocks {
+                ioctl::xfs_grow_data(f.as_fd(), blocks, g.imaxpct)?;
+            }
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("rootshift cannot grow a mounted {other} filesystem (ext4 and xfs only); the device has grown, grow the filesystem with its own tool"),
+            ))
+        }
+    }
+    let after = fs_bytes(&f)?;
+    Ok(Grown { before, after })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blank() -> Vec<u8> {
+        vec![0u8; PROBE_BYTES]
+    }
+
+    #[test]
+    fn empty_device_holds_nothing() {
+        assert_eq!(probe(&blank()), None);
+        assert_eq!(probe(&[]), None);
+    }
+
+    #[test]
+    fn recognises_filesystems() {
+        let mut b = blank();
+        b[1080] = 0x53;
+        b[1081] = 0xEF;
+        assert_eq!(probe(&b), Some(Content::Ext));
+        let mut b = blank();
+        b[..4].copy_from_slice(b"XFSB");
+        assert_eq!(probe(&b), Some(Content::Xfs));
+        let mut b = blank();
+        b[65600..65608].copy_from_slice(b"_BHRfS_M");
+        assert_eq!(probe(&b), Some(Content::Btrfs));
+        let mut b = blank();
+        b[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        assert_eq!(probe(&b), Some(Content::Swap));
+        let mut b = blank();
+        b[32769..32774].copy_from_slice(b"CD001");
+        assert_eq!(probe(&b), Some(Content::Iso9660));
+    }
+
+    #[test]
+    fn recognises_partition_tables() {
+        let mut b = blank();
+        b[510] = 0x55;
+        b[511] = 0xAA;
+        assert_eq!(
+            probe(&b),
+            None,
+            "a boot signature with no partitions is not a table"
+        );
+        b[446 + 4] = 0x83;
+        assert_eq!(probe(&b), Some(Content::Mbr));
+        b[512..520].copy_from_slice(b"EFI PART");
+        assert_eq!(probe(&b), Some(Content::Gpt));
+        let mut f = blank();
+        f[510] = 0x55;
+        f[511] = 0xAA;
+        f[82..87].copy_from_slice(b"FAT32");
+        f[446 + 4] = 0x0c;
+        assert_eq!(probe(&f), Some(Content::Vfat));
+    }
+
+    #[test]
+    fn recognises_volume_headers() {
+        let mut b = blank();
+        b[512..520].copy_from_slice(b"LABELONE");
+        assert_eq!(probe(&b), Some(Content::LvmPv));
+        let mut b = blank();
+        b[4096..4100].copy_from_slice(&0xa92b4efcu32.to_le_bytes());
+        assert_eq!(probe(&b), Some(Content::MdRaid));
+        let mut b = blank();
+        b[..6].copy_from_slice(b"LUKS\xba\xbe");
+        assert_eq!(probe(&b), Some(Content::Luks));
+    }
+}

@@ -1,0 +1,13 @@
+//! Kernel interfaces: device-mapper, block devices, mounts, filesystems.
+//!
+//! Every `unsafe` block and raw ioctl of rootshift lives in [`ioctl`] (plus the devicemapper
+//! crate for dm); the rest of the crate only sees the safe functions here.
+
+pub mod blockdev;
+pub mod devnum;
+pub mod dm;
+pub mod dmtable;
+pub mod fs;
+pub mod ioctl;
+pub mod memlock;
+pub mod mounts;

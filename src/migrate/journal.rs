@@ -1,0 +1,179 @@
+//! The migration journal: a small versioned JSON file under /run/rootshift recording the state
+//! machine's step, so `status`, `abort` and a later run know where an interrupted migration was.
+//!
+//! Written atomically (temp file, fsync, rename). /run is a tmpfs: the journal records what this
+//! boot did; it is not on the device being migrated and is never written while that is suspended.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const DIR: &str = "/run/rootshift";
+pub const VERSION: u32 = 1;
+
+/// Steps of the migration state machine, in order. `Switched` is the point of no return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// The target is a mirror leg; the copy runs. Abort goes back to the source.
+    Mirroring,
+    /// The wrapper maps the target alone. Only the target has every write from now on.
+    Switched,
+    /// The filesystem fills the target.
+    Grown,
+    /// Finished.
+    Done,
+    /// Rolled back to the source before the switch.
+    Aborted,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Mirroring => "mirroring",
+            Step::Switched => "switched",
+            Step::Grown => "grown",
+            Step::Done => "done",
+            Step::Aborted => "aborted",
+        }
+    }
+    /// Past the point of no return.
+    pub fn switched(self) -> bool {
+        matches!(self, Step::Switched | Step::Grown | Step::Done)
+    }
+}
+
+/// A device as recorded: number, path, size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevRecord {
+    pub dev: String,
+    pub path: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    pub wrapper: String,
+    pub backend: String,
+    pub step: Step,
+    pub source: DevRecord,
+    pub target: DevRecord,
+    pub started_unix: u64,
+    pub updated_unix: u64,
+    /// Suspend ioctl → resume ioctl return, for the switch that succeeded.
+    #[serde(default)]
+    pub switch_window_ms: Option<f64>,
+    #[serde(default)]
+    pub copy_seconds: Option<f64>,
+    #[serde(default)]
+    pub fs_before_bytes: Option<u64>,
+    #[serde(default)]
+    pub fs_after_bytes: Option<u64>,
+    /// Why the migration stopped, when it did not finish.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn path_for(wrapper: &str) -> PathBuf {
+    PathBuf::from(DIR).join(format!("{wrapper}.json"))
+}
+
+impl Journal {
+    pub fn new(wrapper: &str, backend: &str, source: DevRecord, target: DevRecord) -> Journal {
+        let now = now_unix();
+        Journal {
+            version: VERSION,
+            wrapper: wrapper.to_string(),
+            backend: backend.to_string(),
+            step: Step::Mirroring,
+            source,
+            target,
+            started_unix: now,
+            updated_unix: now,
+            switch_window_ms: None,
+            copy_seconds: None,
+            fs_before_bytes: None,
+            fs_after_bytes: None,
+            error: None,
+        }
+    }
+
+    /// Read the journal of a wrapper; None when there is none.
+    pub fn load(wrapper: &str) -> Result<Option<Journal>> {
+        let p = path_for(wrapper);
+        let text = match fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        };
+        let j: Journal =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+        if j.version > VERSION {
+            anyhow::bail!(
+                "{} was written by a newer rootshift (journal version {})",
+                p.display(),
+                j.version
+            );
+        }
+        Ok(Some(j))
+    }
+
+    /// Record a step (atomically).
+    pub fn set_step(&mut self, step: Step) -> Result<()> {
+        self.step = step;
+        self.save()
+    }
+
+    pub fn save(&mut self) -> Result<()> {
+        self.updated_unix = now_unix();
+        fs::create_dir_all(DIR).with_context(|| format!("creating {DIR}"))?;
+        let p = path_for(&self.wrapper);
+        let tmp = p.with_extension("json.tmp");
+        let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &p).with_context(|| format!("renaming {} into place", tmp.display()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_json_round_trip() {
+        let rec = |d: &str| DevRecord {
+            dev: d.into(),
+            path: "/dev/x".into(),
+            size_bytes: 1,
+        };
+        let mut j = Journal::new("rootshift-root", "dm-mirror", rec("254:0"), rec("254:16"));
+        j.step = Step::Switched;
+        j.switch_window_ms = Some(3.5);
+        let text = serde_json::to_string(&j).unwrap();
+        assert!(text.contains("\"step\":\"switched\""));
+        let back: Journal = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, j);
+    }
+
+    #[test]
+    fn step_order_marks_the_point_of_no_return() {
+        assert!(!Step::Mirroring.switched());
+        assert!(!Step::Aborted.switched());
+        assert!(Step::Switched.switched() && Step::Grown.switched() && Step::Done.switched());
+        assert!(Step::Mirroring < Step::Switched);
+    }
+}

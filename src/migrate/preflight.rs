@@ -1,0 +1,223 @@
+//! Checks before anything changes. Each failure is a `Refusal` naming the problem and the way
+//! out; the checks only read.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use devicemapper::Bytes;
+
+use crate::error::refuse;
+use crate::kernel::blockdev::{human, BlockDev, BlockDevError};
+use crate::kernel::fs::{probe, PROBE_BYTES};
+use crate::kernel::mounts::{self, Swaps};
+use crate::wrapper::{self, Wrapper};
+
+/// What preflight learnt about the target.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub target: BlockDev,
+    pub target_size: Bytes,
+    pub source_size: Bytes,
+}
+
+/// rootshift changes the kernel's devices: only root may.
+pub fn require_root() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(refuse(
+            "rootshift must be run as root (it reloads device-mapper tables under the running system)",
+            Some("run it with sudo or from a root shell"),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolve the target path to a block device.
+pub fn resolve_target(path: &Path) -> Result<BlockDev> {
+    match BlockDev::from_path(path) {
+        Ok(d) => Ok(d),
+        Err(e @ BlockDevError::NotFound(_)) => Err(refuse(
+            format!("target {e}"),
+            Some("name the target disk or partition, e.g. /dev/sdb (see lsblk)"),
+        )),
+        Err(e @ BlockDevError::NotBlock(_)) => Err(refuse(
+            format!("target {e}"),
+            Some("the target must be a disk or partition, not a file"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every check against the target, in a fixed order (so the first problem found is reported).
+pub fn check_target(
+    wrapper: &Wrapper,
+    source: &BlockDev,
+    target: &BlockDev,
+    force: bool,
+) -> Result<Checked> {
+    let t = target.display();
+    if target.devnum == wrapper.devnum
+        || target
+            .dm_name()
+            .is_some_and(|n| n.starts_with(wrapper::PREFIX))
+    {
+        return Err(refuse(
+            format!("target {t} is a rootshift wrapper itself"),
+            Some("name the new disk or partition to move the root to"),
+        ));
+    }
+    if target.devnum == source.devnum {
+        return Err(refuse(
+            format!(
+                "target {t} is the source device the root is on now ({})",
+                source.devnum
+            ),
+            Some("name a different disk or partition"),
+        ));
+    }
+    check_overlap(source, target)?;
+    check_unused(target)?;
+
+    let source_size = source
+        .size()
+        .with_context(|| format!("reading the size of {}", source.display()))?;
+    let (target_size, target_lbs) = target
+        .geometry()
+        .with_context(|| format!("reading the size of {t}"))?;
+    if target_size < source_size {
+        return Err(refuse(
+            format!(
+                "target {t} is smaller than the source: {} bytes ({}) < {} bytes ({})",
+                *target_size,
+                human(target_size),
+                *source_size,
+                human(source_size)
+            ),
+            Some("the target must be at least as large as the source device"),
+        ));
+    }
+    let (_, source_lbs) = source
+        .geometry()
+        .with_context(|| format!("reading the block size of {}", source.display()))?;
+    if target_lbs > source_lbs {
+        return Err(refuse(
+            format!(
+                "target {t} has a logical block size of {target_lbs} bytes, larger than the source's {source_lbs}: \
+                 the filesystem's {source_lbs}-byte I/O could not be mirrored onto it"
+            ),
+            Some("use a target with the same or a smaller logical block size"),
+        ));
+    }
+    if !force {
+        let head = target
+            .read_head(PROBE_BYTES)
+            .with_context(|| format!("reading the start of {t}"))?;
+        if let Some(c) = probe(&head) {
+            return Err(refuse(
+                format!(
+                    "target {t} already holds {}; migrating would overwrite it",
+                    c.describe()
+                ),
+                Some("check it is the right disk; pass --force to overwrite it"),
+            ));
+        }
+    }
+    // The kernel's own answer last: O_EXCL fails if anything claims the device.
+    target.open_exclusive().map_err(|e| {
+        refuse(
+            format!("target {t} is busy: another program or device has it open exclusively ({e})"),
+            Some("stop whatever uses it (see lsblk, fuser -vm)"),
+        )
+    })?;
+    Ok(Checked {
+        target: target.clone(),
+        target_size,
+        source_size,
+    })
+}
+
+/// The target must not overlap the source, nor sit on the medium a live source is a file of.
+fn check_overlap(source: &BlockDev, target: &BlockDev) -> Result<()> {
+    let t = target.display();
+    let tdisk = target.whole_disk()?;
+    let (bases, through_loop) = source.base_devices();
+    for base in bases {
+        let bdisk = base.whole_disk()?;
+        if bdisk.devnum != tdisk.devnum {
+            continue;
+        }
+        if through_loop {
+            return Err(refuse(
+                format!(
+                    "target {t} is on {}, the live medium the running system is loaded from",
+                    bdisk.display()
+                ),
+                Some("pick a disk other than the live medium"),
+            ));
+        }
+        let whole = |d: &BlockDev| d.partition_range().unwrap_or((0, u64::MAX));
+        let (bs, bl) = whole(&base);
+        let (ts, tl) = whole(target);
+        if bs < ts.saturating_add(tl) && ts < bs.saturating_add(bl) {
+            return Err(refuse(
+                format!(
+                    "target {t} overlaps the source {} (both on {})",
+                    base.display(),
+                    bdisk.display()
+                ),
+                Some("name a partition that does not contain the source, or another disk"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Not mounted, not swap, not held — the target and, for a whole disk, its partitions.
+fn check_unused(target: &BlockDev) -> Result<()> {
+    let mut devs = vec![target.clone()];
+    devs.extend(target.partitions());
+    let all_mounts = mounts::mounts()?;
+    let swaps = Swaps::read().context("reading /proc/swaps")?;
+    for d in &devs {
+        let what = if d.devnum == target.devnum {
+            format!("target {}", target.display())
+        } else {
+            format!(
+                "{} (a partition of target {})",
+                d.display(),
+                target.display()
+            )
+        };
+        if let Some(m) = all_mounts.iter().find(|m| m.devnum == d.devnum) {
+            return Err(refuse(
+                format!("{what} is mounted on {}", m.mount_point.display()),
+                Some("unmount it first, or pick another target"),
+            ));
+        }
+        if swaps.uses(d.devnum).is_some() {
+            return Err(refuse(
+                format!("{what} is in use as swap"),
+                Some(&format!(
+                    "run `swapoff {}` first, or pick another target",
+                    d.display()
+                )),
+            ));
+        }
+        let holders = d.holders();
+        if !holders.is_empty() {
+            let names: Vec<String> = holders
+                .iter()
+                .map(|h| {
+                    let dm = std::fs::read_to_string(format!("/sys/class/block/{h}/dm/name"))
+                        .map(|n| format!(" ({})", n.trim()))
+                        .unwrap_or_default();
+                    format!("{h}{dm}")
+                })
+                .collect();
+            return Err(refuse(
+                format!("{what} is held by {}", names.join(", ")),
+                Some("remove the device stacked on it first (dm, md, LVM), or pick another target"),
+            ));
+        }
+    }
+    Ok(())
+}

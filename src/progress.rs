@@ -1,0 +1,172 @@
+//! Progress output: a redrawn bar on a TTY, plain periodic lines otherwise (journals, logs),
+//! JSON lines on stdout with `--json` for installers.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::kernel::blockdev::human;
+
+enum Mode {
+    Tty(ProgressBar),
+    Plain {
+        last: Option<Instant>,
+        last_pct: i64,
+    },
+    Json,
+}
+
+pub struct Progress {
+    mode: Mode,
+    t0: Instant,
+}
+
+/// Bytes per second and seconds left, from the average since the copy started.
+pub fn rate_eta(done: u64, total: u64, elapsed: Duration) -> (Option<f64>, Option<f64>) {
+    let secs = elapsed.as_secs_f64();
+    if secs < 0.2 || done == 0 {
+        return (None, None);
+    }
+    let rate = done as f64 / secs;
+    let eta = (total.saturating_sub(done)) as f64 / rate;
+    (Some(rate), Some(eta))
+}
+
+impl Progress {
+    pub fn new(json: bool) -> Progress {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:40}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix("copying");
+            Mode::Tty(bar)
+        } else {
+            Mode::Plain {
+                last: None,
+                last_pct: -1,
+            }
+        };
+        Progress {
+            mode,
+            t0: Instant::now(),
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self.mode, Mode::Json)
+    }
+
+    /// Restart the clock for rate/ETA (call when the copy starts).
+    pub fn start_copy(&mut self, total: u64) {
+        self.t0 = Instant::now();
+        if let Mode::Tty(bar) = &self.mode {
+            bar.set_length(total);
+            bar.reset();
+        }
+    }
+
+    pub fn copy_elapsed(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    /// Report copy progress. `extra` is merged into the JSON event.
+    pub fn update(&mut self, done: u64, total: u64, extra: Value) {
+        let (rate, eta) = rate_eta(done, total, self.t0.elapsed());
+        let pct = if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
+        match &mut self.mode {
+            Mode::Tty(bar) => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            Mode::Plain { last, last_pct } => {
+                let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+                let step = (pct as i64) / 10 > *last_pct / 10;
+                if due || step || done == total {
+                    *last = Some(Instant::now());
+                    *last_pct = pct as i64;
+                    let rate_s = rate
+                        .map(|r| format!(", {}/s", human(devicemapper::Bytes(r as u128))))
+                        .unwrap_or_default();
+                    let eta_s = eta.map(|e| format!(", ETA {:.0}s", e)).unwrap_or_default();
+                    eprintln!(
+                        "copying: {:5.1}% {} of {}{rate_s}{eta_s}",
+                        pct,
+                        human(devicemapper::Bytes(done as u128)),
+                        human(devicemapper::Bytes(total as u128))
+                    );
+                }
+            }
+            Mode::Json => {
+                let mut ev = json!({
+                    "event": "progress",
+                    "done_bytes": done,
+                    "total_bytes": total,
+                    "percent": (pct * 10.0).round() / 10.0,
+                    "rate_bytes_per_sec": rate.map(|r| r.round() as u64),
+                    "eta_seconds": eta.map(|e| (e * 10.0).round() / 10.0),
+                });
+                merge(&mut ev, extra);
+                emit(&ev);
+            }
+        }
+    }
+
+    /// Stop drawing the bar (before the switch and before any other output).
+    pub fn finish_copy(&mut self) {
+        if let Mode::Tty(bar) = &self.mode {
+            bar.finish();
+        }
+    }
+
+    /// A named step: a JSON event with `--json`, else one human line on stderr.
+    pub fn event(&self, name: &str, human_line: &str, fields: Value) {
+        match &self.mode {
+            Mode::Json => {
+                let mut ev = json!({ "event": name });
+                merge(&mut ev, fields);
+                emit(&ev);
+            }
+            Mode::Tty(bar) => bar.suspend(|| eprintln!("{human_line}")),
+            Mode::Plain { .. } => eprintln!("{human_line}"),
+        }
+    }
+}
+
+fn merge(into: &mut Value, extra: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, extra) {
+        a.extend(b);
+    }
+}
+
+fn emit(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_and_eta_from_the_average() {
+        let (r, e) = rate_eta(50, 100, Duration::from_secs(5));
+        assert_eq!(r, Some(10.0));
+        assert_eq!(e, Some(5.0));
+        assert_eq!(rate_eta(0, 100, Duration::from_secs(5)), (None, None));
+        assert_eq!(rate_eta(10, 100, Duration::from_millis(10)), (None, None));
+    }
+}

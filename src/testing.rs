@@ -1,0 +1,28 @@
+//! Test-only helpers for the VM suite (feature `testing`): fixture dm devices such as a `delay`
+//! or `flakey` layer under a target. Never part of a shipped build.
+
+use anyhow::{Context, Result};
+
+use crate::kernel::dm::{ensure_node, Dm};
+use crate::kernel::dmtable::TableLine;
+
+pub fn dm_create(name: &str, table: &str) -> Result<()> {
+    let dm = Dm::open()?;
+    let lines = table
+        .split(';')
+        .map(|l| l.trim().parse::<TableLine>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("parsing the fixture table")?;
+    if let Some(t) = lines.first() {
+        let module = format!("dm_{}", t.target);
+        dm.ensure_target(&t.target, &module)?;
+    }
+    let info = dm.create(name, None, &lines)?;
+    let node = ensure_node(name, info.devnum)?;
+    println!("{}", node.display());
+    Ok(())
+}
+
+pub fn dm_remove(name: &str) -> Result<()> {
+    Dm::open()?.remove(name)
+}

@@ -1,0 +1,120 @@
+# Helpers shared by the guest init, the scenario PID 1 and the scenario scripts (busybox sh).
+# Results live on tmpfs in $RES (moved across switch_root with /run) and are shipped as a tar on the results disk.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+RES=/run/vmtest/results
+mkdir -p "$RES" 2>/dev/null
+SUMS=$RES/sums
+FAILS=0
+# Debian's static busybox runs its own applets in preference to $PATH (even via `timeout`), so tools that exist as
+# both an applet and a real binary are called by absolute path where the difference matters.
+SHA256SUM=/usr/bin/sha256sum SETPRIV=/usr/bin/setpriv
+
+now_cs() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }   # uptime in centiseconds
+fmt_cs() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
+say() { echo "vmtest: $*"; }
+
+# record NAME OK|FAIL CENTISECONDS [DETAIL...] -> one "STEP name OK|FAIL 1.23s detail" line in $RES/steps.txt
+record() {
+  _n=$1 _r=$2 _e=$3; shift 3
+  [ "$_r" = OK ] || FAILS=$((FAILS + 1))
+  printf 'STEP %-34s %-4s %ss%s\n' "$_n" "$_r" "$(fmt_cs "$_e")" "${*:+  $*}" | tee -a "$RES/steps.txt"
+}
+
+# step NAME CMD ARGS... : run a command, time it, record OK on exit 0 and FAIL otherwise (returns the same status)
+step() {
+  _sn=$1; shift
+  _s=$(now_cs)
+  "$@"; _rc=$?
+  if [ $_rc = 0 ]; then record "$_sn" OK $(( $(now_cs) - _s )); else record "$_sn" FAIL $(( $(now_cs) - _s )) "exit=$_rc: $*"; fi
+  return $_rc
+}
+
+# check NAME DETAIL CMD ARGS... : an assertion; DETAIL (observed values) is printed whatever the outcome
+check() {
+  _cn=$1 _cd=$2; shift 2
+  if "$@"; then record "$_cn" OK 0 "$_cd"; return 0; else record "$_cn" FAIL 0 "$_cd"; return 1; fi
+}
+assert_eq() { check "$1" "expected='$2' observed='$3'" [ "$2" = "$3" ]; }   # assert_eq NAME EXPECTED OBSERVED
+# assert_contains NAME FILE SUBSTRING : fixed-string match
+assert_contains() { check "$1" "'$3' in $(basename "$2"): $(head -c 300 "$2" | tr '\n' '|')" grep -qF -- "$3" "$2"; }
+
+# figure KEY VALUE : a key figure shown on the suite's summary line
+figure() { echo "$1=$2" >> "$RES/figures"; say "figure $1=$2"; }
+
+# ---- data with checksums taken from a tmpfs copy before it is written to the fs under test -------------------------
+# mkfile PATH MIB
+mkfile() {
+  _t=/tmp/blob.$$.$(echo "$1" | tr / _)
+  head -c $(($2 * 1048576)) /dev/urandom > "$_t" || { rm -f "$_t"; return 1; }
+  _h=$($SHA256SUM "$_t" | cut -d' ' -f1)
+  cp "$_t" "$1" || { rm -f "$_t"; return 1; }
+  rm -f "$_t"
+  echo "$_h  $1" >> "$SUMS"
+}
+# prefill DIR COUNT MIB
+prefill() { mkdir -p "$1" || return 1; _i=0; while [ $_i -lt "$2" ]; do mkfile "$1/f$_i" "$3" || return 1; _i=$((_i + 1)); done; sync; }
+
+# writer_start DIR MAXFILES : background writer of checksummed 1 MiB files; logs "index uptime_cs" per finished file
+writer_start() {
+  rm -f /tmp/writer.stop /tmp/writer.log /tmp/writer.err
+  mkdir -p "$1"
+  ( i=0
+    while [ ! -e /tmp/writer.stop ] && [ $i -lt "$2" ]; do
+      if mkfile "$1/w$i" 1; then echo "$i $(now_cs)" >> /tmp/writer.log; else echo "write error at w$i" >> /tmp/writer.err; break; fi
+      i=$((i + 1))
+    done ) &
+  WRITER_PID=$!
+  say "writer started (pid $WRITER_PID) in $1"
+}
+writer_count() { [ -f /tmp/writer.log ] && wc -l < /tmp/writer.log || echo 0; }
+# writer_count_between FROM_CS TO_CS : files completed in that window
+writer_count_between() { [ -f /tmp/writer.log ] && awk -v a="$1" -v b="$2" '$2 >= a && $2 <= b' /tmp/writer.log | wc -l || echo 0; }
+# writer_wait_more N TIMEOUT_S : wait until N more files completed than now
+writer_wait_more() {
+  _base=$(writer_count); _dl=$(( $(now_cs) + $2 * 100 ))
+  while [ $(( $(writer_count) - _base )) -lt "$1" ]; do
+    [ "$(now_cs)" -gt $_dl ] && return 1
+    kill -0 "$WRITER_PID" 2>/dev/null || return 1
+    sleep 0.2
+  done
+}
+writer_stop() { touch /tmp/writer.stop; wait "$WRITER_PID"; sync; [ ! -s /tmp/writer.err ]; }
+
+# verify_sums : sync, drop caches, re-read every checksummed file from the fs under test
+verify_sums() {
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  _n=$(wc -l < "$SUMS")
+  if $SHA256SUM -c --quiet "$SUMS" > /tmp/verify.out 2>&1; then
+    say "verified $_n files"; return 0
+  else
+    say "CHECKSUM MISMATCH ($_n files checked):"; head -20 /tmp/verify.out; cp /tmp/verify.out "$RES/verify-failures.txt"; return 1
+  fi
+}
+
+# ---- block device facts ---------------------------------------------------------------------------------------
+devnum() { cat "/sys/class/block/$(basename "$(readlink -f "$1")")/dev"; }        # /dev/vdb -> 254:16
+sectors() { blockdev --getsz "$1"; }
+dm_by_name() { for d in /sys/block/dm-*; do [ "$(cat "$d/dm/name" 2>/dev/null)" = "$1" ] && { basename "$d"; return 0; }; done; return 1; }
+# status_json OUT : rootshift status --json into OUT, returns its exit status
+status_json() { rootshift status --json > "$1" 2> "$1.err"; }
+jget() { jq -r "$2" "$1" 2>/dev/null; }
+
+# ---- end of run (PID 1 only) ---------------------------------------------------------------------------------
+results_dev() { sed -n 's/.*[[:space:]]results=\([^[:space:]]*\).*/\1/p' /proc/cmdline; }
+vm_finish() {  # vm_finish STAGE : ship $RES to the results disk and power off
+  say "finishing ($1): $(grep -c ' FAIL ' "$RES/steps.txt" 2>/dev/null) failed steps"
+  dmesg > "$RES/dmesg.txt" 2>/dev/null
+  cat /proc/mounts > "$RES/mounts.txt"
+  _rd=$(results_dev)
+  if [ -n "$_rd" ] && [ -b "$_rd" ]; then
+    tar -C "$RES" -cf "$_rd" . && sync && echo "VMTEST-RESULTS-WRITTEN $_rd"
+  else
+    echo "VMTEST-NO-RESULTS-DISK '$_rd'"
+  fi
+  sync
+  echo "VMTEST-POWEROFF uptime=$(cut -d' ' -f1 /proc/uptime)"
+  poweroff -f
+  sleep 5; echo o > /proc/sysrq-trigger
+}
+# scenario_done : the scenario ran to its end (the host treats a scenario without this marker as FAIL)
+scenario_done() { echo "$(now_cs)" > "$RES/complete"; say "scenario complete"; }

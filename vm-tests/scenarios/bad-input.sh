@@ -1,0 +1,110 @@
+#!/bin/sh
+# Preflight refusals: each bad `rootshift migrate` must exit 2, print "rootshift: error: ..." with the documented
+# substring, and change nothing (dm devices, wrapper status, swaps, mounts, the target's first MiB).
+# Disks: vda 512M source | vdb 256M too small | vdc 1G holds ext4 | vdd 1G mounted | vde 1G swap
+#        vdf 1G held by another wrapper | vdg 1G with 4096-byte logical blocks | vdh 1G free and valid
+# vm-fs: ext4
+# vm-disks: 512M 256M 1G 1G 1G 1G 1G,lbs=4096 1G
+# vm-timeout: 600
+. /vmtest/lib.sh
+SRC_SZ=$(sectors /dev/vda)
+say "source vda $(devnum /dev/vda) $((SRC_SZ * 512)) bytes"
+
+# ---- setup (each step must work, or the refusals below prove nothing) ----------------------------------------------
+status_json /tmp/st0.json; rc=$?
+check precondition-status-works "exit=$rc table=$(jget /tmp/st0.json .table) state=$(jget /tmp/st0.json .state) $(head -c 200 /tmp/st0.json.err)" \
+  [ $rc = 0 -a "$(jget /tmp/st0.json .table)" = linear ]
+step setup-vdc-ext4 mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -L holdme /dev/vdc
+step setup-vdd-mount sh -c 'mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 /dev/vdd && mkdir -p /mnt/vdd && mount /dev/vdd /mnt/vdd'
+step setup-vde-swap sh -c 'mkswap /dev/vde >/dev/null && swapon /dev/vde'
+step setup-vdf-held rootshift wrap /dev/vdf --name holder
+step setup-overlap-fixture rootshift testing dm-create overlap "0 $SRC_SZ linear /dev/vda 0"
+check setup-vdg-lbs4096 "vdg logical_block_size=$(cat /sys/block/vdg/queue/logical_block_size)" \
+  [ "$(cat /sys/block/vdg/queue/logical_block_size)" = 4096 ]
+# a chroot whose / is a tmpfs (not on any rootshift wrapper)
+setup_chroot() {
+  C=/tmp/chroot; mkdir -p $C && mount -t tmpfs tmpfs $C || return 1
+  mkdir -p $C/proc $C/sys $C/dev $C/run $C/tmp $C/usr/sbin && cp /usr/sbin/rootshift $C/usr/sbin/ || return 1
+  mount -t proc proc $C/proc && mount --bind /sys $C/sys && mount --bind /dev $C/dev
+}
+step setup-chroot setup_chroot
+mkdir -p /run/rootshift
+
+snapshot() {  # snapshot OUT [TARGET]
+  { for d in /sys/block/dm-*; do
+      [ -e "$d" ] || continue
+      echo "$(basename "$d") name=$(cat "$d/dm/name") size=$(cat "$d/size") slaves=$(ls "$d/slaves" | tr '\n' ,) holders=$(ls "$d/holders" | tr '\n' ,)"
+    done
+    rootshift status --json 2>&1 | jq -c '{table, legs, state}' 2>&1
+    rootshift status --json --name holder 2>&1 | jq -c '{table, legs, state}' 2>&1
+    echo "swaps: $(tail -n +2 /proc/swaps | awk '{print $1}' | tr '\n' ' ')"
+    echo "mounts: $(awk '{print $1 "@" $2}' /proc/mounts | tr '\n' ' ')"
+    if [ -n "$2" ] && [ -b "$2" ] && [ "$2" != /dev/vda ] && [ "$2" != /dev/mapper/overlap ]; then
+      echo "first MiB of $2: $(head -c 1048576 "$2" | sha256sum | cut -c1-16)"
+    fi
+  } > "$1" 2>&1
+}
+
+# refuse NAME SUBSTRING TARGET CMD... : run CMD, expect exit 2, "rootshift: error: " first, SUBSTRING, no state change
+N=0
+refuse() {
+  name=$1 want=$2 tgt=$3; shift 3
+  N=$((N + 1))
+  snapshot /tmp/snap.before "$tgt"
+  s=$(now_cs)
+  timeout 60 "$@" > /tmp/out 2> /tmp/err; rc=$?
+  e=$(( $(now_cs) - s ))
+  snapshot /tmp/snap.after "$tgt"
+  why=""
+  [ $rc = 2 ] || why="$why exit=$rc(want 2);"
+  grep -qF -- "$want" /tmp/err || why="$why missing '$want';"
+  head -1 /tmp/err | grep -q '^rootshift: error: ' || why="$why first stderr line not 'rootshift: error: ';"
+  if ! cmp -s /tmp/snap.before /tmp/snap.after; then
+    why="$why STATE CHANGED;"; say "state diff for $name:"; diff /tmp/snap.before /tmp/snap.after | sed 's/^/    | /'
+  fi
+  msg="$(head -3 /tmp/err | tr '\n' '|' | cut -c1-200)"
+  { echo "== $name: $*"; echo "exit=$rc"; cat /tmp/err; } >> "$RES/refusals.txt"
+  if [ -z "$why" ]; then record "refuse-$name" OK "$e" "exit=2 msg=\"$msg\""
+  else record "refuse-$name" FAIL "$e" "$why msg=\"$msg\""; fi
+}
+
+M="rootshift migrate"
+refuse not-root        "must be run as root"             /dev/vdh  $SETPRIV --reuid=65534 --regid=65534 --clear-groups -- $M /dev/vdh --yes
+refuse not-on-wrapper  "is not on a rootshift wrapper"   /dev/vdh  chroot /tmp/chroot /usr/sbin/rootshift migrate /dev/vdh --yes
+refuse missing         "does not exist"                  ""        $M /dev/nonexistent --yes
+refuse not-block       "is not a block device"           ""        $M /dev/null --yes
+refuse source          "is the source device"            /dev/vda  $M /dev/vda --yes
+refuse mounted         "is mounted"                      /dev/vdd  $M /dev/vdd --yes
+refuse swap            "is in use as swap"               /dev/vde  $M /dev/vde --yes
+refuse held            "is held by"                      /dev/vdf  $M /dev/vdf --yes
+refuse too-small       "is smaller than the source"      /dev/vdb  $M /dev/vdb --yes
+check too-small-names-sizes "want $((SRC_SZ * 512)) and $(( $(sectors /dev/vdb) * 512 )) in: $(head -1 /tmp/err)" \
+  sh -c "grep -qw $((SRC_SZ * 512)) /tmp/err && grep -qw $(( $(sectors /dev/vdb) * 512 )) /tmp/err"
+refuse block-size      "logical block size"              /dev/vdg  $M /dev/vdg --yes
+refuse already-holds   "already holds"                   /dev/vdc  $M /dev/vdc --yes
+check already-holds-names-fs "$(head -1 /tmp/err)" grep -qE 'already holds an? [^ ]*ext' /tmp/err
+check vdc-fs-intact "blkid: $(blkid -p -o export /dev/vdc 2>&1 | grep -E '^(TYPE|LABEL)=' | tr '\n' ' ')" \
+  sh -c 'blkid -p -s TYPE -o value /dev/vdc | grep -qx ext4 && e2fsck -fn /dev/vdc >/dev/null 2>&1'
+
+# -o: the lock fd is not inherited by `sleep`, so killing flock releases the lock
+flock -o /run/rootshift/lock sleep 120 &
+FP=$!
+sleep 0.5
+check lock-is-held "flock -n on /run/rootshift/lock from another process: $(flock -n /run/rootshift/lock true 2>&1 && echo free || echo busy)" \
+  sh -c '! flock -n /run/rootshift/lock true' 
+refuse lock-held       "another rootshift is running"    /dev/vdh  $M /dev/vdh --yes
+kill $FP 2>/dev/null; wait $FP 2>/dev/null
+check lock-released "$(flock -n /run/rootshift/lock true 2>&1 && echo free || echo busy)" flock -n /run/rootshift/lock true
+
+refuse status-no-such-name   "rootshift: error: "        ""        rootshift status --json --name nosuch
+refuse migrate-no-such-name  "rootshift: error: "        /dev/vdh  $M /dev/vdh --yes --name nosuch
+
+# Last, because a failure here can really migrate / onto the overlap device and change the state for what follows.
+# --force: the overlap device shows the source's own filesystem, so without it "already holds" would answer first.
+refuse overlap         "overlaps the source"             /dev/mapper/overlap $M /dev/mapper/overlap --yes --force
+
+figure refusal_cases "$N"
+umount /tmp/chroot/proc /tmp/chroot/sys /tmp/chroot/dev /tmp/chroot 2>/dev/null
+swapoff /dev/vde 2>/dev/null
+umount /mnt/vdd 2>/dev/null
+scenario_done

@@ -57,7 +57,7 @@ t_back=$(now_cs)
 cp /tmp/migrate.json /tmp/migrate.err "$RES/"
 say "migrate exit=$rc, $(fmt_cs $((t_back - t_kill)))s after SIGTERM; stderr:"; tail -20 /tmp/migrate.err | sed 's/^/    | /'
 figure rollback_s "$(fmt_cs $((t_back - t_kill)))"
-figure killed_at "$obs"
+figure killed_at_in_sync "${ins:-?}/${tot:-?}"
 assert_eq migrate-exit-3 3 "$rc"
 check no-switched-event "events: $(jq -r .event /tmp/migrate.json 2>/dev/null | uniq | tr '\n' ' ')" \
   [ -z "$(jq -r 'select(.event=="switched")' /tmp/migrate.json 2>/dev/null)" ]

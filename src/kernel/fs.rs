@@ -16,7 +16,9 @@ pub const PROBE_BYTES: usize = 68 * 1024;
 /// Something recognisable at the start of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Content {
-    Ext,
+    Ext2,
+    Ext3,
+    Ext4,
     Xfs,
     Btrfs,
     Swap,
@@ -34,7 +36,9 @@ impl Content {
     /// Phrase for "already holds …".
     pub fn describe(self) -> &'static str {
         match self {
-            Content::Ext => "an ext2/3/4 filesystem",
+            Content::Ext2 => "an ext2 filesystem",
+            Content::Ext3 => "an ext3 filesystem",
+            Content::Ext4 => "an ext4 filesystem",
             Content::Xfs => "an xfs filesystem",
             Content::Btrfs => "a btrfs filesystem",
             Content::Swap => "a swap area",
@@ -58,7 +62,18 @@ fn at(buf: &[u8], off: usize, sig: &[u8]) -> bool {
 /// Filesystems are checked before partition tables (a FAT boot sector also ends in 55 AA).
 pub fn probe(buf: &[u8]) -> Option<Content> {
     if at(buf, 1080, &[0x53, 0xEF]) {
-        return Some(Content::Ext);
+        // Superblock at 1024: s_feature_compat at +0x5C, s_feature_incompat at +0x60.
+        let word = |off: usize| u32::from_le_bytes(buf[off..off + 4].try_into().expect("4 bytes"));
+        let (compat, incompat) = (word(1024 + 0x5C), word(1024 + 0x60));
+        const HAS_JOURNAL: u32 = 0x4;
+        const EXT4_ONLY: u32 = 0x40 | 0x80 | 0x200; // extents, 64bit, flex_bg
+        return Some(if incompat & EXT4_ONLY != 0 {
+            Content::Ext4
+        } else if compat & HAS_JOURNAL != 0 {
+            Content::Ext3
+        } else {
+            Content::Ext2
+        });
     }
     if at(buf, 0, b"XFSB") {
         return Some(Content::Xfs);
@@ -159,7 +174,11 @@ mod tests {
         let mut b = blank();
         b[1080] = 0x53;
         b[1081] = 0xEF;
-        assert_eq!(probe(&b), Some(Content::Ext));
+        assert_eq!(probe(&b), Some(Content::Ext2));
+        b[1024 + 0x5C] = 0x4;
+        assert_eq!(probe(&b), Some(Content::Ext3));
+        b[1024 + 0x60] = 0x40 | 0x2;
+        assert_eq!(probe(&b), Some(Content::Ext4));
         let mut b = blank();
         b[..4].copy_from_slice(b"XFSB");
         assert_eq!(probe(&b), Some(Content::Xfs));

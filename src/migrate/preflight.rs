@@ -136,36 +136,47 @@ pub fn check_target(
 }
 
 /// The target must not overlap the source, nor sit on the medium a live source is a file of.
+/// Both stacks are followed down to real devices (dm/md slaves, loop backing files), so a dm
+/// device mapping part of the source disk is caught too. Two bases on one disk overlap unless
+/// both are partitions with disjoint ranges.
 fn check_overlap(source: &BlockDev, target: &BlockDev) -> Result<()> {
     let t = target.display();
-    let tdisk = target.whole_disk()?;
-    let (bases, through_loop) = source.base_devices();
-    for base in bases {
-        let bdisk = base.whole_disk()?;
-        if bdisk.devnum != tdisk.devnum {
-            continue;
-        }
-        if through_loop {
-            return Err(refuse(
-                format!(
-                    "target {t} is on {}, the live medium the running system is loaded from",
-                    bdisk.display()
-                ),
-                Some("pick a disk other than the live medium"),
-            ));
-        }
-        let whole = |d: &BlockDev| d.partition_range().unwrap_or((0, u64::MAX));
-        let (bs, bl) = whole(&base);
-        let (ts, tl) = whole(target);
-        if bs < ts.saturating_add(tl) && ts < bs.saturating_add(bl) {
-            return Err(refuse(
-                format!(
-                    "target {t} overlaps the source {} (both on {})",
-                    base.display(),
-                    bdisk.display()
-                ),
-                Some("name a partition that does not contain the source, or another disk"),
-            ));
+    let (source_bases, through_loop) = source.base_devices();
+    let (target_bases, _) = target.base_devices();
+    for sb in &source_bases {
+        let sdisk = sb.whole_disk()?;
+        for tb in &target_bases {
+            if tb.whole_disk()?.devnum != sdisk.devnum {
+                continue;
+            }
+            if through_loop {
+                return Err(refuse(
+                    format!(
+                        "target {t} is on {}, the live medium the running system is loaded from",
+                        sdisk.display()
+                    ),
+                    Some("pick a disk other than the live medium"),
+                ));
+            }
+            let disjoint = match (sb.partition_range(), tb.partition_range()) {
+                (Some((ss, sl)), Some((ts, tl))) => ss + sl <= ts || ts + tl <= ss,
+                _ => false,
+            };
+            if !disjoint {
+                let via = if tb.devnum == target.devnum {
+                    String::new()
+                } else {
+                    format!(" (it maps {})", tb.display())
+                };
+                return Err(refuse(
+                    format!(
+                        "target {t}{via} overlaps the source {} (both on {})",
+                        sb.display(),
+                        sdisk.display()
+                    ),
+                    Some("name a partition that does not contain the source, or another disk"),
+                ));
+            }
         }
     }
     Ok(())

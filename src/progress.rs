@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use crate::kernel::blockdev::human;
 
 enum Mode {
-    Tty(ProgressBar),
+    /// The bar exists only while the copy runs.
+    Tty(Option<ProgressBar>),
     Plain {
         last: Option<Instant>,
         last_pct: i64,
@@ -39,16 +40,7 @@ impl Progress {
         let mode = if json {
             Mode::Json
         } else if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:40}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix("copying");
-            Mode::Tty(bar)
+            Mode::Tty(None)
         } else {
             Mode::Plain {
                 last: None,
@@ -68,9 +60,17 @@ impl Progress {
     /// Restart the clock for rate/ETA (call when the copy starts).
     pub fn start_copy(&mut self, total: u64) {
         self.t0 = Instant::now();
-        if let Mode::Tty(bar) = &self.mode {
-            bar.set_length(total);
-            bar.reset();
+        if let Mode::Tty(slot) = &mut self.mode {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:40}] {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix("copying");
+            *slot = Some(bar);
         }
     }
 
@@ -87,10 +87,11 @@ impl Progress {
             done as f64 * 100.0 / total as f64
         };
         match &mut self.mode {
-            Mode::Tty(bar) => {
+            Mode::Tty(Some(bar)) => {
                 bar.set_length(total);
                 bar.set_position(done);
             }
+            Mode::Tty(None) => {}
             Mode::Plain { last, last_pct } => {
                 let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
                 let step = (pct as i64) / 10 > *last_pct / 10;
@@ -126,8 +127,10 @@ impl Progress {
 
     /// Stop drawing the bar (before the switch and before any other output).
     pub fn finish_copy(&mut self) {
-        if let Mode::Tty(bar) = &self.mode {
-            bar.finish();
+        if let Mode::Tty(slot) = &mut self.mode {
+            if let Some(bar) = slot.take() {
+                bar.finish();
+            }
         }
     }
 
@@ -139,8 +142,8 @@ impl Progress {
                 merge(&mut ev, fields);
                 emit(&ev);
             }
-            Mode::Tty(bar) => bar.suspend(|| eprintln!("{human_line}")),
-            Mode::Plain { .. } => eprintln!("{human_line}"),
+            Mode::Tty(Some(bar)) => bar.suspend(|| eprintln!("{human_line}")),
+            Mode::Tty(None) | Mode::Plain { .. } => eprintln!("{human_line}"),
         }
     }
 }

@@ -9,5 +9,6 @@ pub mod dm;
 pub mod dmtable;
 pub mod fs;
 pub mod ioctl;
+pub mod md;
 pub mod memlock;
 pub mod mounts;

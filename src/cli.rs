@@ -17,13 +17,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Wrap SOURCE in a dm linear device rootshift-NAME (run from the initrd, before mounting).
+    /// Wrap SOURCE in a thin device (run from the initrd, before mounting the root).
+    ///
+    /// dm: a linear device /dev/mapper/rootshift-NAME. md: a superblock-less raid1
+    /// /dev/md_rootshift-NAME (nothing is written to SOURCE).
     Wrap {
         /// Block device holding the root filesystem.
         source: PathBuf,
         /// Wrapper name; the device is rootshift-NAME.
         #[arg(long, default_value = crate::wrapper::DEFAULT_NAME)]
         name: String,
+        /// Kernel mechanism for the wrapper and later migrations.
+        #[arg(long, value_enum, default_value = "dm")]
+        backend: crate::wrapper::Kind,
     },
     /// Show the wrapper, its legs, copy progress and the last migration.
     Status {

@@ -8,11 +8,14 @@ use rootshift::{migrate, status, wrapper};
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Wrap { source, name } => {
+        Command::Wrap {
+            source,
+            name,
+            backend,
+        } => {
             migrate::preflight::require_root()?;
             let _lock = rootshift::lock::Lock::acquire()?;
-            let dm = rootshift::kernel::dm::Dm::open()?;
-            let node = wrapper::wrap(&dm, &source, &name)?;
+            let node = wrapper::wrap(backend, &source, &name)?;
             println!("{}", node.display());
             Ok(())
         }

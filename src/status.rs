@@ -3,10 +3,11 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::backend;
 use crate::error::refuse;
 use crate::kernel::blockdev::{human, BlockDev};
 use crate::kernel::dm::Dm;
-use crate::kernel::dmtable::{Health, MirrorStatus, WrapperTable};
+use crate::kernel::dmtable::Health;
 use crate::kernel::mounts;
 use crate::migrate::journal::{Journal, Step};
 use crate::wrapper::{self, Wrapper};
@@ -30,6 +31,8 @@ pub struct SyncReport {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub name: String,
+    /// `dm-mirror` or `md-raid1`.
+    pub backend: &'static str,
     pub dev: String,
     pub path: String,
     pub size_bytes: u64,
@@ -57,67 +60,57 @@ fn leg(
     }
 }
 
-pub fn report(dm: &Dm, w: &Wrapper) -> Result<Report> {
-    let table = w.table(dm)?;
+pub fn report(w: &Wrapper) -> Result<Report> {
+    let b = backend::open(w)?;
     let journal = Journal::load(&w.name)?;
-    let line = dm
-        .table(&w.name)?
-        .first()
-        .map(|l| l.to_string())
-        .unwrap_or_default();
-    let (legs, sync, state) = match &table {
-        WrapperTable::Mirror { .. } => {
-            let st: Option<MirrorStatus> = dm
-                .status(&w.name)?
-                .first()
-                .and_then(|l| l.params.parse().ok());
-            let legs = table
-                .devices()
-                .into_iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    leg(
-                        if i == 0 { "source" } else { "target" },
-                        d,
-                        st.as_ref().and_then(|s| s.health_of(d)),
-                    )
-                })
-                .collect();
-            let sync = st.as_ref().map(|s| SyncReport {
-                in_sync: s.in_sync,
-                total: s.total,
-                percent: if s.total == 0 {
-                    100.0
-                } else {
-                    (s.in_sync as f64 * 1000.0 / s.total as f64).round() / 10.0
-                },
-            });
-            let state = if st.as_ref().is_some_and(|s| s.fully_synced()) {
-                "in-sync"
+    let line = b.describe()?;
+    let devs = b.legs()?;
+    let (legs, sync, table, state) = if b.mirroring()? {
+        let st = b.sync_state().ok();
+        let legs = devs
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                leg(
+                    if i == 0 { "source" } else { "target" },
+                    d,
+                    st.as_ref().and_then(|s| s.health_of(d)),
+                )
+            })
+            .collect();
+        let sync = st.as_ref().map(|s| SyncReport {
+            in_sync: s.units_done,
+            total: s.units_total,
+            percent: if s.units_total == 0 {
+                100.0
             } else {
-                "mirroring"
-            };
-            (legs, sync, state.to_string())
-        }
-        WrapperTable::Linear { params, .. } => {
-            let on_target = journal
-                .as_ref()
-                .is_some_and(|j| j.target.dev == params.dev.to_string() && j.step.switched());
-            let state = match journal.as_ref().map(|j| j.step) {
-                Some(s) if on_target => s.as_str().to_string(),
-                Some(Step::Aborted) => "aborted".to_string(),
-                _ => "wrapped".to_string(),
-            };
-            (
-                vec![leg(
-                    if on_target { "target" } else { "source" },
-                    params.dev,
-                    None,
-                )],
-                None,
-                state,
-            )
-        }
+                (s.units_done as f64 * 1000.0 / s.units_total as f64).round() / 10.0
+            },
+        });
+        let state = if st.as_ref().is_some_and(|s| s.complete()) {
+            "in-sync"
+        } else {
+            "mirroring"
+        };
+        (legs, sync, "mirror", state.to_string())
+    } else {
+        let dev = *devs
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("{} maps no device", w.name))?;
+        let on_target = journal
+            .as_ref()
+            .is_some_and(|j| j.target.dev == dev.to_string() && j.step.switched());
+        let state = match journal.as_ref().map(|j| j.step) {
+            Some(s) if on_target => s.as_str().to_string(),
+            Some(Step::Aborted) => "aborted".to_string(),
+            _ => "wrapped".to_string(),
+        };
+        (
+            vec![leg(if on_target { "target" } else { "source" }, dev, None)],
+            None,
+            "linear",
+            state,
+        )
     };
     let size = BlockDev::from_devnum(w.devnum)
         .and_then(|d| d.size())
@@ -128,10 +121,11 @@ pub fn report(dm: &Dm, w: &Wrapper) -> Result<Report> {
         .map(|m| m.mount_point.display().to_string());
     Ok(Report {
         name: w.name.clone(),
+        backend: b.kind(),
         dev: w.devnum.to_string(),
         path: w.node().display().to_string(),
         size_bytes: size,
-        table: table.kind(),
+        table,
         table_line: line,
         legs,
         sync,
@@ -153,7 +147,7 @@ fn print_human(r: &Report) {
         println!("  mounted on: {m}");
     }
     println!("  state:      {}", r.state);
-    println!("  table:      {}", r.table_line);
+    println!("  {:<11} {}", format!("{}:", r.backend), r.table_line);
     for l in &r.legs {
         let size = l
             .size_bytes
@@ -198,11 +192,11 @@ fn print_human(r: &Report) {
 
 /// `rootshift status [--name N] [--json]`.
 pub fn status(name: Option<&str>, json: bool) -> Result<()> {
-    let dm = Dm::open()?;
-    let all = wrapper::list(&dm)?;
+    let dm = Dm::open().ok();
+    let all = wrapper::list(dm.as_ref())?;
     let chosen: Vec<Wrapper> = if name.is_some() {
-        vec![wrapper::find(&dm, name)?]
-    } else if let Ok(w) = wrapper::find(&dm, None) {
+        vec![wrapper::find(dm.as_ref(), name)?]
+    } else if let Ok(w) = wrapper::find(dm.as_ref(), None) {
         vec![w]
     } else {
         all
@@ -213,10 +207,7 @@ pub fn status(name: Option<&str>, json: bool) -> Result<()> {
             Some("the root is wrapped at boot by the rootshift initrd hook, or by `rootshift wrap` before mounting"),
         ));
     }
-    let reports = chosen
-        .iter()
-        .map(|w| report(&dm, w))
-        .collect::<Result<Vec<_>>>()?;
+    let reports = chosen.iter().map(report).collect::<Result<Vec<_>>>()?;
     if json {
         if reports.len() == 1 {
             println!("{}", serde_json::to_string_pretty(&reports[0])?);

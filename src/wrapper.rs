@@ -1,7 +1,9 @@
-//! The rootshift wrapper: the thin dm device the root is mounted from (`rootshift-NAME`).
+//! The rootshift wrapper: the thin device the root is mounted from.
 //!
-//! Every device rootshift creates is named `rootshift-…` and carries a dm uuid
-//! `ROOTSHIFT-1-<name>` (prefix + format version), so status, recovery and cleanup find exactly ours.
+//! Two kinds: a dm `linear` device `rootshift-NAME` (dm uuid `ROOTSHIFT-1-NAME`: prefix + format
+//! version) or a superblock-less md raid1 `md_rootshift-NAME` (the kernel's named-array form). Every
+//! device rootshift creates carries the `rootshift-` prefix, so status, recovery and cleanup find
+//! exactly ours.
 
 use std::path::{Path, PathBuf};
 
@@ -17,13 +19,26 @@ use crate::kernel::mounts;
 pub const PREFIX: &str = "rootshift-";
 pub const UUID_PREFIX: &str = "ROOTSHIFT-1-";
 pub const DEFAULT_NAME: &str = "root";
+/// md named arrays must be called `md_<something>` (drivers/md/md.c, add_named_array).
+pub const MD_PREFIX: &str = "md_";
 
-/// A rootshift dm device.
+/// Which kernel mechanism a wrapper is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// device-mapper: `linear`, reloaded to `mirror` for the copy.
+    Dm,
+    /// md raid1 without superblock, driven by ioctls.
+    Md,
+}
+
+/// A rootshift wrapper device.
 #[derive(Debug, Clone)]
 pub struct Wrapper {
-    /// Full dm name, `rootshift-root`.
+    /// Logical name, `rootshift-root` (the md array is `md_rootshift-root`).
     pub name: String,
     pub devnum: DevNum,
+    pub kind: Kind,
 }
 
 /// `root` → `rootshift-root`; an already-prefixed name is kept.
@@ -37,31 +52,66 @@ pub fn full_name(short: &str) -> String {
 
 impl Wrapper {
     pub fn node(&self) -> PathBuf {
-        PathBuf::from("/dev/mapper").join(&self.name)
+        match self.kind {
+            Kind::Dm => PathBuf::from("/dev/mapper").join(&self.name),
+            Kind::Md => PathBuf::from("/dev").join(self.md_name()),
+        }
     }
 
-    /// The live table, decoded.
-    pub fn table(&self, dm: &Dm) -> Result<WrapperTable> {
+    /// The md array's kernel name, `md_rootshift-root`.
+    pub fn md_name(&self) -> String {
+        format!("{MD_PREFIX}{}", self.name)
+    }
+
+    /// The live dm table, decoded (dm wrappers only).
+    pub fn dm_table(&self, dm: &Dm) -> Result<WrapperTable> {
         let lines = dm.table(&self.name)?;
         WrapperTable::from_lines(&lines)
             .with_context(|| format!("{} has a table rootshift did not make", self.name))
     }
 }
 
-/// All rootshift wrappers present.
-pub fn list(dm: &Dm) -> Result<Vec<Wrapper>> {
-    let mut v: Vec<Wrapper> = dm
-        .list()?
-        .into_iter()
-        .filter(|(n, _)| n.starts_with(PREFIX))
-        .map(|(name, devnum)| Wrapper { name, devnum })
-        .collect();
+/// All rootshift wrappers present: dm devices `rootshift-*` and md arrays `md_rootshift-*`.
+pub fn list(dm: Option<&Dm>) -> Result<Vec<Wrapper>> {
+    let mut v: Vec<Wrapper> = match dm {
+        Some(dm) => dm
+            .list()?
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(PREFIX))
+            .map(|(name, devnum)| Wrapper {
+                name,
+                devnum,
+                kind: Kind::Dm,
+            })
+            .collect(),
+        None => vec![],
+    };
+    let md_prefix = format!("{MD_PREFIX}{PREFIX}");
+    if let Ok(rd) = std::fs::read_dir("/sys/block") {
+        for e in rd.flatten() {
+            let kname = e.file_name().to_string_lossy().into_owned();
+            let Some(name) = kname
+                .strip_prefix(MD_PREFIX)
+                .filter(|_| kname.starts_with(&md_prefix))
+            else {
+                continue;
+            };
+            let dev = std::fs::read_to_string(e.path().join("dev")).ok();
+            if let Some(devnum) = dev.and_then(|d| d.trim().parse().ok()) {
+                v.push(Wrapper {
+                    name: name.to_string(),
+                    devnum,
+                    kind: Kind::Md,
+                });
+            }
+        }
+    }
     v.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(v)
 }
 
-/// The wrapper named `name`, or the one `/` is mounted from, or the only one.
-pub fn find(dm: &Dm, name: Option<&str>) -> Result<Wrapper> {
+/// The wrapper named `name`, or the one `/` is mounted from.
+pub fn find(dm: Option<&Dm>, name: Option<&str>) -> Result<Wrapper> {
     let all = list(dm)?;
     if let Some(n) = name {
         let full = full_name(n);
@@ -79,8 +129,8 @@ pub fn find(dm: &Dm, name: Option<&str>) -> Result<Wrapper> {
     let root_dev = BlockDev::from_devnum(root.devnum)
         .map(|d| format!("{} ({})", d.display(), root.devnum))
         .unwrap_or_else(|_| root.devnum.to_string());
-    let how = "boot with the rootshift initrd hook (rd.rootshift=dm), which mounts the root from \
-               /dev/mapper/rootshift-root; `rootshift wrap` must run before the root is mounted";
+    let how = "boot with the rootshift initrd hook (rd.rootshift=dm or md), which mounts the root \
+               from the wrapper; `rootshift wrap` must run before the root is mounted";
     match all.as_slice() {
         [] => Err(refuse(
             format!("/ is mounted from {root_dev}, which is not on a rootshift wrapper (no rootshift-* device exists)"),
@@ -96,8 +146,8 @@ pub fn find(dm: &Dm, name: Option<&str>) -> Result<Wrapper> {
     }
 }
 
-/// `rootshift wrap SOURCE`: create `rootshift-NAME` = linear over SOURCE, make its node.
-pub fn wrap(dm: &Dm, source: &Path, name: &str) -> Result<PathBuf> {
+/// `rootshift wrap [--backend dm|md] SOURCE`: create the wrapper over SOURCE, make its node.
+pub fn wrap(kind: Kind, source: &Path, name: &str) -> Result<PathBuf> {
     let full = full_name(name);
     let src = match BlockDev::from_path(source) {
         Ok(d) => d,
@@ -109,7 +159,8 @@ pub fn wrap(dm: &Dm, source: &Path, name: &str) -> Result<PathBuf> {
         }
         Err(e) => return Err(e.into()),
     };
-    if list(dm)?.iter().any(|w| w.name == full) {
+    let dm = Dm::open().ok();
+    if list(dm.as_ref())?.iter().any(|w| w.name == full) {
         return Err(refuse(
             format!("{full} already exists"),
             Some("use `rootshift status` to see it, or --name for another wrapper"),
@@ -125,9 +176,16 @@ pub fn wrap(dm: &Dm, source: &Path, name: &str) -> Result<PathBuf> {
                 src.display(),
                 m.mount_point.display()
             ),
-            Some("wrap the device in the initrd, before the root is mounted (rd.rootshift=dm)"),
+            Some("wrap the device in the initrd, before the root is mounted (rd.rootshift=dm|md)"),
         ));
     }
+    match kind {
+        Kind::Dm => wrap_dm(&Dm::open()?, &src, &full),
+        Kind::Md => crate::backend::md_raid1::wrap(&src, &full),
+    }
+}
+
+fn wrap_dm(dm: &Dm, src: &BlockDev, full: &str) -> Result<PathBuf> {
     let size = src
         .size()
         .with_context(|| format!("reading the size of {}", src.display()))?;
@@ -142,13 +200,13 @@ pub fn wrap(dm: &Dm, source: &Path, name: &str) -> Result<PathBuf> {
         },
     )];
     let uuid = format!("{UUID_PREFIX}{}", full.trim_start_matches(PREFIX));
-    let info = dm.create(&full, Some(&uuid), &table).with_context(|| {
+    let info = dm.create(full, Some(&uuid), &table).with_context(|| {
         format!(
             "wrapping {} (is it in use? wrap runs before the root is mounted)",
             src.display()
         )
     })?;
-    ensure_node(&full, info.devnum)
+    ensure_node(full, info.devnum)
 }
 
 #[cfg(test)]

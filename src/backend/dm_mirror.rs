@@ -41,7 +41,7 @@ impl DmMirror {
 
     /// The region size of the live mirror table.
     fn region(&self) -> Result<Sectors> {
-        match self.wrapper.table(&self.dm)? {
+        match self.wrapper.dm_table(&self.dm)? {
             WrapperTable::Mirror { params, .. } => Ok(params.log.region()),
             WrapperTable::Linear { .. } => bail!("{} is not mirroring", self.name()),
         }
@@ -110,9 +110,29 @@ impl Backend for DmMirror {
         "dm-mirror"
     }
 
+    fn legs(&self) -> Result<Vec<crate::kernel::devnum::DevNum>> {
+        Ok(self.wrapper.dm_table(&self.dm)?.devices())
+    }
+
+    fn mirroring(&self) -> Result<bool> {
+        Ok(matches!(
+            self.wrapper.dm_table(&self.dm)?,
+            WrapperTable::Mirror { .. }
+        ))
+    }
+
+    fn describe(&self) -> Result<String> {
+        Ok(self
+            .dm
+            .table(self.name())?
+            .first()
+            .map(|l| l.to_string())
+            .unwrap_or_default())
+    }
+
     fn attach(&mut self, source: &BlockDev, target: &BlockDev) -> Result<()> {
         self.dm.ensure_target("mirror", "dm_mirror")?;
-        let len = match self.wrapper.table(&self.dm)? {
+        let len = match self.wrapper.dm_table(&self.dm)? {
             WrapperTable::Linear { len, params } if params.dev == source.devnum => len,
             t => bail!(
                 "{} maps {} ({:?}), not the source {} alone",
@@ -240,7 +260,7 @@ impl Backend for DmMirror {
     }
 
     fn detach_target(&mut self, source: &BlockDev) -> Result<()> {
-        let (len, params) = match self.wrapper.table(&self.dm)? {
+        let (len, params) = match self.wrapper.dm_table(&self.dm)? {
             WrapperTable::Mirror { len, params } => (len, params),
             WrapperTable::Linear { params, .. } if params.dev == source.devnum => return Ok(()),
             WrapperTable::Linear { params, .. } => bail!(
@@ -281,7 +301,7 @@ impl Backend for DmMirror {
     fn grow_device(&mut self, target: &BlockDev) -> Result<Bytes> {
         // The switch already loaded linear at the target's full size.
         let want = sectors_of(target)?;
-        let have = self.wrapper.table(&self.dm)?.len();
+        let have = self.wrapper.dm_table(&self.dm)?.len();
         if have < want {
             self.dm.reload(self.name(), &[linear(target, want)])?;
         }

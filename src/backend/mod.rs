@@ -4,6 +4,7 @@
 //! never knows whether it talks to dm-mirror or (later) md raid1 or dm-clone.
 
 pub mod dm_mirror;
+pub mod md_raid1;
 
 use std::time::Duration;
 
@@ -12,7 +13,17 @@ use devicemapper::Bytes;
 
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
+use crate::kernel::dm::Dm;
 use crate::kernel::dmtable::Health;
+use crate::wrapper::{Kind, Wrapper};
+
+/// The backend that drives this wrapper (detected from what the wrapper is).
+pub fn open(w: &Wrapper) -> Result<Box<dyn Backend>> {
+    Ok(match w.kind {
+        Kind::Dm => Box::new(dm_mirror::DmMirror::new(Dm::open()?, w.clone())),
+        Kind::Md => Box::new(md_raid1::MdRaid1::open(w)?),
+    })
+}
 
 /// Copy progress and leg health, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +57,14 @@ pub enum SwitchOutcome {
 
 /// One mechanism for moving a live device.
 pub trait Backend {
-    /// Short name for status and journal (`dm-mirror`).
+    /// Short name for status and journal (`dm-mirror`, `md-raid1`).
     fn kind(&self) -> &'static str;
+    /// The devices the wrapper maps now, source first.
+    fn legs(&self) -> Result<Vec<DevNum>>;
+    /// Whether a second leg is attached (a copy runs or waits for the switch).
+    fn mirroring(&self) -> Result<bool>;
+    /// One line describing the kernel object (the dm table line, the md members).
+    fn describe(&self) -> Result<String>;
     /// Start the copy source → target: the target becomes a second leg.
     fn attach(&mut self, source: &BlockDev, target: &BlockDev) -> Result<()>;
     /// Current copy progress and leg health.

@@ -19,12 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
-use crate::backend::dm_mirror::DmMirror;
-use crate::backend::{Backend, SwitchOutcome};
+use crate::backend::{self, Backend, SwitchOutcome};
 use crate::error::{refuse, Interrupted};
 use crate::kernel::blockdev::{human, BlockDev};
 use crate::kernel::dm::Dm;
-use crate::kernel::dmtable::WrapperTable;
 use crate::kernel::fs::grow_mounted;
 use crate::kernel::mounts;
 use crate::lock::Lock;
@@ -127,21 +125,22 @@ fn copy(
 pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
-    let dm = Dm::open()?;
-    let w = wrapper::find(&dm, opts.name.as_deref())?;
-    let source_dev =
-        match w.table(&dm)? {
-            WrapperTable::Linear { params, .. } => params.dev,
-            WrapperTable::Mirror { .. } => return Err(refuse(
-                format!(
-                    "a migration of {} is already in progress (it is a mirror now)",
-                    w.name
-                ),
-                Some(
-                    "run `rootshift status` to see it, `rootshift abort` to go back to the source",
-                ),
-            )),
-        };
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), opts.name.as_deref())?;
+    let mut backend = backend::open(&w)?;
+    if backend.mirroring()? {
+        return Err(refuse(
+            format!(
+                "a migration of {} is already in progress (a target is attached)",
+                w.name
+            ),
+            Some("run `rootshift status` to see it, `rootshift abort` to go back to the source"),
+        ));
+    }
+    let source_dev = *backend
+        .legs()?
+        .first()
+        .ok_or_else(|| anyhow!("{} maps no device", w.name))?;
     let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
     let target = preflight::resolve_target(&opts.target)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
@@ -166,13 +165,12 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     let mut progress = Progress::new(opts.json);
     let mut journal = Journal::new(
         &w.name,
-        "dm-mirror",
+        backend.kind(),
         record(&source, checked.source_size),
         record(&target, checked.target_size),
     );
     journal.save()?;
     let t_start = Instant::now();
-    let mut backend = DmMirror::new(dm, w.clone());
     progress.event(
         "start",
         &format!("mirroring {} onto {} through {}", source.display(), target.display(), w.name),
@@ -188,10 +186,10 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     progress.start_copy(*checked.source_size as u64);
     let mut attempts = 0;
     let window = loop {
-        let stopped = copy(&mut backend, &target, &signals, &mut progress);
+        let stopped = copy(backend.as_mut(), &target, &signals, &mut progress);
         progress.finish_copy();
         if let Err(stop) = stopped {
-            return roll_back(&mut backend, &source, &mut journal, &progress, stop);
+            return roll_back(backend.as_mut(), &source, &mut journal, &progress, stop);
         }
         journal.copy_seconds = Some(progress.copy_elapsed().as_secs_f64());
         // switched: the point of no return
@@ -209,12 +207,12 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
                 let stop = Stop::Error(anyhow!(
                     "the mirror never stayed in sync for the switch ({status})"
                 ));
-                return roll_back(&mut backend, &source, &mut journal, &progress, stop);
+                return roll_back(backend.as_mut(), &source, &mut journal, &progress, stop);
             }
             Err(e) => {
                 // switch_to_target resumed the mirror on its error paths; go back to the source.
                 return roll_back(
-                    &mut backend,
+                    backend.as_mut(),
                     &source,
                     &mut journal,
                     &progress,
@@ -358,58 +356,51 @@ fn roll_back(
 pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
-    let dm = Dm::open()?;
-    let w = wrapper::find(&dm, name)?;
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), name)?;
     let progress = Progress::new(json_out);
     let mut journal = Journal::load(&w.name)?;
-    match w.table(&dm)? {
-        WrapperTable::Mirror { params, .. } => {
-            let first = params
-                .legs
-                .first()
-                .map(|l| l.dev)
-                .ok_or_else(|| anyhow!("mirror without legs"))?;
-            let source = BlockDev::from_devnum(first)?;
-            let mut backend = DmMirror::new(dm, w.clone());
-            backend.detach_target(&source)?;
-            if let Some(j) = journal.as_mut() {
-                j.error = Some("aborted by `rootshift abort`".into());
-                j.set_step(Step::Aborted)?;
-            }
-            progress.event(
-                "aborted",
-                &format!("aborted: {} maps {} alone again", w.name, source.display()),
-                json!({"wrapper": w.name, "source": source.devnum}),
-            );
-            Ok(())
+    let mut backend = backend::open(&w)?;
+    let legs = backend.legs()?;
+    let first = *legs
+        .first()
+        .ok_or_else(|| anyhow!("{} maps no device", w.name))?;
+    if backend.mirroring()? {
+        let source = BlockDev::from_devnum(first)?;
+        backend.detach_target(&source)?;
+        if let Some(j) = journal.as_mut() {
+            j.error = Some("aborted by `rootshift abort`".into());
+            j.set_step(Step::Aborted)?;
         }
-        WrapperTable::Linear { params, .. } => {
-            if let Some(j) = journal.as_mut() {
-                if j.step.switched() && j.target.dev == params.dev.to_string() {
-                    return Err(refuse(
-                        format!(
-                            "the system already runs on the target {}: the switch is the point of no return, there is nothing to abort",
-                            j.target.path
-                        ),
-                        Some("the source no longer has the latest writes; `rootshift status` shows the state"),
-                    ));
-                }
-                if j.step == Step::Mirroring {
-                    j.error = Some(
-                        "interrupted before the copy started; found on the source alone".into(),
-                    );
-                    j.set_step(Step::Aborted)?;
-                }
-            }
-            let dev = BlockDev::from_devnum(params.dev)
-                .map(|d| d.display())
-                .unwrap_or_else(|_| params.dev.to_string());
-            progress.event(
-                "nothing-to-abort",
-                &format!("nothing to abort: {} maps {dev} alone", w.name),
-                json!({"wrapper": w.name, "device": params.dev}),
-            );
-            Ok(())
+        progress.event(
+            "aborted",
+            &format!("aborted: {} maps {} alone again", w.name, source.display()),
+            json!({"wrapper": w.name, "source": source.devnum}),
+        );
+        return Ok(());
+    }
+    if let Some(j) = journal.as_mut() {
+        if j.step.switched() && j.target.dev == first.to_string() {
+            return Err(refuse(
+                format!(
+                    "the system already runs on the target {}: the switch is the point of no return, there is nothing to abort",
+                    j.target.path
+                ),
+                Some("the source no longer has the latest writes; `rootshift status` shows the state"),
+            ));
+        }
+        if j.step == Step::Mirroring {
+            j.error = Some("interrupted before the copy started; found on the source alone".into());
+            j.set_step(Step::Aborted)?;
         }
     }
+    let dev = BlockDev::from_devnum(first)
+        .map(|d| d.display())
+        .unwrap_or_else(|_| first.to_string());
+    progress.event(
+        "nothing-to-abort",
+        &format!("nothing to abort: {} maps {dev} alone", w.name),
+        json!({"wrapper": w.name, "device": first}),
+    );
+    Ok(())
 }

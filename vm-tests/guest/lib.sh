@@ -94,6 +94,10 @@ verify_sums() {
 # ---- block device facts ---------------------------------------------------------------------------------------
 devnum() { cat "/sys/class/block/$(basename "$(readlink -f "$1")")/dev"; }        # /dev/vdb -> 254:16
 sectors() { blockdev --getsz "$1"; }
+# the wrapper of this run's backend (dm: /dev/mapper/rootshift-root, md: /dev/md_rootshift-root)
+backend() { cat "$RES/backend" 2>/dev/null || echo dm; }
+wrapper_node() { if [ "$(backend)" = md ]; then echo /dev/md_rootshift-root; else echo /dev/mapper/rootshift-root; fi; }
+wrapper_block() { if [ "$(backend)" = md ]; then echo md_rootshift-root; else dm_by_name rootshift-root; fi; }   # name in /sys/block
 dm_by_name() { for d in /sys/block/dm-*; do [ "$(cat "$d/dm/name" 2>/dev/null)" = "$1" ] && { basename "$d"; return 0; }; done; return 1; }
 # status_json OUT : rootshift status --json into OUT, returns its exit status
 status_json() { rootshift status --json > "$1" 2> "$1.err"; }

@@ -1,0 +1,381 @@
+//! md raid1 backend: a superblock-less raid1 (`md_rootshift-NAME`) over the source, driven by
+//! ioctls and sysfs only (never the mdadm binary).
+//!
+//! attach: HOT_ADD_DISK the target (it joins as a spare and gets the whole device as its size),
+//! raise `raid_disks` to 2 → md recovers slot 0 onto it. switch: only when `sync_action` is idle,
+//! `degraded` is 0 and the target is in_sync — checked again by GET_DISK_INFO right before —
+//! SET_DISK_FAULTY on the source: that is the point of no return (md never sends another write to
+//! a faulty member). After it: HOT_REMOVE_DISK the source (EBUSY for a moment is normal),
+//! `raid_disks` back to 1 (raid1 packs the target into slot 0), then the grow the 2007 attempt
+//! lacked: `dev-<target>/size` = 0 (re-read the member's size; a member bound by ADD_NEW_DISK or
+//! left at a stale size blocks every grow with ENOSPC) and `component_size` = 0 (fit the smallest
+//! — now the only — member). The root stays on /dev/md_rootshift-NAME until the next boot.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use devicemapper::Bytes;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::{Backend, SwitchOutcome, SyncState};
+use crate::kernel::blockdev::BlockDev;
+use crate::kernel::devnum::DevNum;
+use crate::kernel::dmtable::Health;
+use crate::kernel::ioctl::{self, MD_DISK_FAULTY, MD_DISK_SYNC};
+use crate::kernel::md::{build_raid1, MdArray, MdMember, Slot, SyncAction, SyncCompleted};
+use crate::wrapper::{Wrapper, MD_PREFIX};
+
+/// `rootshift wrap --backend md SOURCE`: build the one-member array and return its node.
+pub fn wrap(source: &BlockDev, full_name: &str) -> Result<PathBuf> {
+    let name = format!("{MD_PREFIX}{full_name}");
+    let array = build_raid1(&name, source)
+        .with_context(|| format!("building md raid1 {name} over {}", source.display()))?;
+    let node = array.node();
+    if !node.exists() {
+        bail!("{} did not appear after building {name}", node.display());
+    }
+    Ok(node)
+}
+
+/// sync_speed_min during a migration (KiB/s): md's default sync_speed_max.
+const SPEED_MIN_KIB: u32 = 200_000;
+
+pub struct MdRaid1 {
+    array: MdArray,
+}
+
+fn member_dev(m: &MdMember) -> Option<DevNum> {
+    m.devnum.or_else(|| {
+        std::fs::read_to_string(format!("/sys/class/block/{}/dev", m.kname))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+}
+
+fn slot_key(m: &MdMember) -> u32 {
+    match m.slot {
+        Slot::Index(i) => i,
+        _ => u32::MAX,
+    }
+}
+
+impl MdRaid1 {
+    pub fn open(w: &Wrapper) -> Result<MdRaid1> {
+        let array = MdArray::open(&w.md_name())?;
+        Ok(MdRaid1 { array })
+    }
+
+    /// Members in slot order (slot 0, the source, first; spares and faulty ones last).
+    fn members(&self) -> Result<Vec<MdMember>> {
+        let mut m = self.array.dev_dirs()?;
+        m.sort_by_key(slot_key);
+        Ok(m)
+    }
+
+    fn member(&self, dev: DevNum) -> Result<Option<MdMember>> {
+        Ok(self
+            .members()?
+            .into_iter()
+            .find(|m| member_dev(m) == Some(dev)))
+    }
+
+    /// Remove a member, retrying the transient EBUSY md gives while I/O is in flight.
+    fn remove(&self, dev: DevNum) -> Result<()> {
+        let t0 = Instant::now();
+        loop {
+            match self.array.hot_remove(dev) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.errno() == Some(Errno::EBUSY)
+                        && t0.elapsed() < Duration::from_secs(10) =>
+                {
+                    sleep(Duration::from_millis(100))
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("removing {dev} from {}", self.array.name))
+                }
+            }
+        }
+    }
+
+    /// Set `raid_disks`, retrying EBUSY while a recovery winds down.
+    fn set_raid_disks(&self, n: u32) -> Result<()> {
+        let t0 = Instant::now();
+        loop {
+            match self.array.write("raid_disks", &n.to_string()) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.errno() == Some(Errno::EBUSY)
+                        && t0.elapsed() < Duration::from_secs(10) =>
+                {
+                    sleep(Duration::from_millis(100))
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("setting raid_disks of {} to {n}", self.array.name)
+                    })
+                }
+            }
+        }
+    }
+
+    /// GET_DISK_INFO view of one member: (in sync, faulty). Asked of the kernel directly, right
+    /// before the point of no return (sysfs was read a moment earlier; a member can fail between).
+    fn disk_info(&self, dev: DevNum) -> Result<Option<(bool, bool)>> {
+        let f = self.array.open_node()?;
+        let info = ioctl::md_get_array_info(f.as_fd()).context("GET_ARRAY_INFO")?;
+        let n = info.nr_disks.max(info.raid_disks).max(2) + 4;
+        for number in 0..n.min(27) {
+            let d = ioctl::md_get_disk_info(f.as_fd(), number).context("GET_DISK_INFO")?;
+            if d.major as u32 == dev.major && d.minor as u32 == dev.minor {
+                let st = d.state as u32;
+                return Ok(Some((
+                    st & (1 << MD_DISK_SYNC) != 0,
+                    st & (1 << MD_DISK_FAULTY) != 0,
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Backend for MdRaid1 {
+    fn kind(&self) -> &'static str {
+        "md-raid1"
+    }
+
+    fn legs(&self) -> Result<Vec<DevNum>> {
+        Ok(self.members()?.iter().filter_map(member_dev).collect())
+    }
+
+    fn mirroring(&self) -> Result<bool> {
+        Ok(self.members()?.len() > 1)
+    }
+
+    fn describe(&self) -> Result<String> {
+        let members: Vec<String> = self
+            .members()?
+            .iter()
+            .map(|m| format!("{}[{}] {}", m.kname, m.slot, m.state))
+            .collect();
+        Ok(format!(
+            "raid1 {} ({}): {}; raid_disks {}; sync_action {}",
+            self.array.name,
+            self.array.devnum,
+            members.join(", "),
+            self.array
+                .raid_disks()
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+                .trim(),
+            self.array
+                .sync_action()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+                .trim()
+        ))
+    }
+
+    fn attach(&mut self, source: &BlockDev, target: &BlockDev) -> Result<()> {
+        let legs = self.legs()?;
+        if legs != [source.devnum] {
+            bail!(
+                "{} has members {legs:?}, not the source {} alone",
+                self.array.name,
+                source.devnum
+            );
+        }
+        self.array
+            .hot_add(target.devnum)
+            .with_context(|| format!("adding {} to {}", target.display(), self.array.name))?;
+        // md throttles a recovery to sync_speed_min (1000 KiB/s by default) whenever the members
+        // see other I/O — on a busy root that is all the time. Let this array's copy run at full
+        // speed; `system` puts the default back when the migration ends.
+        let _ = self
+            .array
+            .write("sync_speed_min", &SPEED_MIN_KIB.to_string());
+        if let Err(e) = self.set_raid_disks(2) {
+            let undo = self.remove(target.devnum);
+            return Err(match undo {
+                Ok(()) => e,
+                Err(u) => e.context(format!("and removing the target again failed: {u:#}")),
+            });
+        }
+        Ok(())
+    }
+
+    fn sync_state(&self) -> Result<SyncState> {
+        let members = self.members()?;
+        let size = self.array.size()?;
+        let total = Bytes(u128::from(*size) * 512);
+        let action = self.array.sync_action()?;
+        let degraded = self.array.degraded()?.0;
+        let all_in_sync = members.len() > 1 && members.iter().all(|m| m.state.is_healthy_in_sync());
+        let complete = action == SyncAction::Idle && degraded == 0 && all_in_sync;
+        let done_sectors = if complete {
+            *size
+        } else {
+            match self.array.sync_completed()? {
+                SyncCompleted::Progress { done, .. } => (*done).min(*size),
+                _ => 0,
+            }
+        };
+        let legs = members
+            .iter()
+            .filter_map(|m| {
+                let h = if m.state.faulty || m.state.write_error {
+                    Health::WriteError
+                } else {
+                    Health::Alive
+                };
+                member_dev(m).map(|d| (d, h))
+            })
+            .collect();
+        Ok(SyncState {
+            done: Bytes(u128::from(done_sectors) * 512),
+            total,
+            legs,
+            units_done: done_sectors,
+            units_total: *size,
+        })
+    }
+
+    fn wait(&self, timeout: Duration) -> Result<()> {
+        // sync_completed is sysfs_notify'd: read it, then poll for POLLPRI until it changes.
+        let path = self.array.attr_path("sync_completed");
+        let mut f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut s = String::new();
+        let _ = f.read_to_string(&mut s);
+        let _ = f.rewind();
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(
+            f.as_fd(),
+            PollFlags::POLLPRI | PollFlags::POLLERR,
+        )];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(e) => Err(anyhow!("poll on {}: {e}", path.display())),
+        }
+    }
+
+    fn switch_to_target(&mut self, target: &BlockDev) -> Result<SwitchOutcome> {
+        let t0 = Instant::now();
+        let st = self.sync_state()?;
+        let tm = self.member(target.devnum)?;
+        let slot_ok = tm
+            .as_ref()
+            .is_some_and(|m| matches!(m.slot, Slot::Index(_)));
+        if !st.complete() || !slot_ok {
+            return Ok(SwitchOutcome::NotInSync {
+                status: self.describe()?,
+                window: t0.elapsed(),
+            });
+        }
+        let source = *self
+            .legs()?
+            .first()
+            .ok_or_else(|| anyhow!("no source member"))?;
+        // Again, from the kernel, immediately before failing the source: the target can fail
+        // between the sysfs read and this point, and failing the last in-sync leg breaks the array.
+        match self.disk_info(target.devnum)? {
+            Some((true, false)) => {}
+            other => {
+                return Ok(SwitchOutcome::NotInSync {
+                    status: format!("GET_DISK_INFO for the target: {other:?} (in_sync, faulty)"),
+                    window: t0.elapsed(),
+                })
+            }
+        }
+        let t_fail = Instant::now();
+        self.array
+            .set_faulty(source)
+            .with_context(|| format!("failing the source {source} in {}", self.array.name))?;
+        Ok(SwitchOutcome::Switched {
+            window: t_fail.elapsed(),
+        })
+    }
+
+    fn detach_target(&mut self, source: &BlockDev) -> Result<()> {
+        let members = self.members()?;
+        let sm = members
+            .iter()
+            .find(|m| member_dev(m) == Some(source.devnum));
+        match sm {
+            Some(m) if m.state.faulty => bail!(
+                "the source {} is already failed in {}: the migration is past the point of no return, \
+                 only the target has every write",
+                source.display(),
+                self.array.name
+            ),
+            None => bail!("{} is not a member of {}", source.display(), self.array.name),
+            Some(_) => {}
+        }
+        for m in members
+            .iter()
+            .filter(|m| member_dev(m) != Some(source.devnum))
+        {
+            let dev =
+                member_dev(m).ok_or_else(|| anyhow!("member {} has no device number", m.kname))?;
+            if !m.state.faulty {
+                self.array
+                    .set_faulty(dev)
+                    .with_context(|| format!("failing the target {dev} in {}", self.array.name))?;
+            }
+            self.remove(dev)?;
+        }
+        self.set_raid_disks(1)?;
+        let _ = self.array.write("sync_speed_min", "system");
+        Ok(())
+    }
+
+    fn grow_device(&mut self, target: &BlockDev) -> Result<Bytes> {
+        // Release the failed source, then shrink to one slot (raid1 packs the target into slot 0).
+        for m in self.members()? {
+            if let Some(dev) = member_dev(&m).filter(|d| *d != target.devnum) {
+                self.remove(dev)?;
+            }
+        }
+        self.set_raid_disks(1)?;
+        let _ = self.array.write("sync_speed_min", "system");
+        let tm = self.member(target.devnum)?.ok_or_else(|| {
+            anyhow!(
+                "{} is not a member of {}",
+                target.display(),
+                self.array.name
+            )
+        })?;
+        // 0 = re-read the member's device size (never write a number: it is not checked).
+        self.array
+            .write(&format!("{}/size", tm.dir), "0")
+            .with_context(|| {
+                format!(
+                    "re-reading the size of {} in {}",
+                    target.display(),
+                    self.array.name
+                )
+            })?;
+        // 0 = fit the smallest bound member, which is now the target alone.
+        self.array
+            .write("component_size", "0")
+            .with_context(|| format!("growing {} to {}", self.array.name, target.display()))?;
+        let size = self.array.size()?;
+        let (want, _) = target.geometry()?;
+        // Whole KiB only: md sizes are in KiB.
+        let want_sectors = (*want / 1024 * 2) as u64;
+        if *size < want_sectors {
+            bail!(
+                "{} is {} sectors after the grow, the target has {want_sectors}",
+                self.array.name,
+                *size
+            );
+        }
+        Ok(Bytes(u128::from(*size) * 512))
+    }
+}

@@ -56,6 +56,20 @@ pub enum Command {
         /// Wrapper name (default: the one / is mounted from).
         #[arg(long)]
         name: Option<String>,
+        /// What to copy: auto = only the blocks a mounted ext4/xfs uses (dm backend),
+        /// everything otherwise.
+        #[arg(long, value_enum, default_value = "auto")]
+        copy: crate::backend::CopyMode,
+        /// dm region size (e.g. 512K, 4M; a power of two). Default: 1M used-only, 4M full.
+        #[arg(long, value_parser = parse_size)]
+        region_size: Option<u64>,
+        /// md backend: copy at most RATE bytes per second (e.g. 50M).
+        #[arg(long, value_parser = parse_size)]
+        rate_limit: Option<u64>,
+        /// dm backend: percentage of time the kernel may spend copying (global to all dm
+        /// mirrors; dm-mirror has no per-device rate).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        throttle: Option<u32>,
     },
     /// Before the switch, stop a migration: back to the source alone.
     Abort {
@@ -72,6 +86,28 @@ pub enum Command {
     Testing(Testing),
 }
 
+/// `512`, `64K`, `4M`, `2G` (binary units; a trailing `B`/`iB` is accepted) → bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (use e.g. 512K, 4M, 1G)"))?;
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
 #[cfg(feature = "testing")]
 #[derive(Debug, Subcommand)]
 pub enum Testing {
@@ -79,12 +115,30 @@ pub enum Testing {
     DmCreate { name: String, table: String },
     /// Remove a dm device.
     DmRemove { name: String },
+    /// Time the switch's critical section N times on the wrapper's live table (dm).
+    SwitchWindow {
+        n: u32,
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("50MB"), Ok(50 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("fast").is_err());
+        assert!(parse_size("").is_err());
+    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -26,12 +26,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             json,
             name,
+            copy,
+            region_size,
+            rate_limit,
+            throttle,
         } => migrate::migrate(&migrate::MigrateOptions {
             target,
             name,
             yes,
             force,
             json,
+            copy,
+            region_size,
+            rate_limit,
+            throttle,
         }),
         Command::Abort { name, json } => migrate::abort(name.as_deref(), json),
         #[cfg(feature = "testing")]
@@ -40,6 +48,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rootshift::testing::dm_create(&name, &table)
             }
             rootshift::cli::Testing::DmRemove { name } => rootshift::testing::dm_remove(&name),
+            rootshift::cli::Testing::SwitchWindow { n, name } => {
+                rootshift::testing::switch_window(n, name.as_deref())
+            }
         },
     }
 }

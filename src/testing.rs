@@ -26,3 +26,13 @@ pub fn dm_create(name: &str, table: &str) -> Result<()> {
 pub fn dm_remove(name: &str) -> Result<()> {
     Dm::open()?.remove(name)
 }
+
+/// Time the switch's critical section `n` times and print `{"windows_ms":[...]}`.
+pub fn switch_window(n: u32, name: Option<&str>) -> Result<()> {
+    let dm = Dm::open()?;
+    let w = crate::wrapper::find(Some(&dm), name)?;
+    let windows = crate::backend::dm_mirror::switch_windows(&w, n)?;
+    let ms: Vec<f64> = windows.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    println!("{}", serde_json::json!({ "windows_ms": ms }));
+    Ok(())
+}

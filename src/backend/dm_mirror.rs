@@ -2,33 +2,70 @@
 //!
 //! This is the reload sequence lvm2's pvmove uses. All tables of one dm device share one holder,
 //! so the same leg can sit in the live and the inactive table at once.
+//!
+//! Two copy modes. *full*: a core (in-memory) log, every region starts dirty, kcopyd copies them
+//! all. *used*: a disk log on a RAM-backed loop device whose clean bitmap is pre-seeded from the
+//! filesystem's free-space map (see `usedmap`), written while the filesystem is frozen, so nothing
+//! can be allocated between reading the map and the mirror taking over; only regions holding data
+//! are copied, and writes into free regions reach both legs from the first moment.
 
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use devicemapper::{Bytes, DevId, DmFlags, DmName, DmOptions, Sectors, DM};
 
-use super::{Backend, SwitchOutcome, SyncState};
+use super::usedmap::{clean_map, log_image, BITS_OFFSET};
+use super::{Backend, CopyInfo, CopyMode, CopyPlan, RateLimit, SwitchOutcome, SyncState};
+use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
+use crate::kernel::devnum::DevNum;
 use crate::kernel::dm::Dm;
-use crate::kernel::dmtable::{LinearParams, MirrorParams, MirrorStatus, TableLine, WrapperTable};
+use crate::kernel::dmtable::{
+    LinearParams, MirrorLog, MirrorParams, MirrorStatus, TableLine, WrapperTable,
+};
+use crate::kernel::fs::{free_extents, Frozen};
+use crate::kernel::loopdev::LoopDev;
 use crate::kernel::memlock::MemLock;
 use crate::wrapper::Wrapper;
 
 /// Region size for a full copy. dm-mirror recovers one region at a time (kcopyd splits it into
 /// 8 parallel sub-jobs of 512 KiB), so larger regions copy faster; a write into the region
 /// being recovered waits for that region, which at ~150 MiB/s under TCG is ~30 ms for 4 MiB.
-pub const REGION: Sectors = Sectors(8192);
+pub const REGION_FULL: Sectors = Sectors(8192);
+/// Region size for a used-only copy: small enough that a mostly free region is not copied for
+/// a few used blocks, large enough that one-region-at-a-time recovery keeps near full speed.
+pub const REGION_USED: Sectors = Sectors(2048);
+/// dm_mirror's global recovery throttle (percent of time kcopyd may use).
+const THROTTLE_PARAM: &str = "/sys/module/dm_mirror/parameters/raid1_resync_throttle";
+
+/// One status line as the devicemapper crate returns it: (start, length, target, params).
+pub type RawLine = (u64, u64, String, String);
 
 pub struct DmMirror {
     dm: Dm,
     wrapper: Wrapper,
+    /// The RAM-backed dirty-region log of a used-only copy (auto-clears when released).
+    log: Option<LoopDev>,
+    /// Regions already in sync when the copy started (pre-seeded clean).
+    baseline: Option<u64>,
+    /// The throttle value to put back.
+    throttle_restore: Option<String>,
 }
 
 impl DmMirror {
     pub fn new(dm: Dm, wrapper: Wrapper) -> Self {
-        DmMirror { dm, wrapper }
+        DmMirror {
+            dm,
+            wrapper,
+            log: None,
+            baseline: None,
+            throttle_restore: None,
+        }
     }
 
     pub fn dm(&self) -> &Dm {
@@ -57,6 +94,209 @@ impl DmMirror {
                     .with_context(|| format!("status of {}", self.name()))?,
             )),
             _ => bail!("{} is not mirroring", self.name()),
+        }
+    }
+
+    /// The switch's critical section, on its own: load `table` into the inactive slot, lock
+    /// memory, suspend with flush (no fs freeze), read the status while suspended, and resume —
+    /// onto `table` if `accept(status)`, else back onto the unchanged live table. Returns whether
+    /// the table was switched and the time from the suspend ioctl to the resume ioctl's return.
+    pub fn critical_reload(
+        &self,
+        table: &[TableLine],
+        accept: fn(&[RawLine]) -> bool,
+    ) -> Result<(bool, Duration)> {
+        // Everything that allocates, reads files or may fail for ordinary reasons happens here,
+        // before the window.
+        let name = self.wrapper.name.clone();
+        let dm_name = DmName::new(&name).map_err(|e| anyhow!("bad dm name {name}: {e}"))?;
+        let id = DevId::Name(dm_name);
+        let suspend_opts =
+            DmOptions::default().set_flags(DmFlags::DM_SUSPEND | DmFlags::DM_SKIP_LOCKFS);
+        let lock = MemLock::acquire()?;
+        self.dm
+            .load(&name, table)
+            .context("loading the new table into the inactive slot")?;
+        let raw = self.dm.raw();
+
+        // ---- critical section: no file I/O, no logging, no fork/exec until resumed ----
+        let t0 = Instant::now();
+        // Suspend with flush: in-flight writes complete on every leg first.
+        if let Err(e) = raw.device_suspend(&id, suspend_opts) {
+            // The device may or may not be suspended. Drop the new table first so that the
+            // resume below cannot switch, then resume.
+            let cleared = raw.table_clear(&id);
+            let resumed = resume_hard(raw, &id);
+            drop(lock);
+            return Err(anyhow!(
+                "suspending {name} failed: {e}; prepared table cleared: {}; resumed: {}",
+                cleared.is_ok(),
+                resumed.is_ok()
+            ));
+        }
+        let status = raw.table_status(&id, DmOptions::default());
+        let ok = status.as_ref().map(|(_, v)| accept(v)).unwrap_or(false);
+        if ok {
+            let resumed = resume_hard(raw, &id);
+            let window = t0.elapsed();
+            // ---- end of critical section ----
+            drop(lock);
+            resumed.map_err(|e| anyhow!("resuming {name} onto the new table failed: {e}"))?;
+            return Ok((true, window));
+        }
+        // Not safe: keep the live table. Drop the prepared one, retrying; if that keeps failing,
+        // put the live table itself into the inactive slot, so the resume cannot switch.
+        let mut cleared = raw.table_clear(&id).is_ok();
+        for _ in 0..5 {
+            if cleared {
+                break;
+            }
+            sleep(Duration::from_millis(10));
+            cleared = raw.table_clear(&id).is_ok();
+        }
+        if !cleared {
+            if let Ok((_, cur)) = raw.table_status(
+                &id,
+                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+            ) {
+                cleared = raw.table_load(&id, &cur, DmOptions::default()).is_ok();
+            }
+        }
+        let resumed = if cleared {
+            resume_hard(raw, &id)
+        } else {
+            Ok(())
+        };
+        let window = t0.elapsed();
+        // ---- end of critical section (or, if nothing could be cleared, still suspended) ----
+        drop(lock);
+        if !cleared {
+            bail!(
+                "{name} is SUSPENDED: the status read in the switch window was not safe and the prepared \
+                 table could not be dropped; resuming would switch to an incomplete copy. \
+                 Run `dmsetup clear {name}; dmsetup resume {name}`"
+            );
+        }
+        resumed.map_err(|e| anyhow!("resuming {name} after a refused switch failed: {e}"))?;
+        Ok((false, window))
+    }
+
+    /// Full copy: core log, every region dirty.
+    fn attach_full(
+        &mut self,
+        source: &BlockDev,
+        target: &BlockDev,
+        len: Sectors,
+        region: Sectors,
+    ) -> Result<CopyInfo> {
+        let params = MirrorParams::core(region, &[source.devnum, target.devnum]);
+        let table = [TableLine::new(Sectors(0), len, "mirror", params)];
+        self.dm
+            .reload(self.name(), &table)
+            .with_context(|| format!("adding {} as a mirror leg", target.display()))?;
+        self.baseline = Some(0);
+        Ok(CopyInfo {
+            mode: "full",
+            region: Bytes(u128::from(*region) * 512),
+            to_copy: Bytes(u128::from(*len) * 512),
+        })
+    }
+
+    /// Used-only copy: freeze, map free space, pre-seed a disk log, load the mirror, thaw.
+    fn attach_used(
+        &mut self,
+        source: &BlockDev,
+        target: &BlockDev,
+        len: Sectors,
+        region: Sectors,
+        mount: &std::path::Path,
+    ) -> Result<CopyInfo> {
+        let dev_bytes = *len * 512;
+        let region_bytes = *region * 512;
+        // The log lives in RAM (a loop over a file in /run): a crash restarts the copy anyway.
+        let nr = dev_bytes.div_ceil(region_bytes);
+        let log_bytes =
+            ((BITS_OFFSET as u64 + nr.div_ceil(64) * 8).div_ceil(4096) * 4096).max(64 * 1024);
+        fs::create_dir_all("/run/rootshift").context("creating /run/rootshift")?;
+        let file_path = PathBuf::from(format!("/run/rootshift/{}.log", self.name()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&file_path)
+            .with_context(|| format!("creating {}", file_path.display()))?;
+        file.set_len(log_bytes)?;
+        let log = LoopDev::attach(&file_path)?;
+        // The loop device keeps the file alive; it disappears with the loop (autoclear).
+        let _ = fs::remove_file(&file_path);
+
+        let frozen =
+            Frozen::freeze(mount).with_context(|| format!("freezing {}", mount.display()))?;
+        // ---- filesystem frozen: nothing is allocated until thaw; write nothing to it ----
+        let free = free_extents(frozen.file(), self.wrapper.devnum).with_context(|| {
+            format!(
+                "reading the free-space map of {} (FS_IOC_GETFSMAP)",
+                mount.display()
+            )
+        })?;
+        let map = clean_map(&free, dev_bytes, region_bytes);
+        let img = log_image(&map);
+        file.write_all_at(&img, 0)
+            .context("writing the mirror log")?;
+        (&file).flush()?;
+        let params = MirrorParams {
+            log: MirrorLog::Disk {
+                dev: log.devnum,
+                region,
+                sync: crate::kernel::dmtable::SyncMode::Default,
+            },
+            legs: [source.devnum, target.devnum]
+                .iter()
+                .map(|&dev| crate::kernel::dmtable::MirrorLeg {
+                    dev,
+                    offset: Sectors(0),
+                })
+                .collect(),
+            features: vec![],
+        };
+        let table = [TableLine::new(Sectors(0), len, "mirror", params)];
+        // Suspend without lockfs: the filesystem is frozen already.
+        let loaded = self.dm.reload(self.name(), &table);
+        let thawed = frozen.thaw();
+        // ---- thawed ----
+        loaded.with_context(|| {
+            format!(
+                "adding {} as a mirror leg with a pre-seeded log",
+                target.display()
+            )
+        })?;
+        thawed.with_context(|| format!("thawing {}", mount.display()))?;
+        self.log = Some(log);
+        self.baseline = Some(map.clean);
+        let (_, st) = self.mirror_status()?;
+        if st.total != map.nr_regions {
+            bail!(
+                "the mirror has {} regions, the log was written for {}",
+                st.total,
+                map.nr_regions
+            );
+        }
+        let dirty = map.nr_regions - map.clean;
+        Ok(CopyInfo {
+            mode: "used",
+            region: Bytes(u128::from(region_bytes)),
+            to_copy: Bytes(
+                (u128::from(dirty) * u128::from(region_bytes)).min(u128::from(dev_bytes)),
+            ),
+        })
+    }
+}
+
+impl Drop for DmMirror {
+    fn drop(&mut self) {
+        if let Some(old) = self.throttle_restore.take() {
+            let _ = fs::write(THROTTLE_PARAM, old);
         }
     }
 }
@@ -93,9 +333,27 @@ fn resume_hard(dm: &DM, id: &DevId<'_>) -> Result<(), devicemapper::DmError> {
     Err(last.expect("at least one attempt"))
 }
 
+/// Where a used-only copy can read the free-space map, or None for a full copy.
+fn used_mount(name: &str, plan: &CopyPlan) -> Result<Option<PathBuf>> {
+    match (plan.mode, &plan.mount) {
+        (CopyMode::Full, _) => Ok(None),
+        (_, Some((mp, fs))) if fs == "ext4" || fs == "xfs" => Ok(Some(mp.clone())),
+        (CopyMode::Auto, _) => Ok(None),
+        (CopyMode::Used, m) => Err(refuse(
+            format!(
+                "--copy used needs a mounted ext4 or xfs filesystem on {name} ({})",
+                m.as_ref()
+                    .map(|(p, f)| format!("{f} on {}", p.display()))
+                    .unwrap_or_else(|| "not mounted".into())
+            ),
+            Some("use --copy full"),
+        )),
+    }
+}
+
 /// In the window: is the single mirror line fully in sync with every leg alive?
 /// Works on the raw ioctl result; allocates only what the parser does.
-fn synced(v: &[(u64, u64, String, String)]) -> bool {
+fn synced(v: &[RawLine]) -> bool {
     match v {
         [(_, _, t, p)] if t == "mirror" => p
             .parse::<MirrorStatus>()
@@ -110,7 +368,7 @@ impl Backend for DmMirror {
         "dm-mirror"
     }
 
-    fn legs(&self) -> Result<Vec<crate::kernel::devnum::DevNum>> {
+    fn legs(&self) -> Result<Vec<DevNum>> {
         Ok(self.wrapper.dm_table(&self.dm)?.devices())
     }
 
@@ -130,7 +388,37 @@ impl Backend for DmMirror {
             .unwrap_or_default())
     }
 
-    fn attach(&mut self, source: &BlockDev, target: &BlockDev) -> Result<()> {
+    fn set_rate_limit(&mut self, limit: RateLimit) -> Result<()> {
+        match limit {
+            RateLimit::BytesPerSec(_) => Err(refuse(
+                "dm-mirror has no per-device copy rate: the kernel offers only a global percentage \
+                 throttle for all dm mirror copies",
+                Some("use --throttle PERCENT (dm_mirror raid1_resync_throttle), or wrap with the md backend for a rate"),
+            )),
+            RateLimit::Percent(p) if !(1..=100).contains(&p) => {
+                Err(refuse(format!("--throttle {p} is not a percentage from 1 to 100"), None))
+            }
+            RateLimit::Percent(p) => {
+                let _ = self.dm.ensure_target("mirror", "dm_mirror");
+                let old = fs::read_to_string(THROTTLE_PARAM)
+                    .with_context(|| format!("reading {THROTTLE_PARAM}"))?;
+                fs::write(THROTTLE_PARAM, p.to_string()).with_context(|| format!("writing {THROTTLE_PARAM}"))?;
+                self.throttle_restore = Some(old.trim().to_string());
+                Ok(())
+            }
+        }
+    }
+
+    fn check_plan(&self, plan: &CopyPlan) -> Result<()> {
+        used_mount(self.name(), plan).map(|_| ())
+    }
+
+    fn attach(
+        &mut self,
+        source: &BlockDev,
+        target: &BlockDev,
+        plan: &CopyPlan,
+    ) -> Result<CopyInfo> {
         self.dm.ensure_target("mirror", "dm_mirror")?;
         let len = match self.wrapper.dm_table(&self.dm)? {
             WrapperTable::Linear { len, params } if params.dev == source.devnum => len,
@@ -142,23 +430,31 @@ impl Backend for DmMirror {
                 source.devnum
             ),
         };
+        let used_mount = used_mount(self.name(), plan)?;
         // Source first: kcopyd copies from the first leg, and writes to not-yet-synced regions
         // go to the first leg only.
-        let params = MirrorParams::core(REGION, &[source.devnum, target.devnum]);
-        let table = [TableLine::new(Sectors(0), len, "mirror", params)];
-        self.dm
-            .reload(self.name(), &table)
-            .with_context(|| format!("adding {} as a mirror leg", target.display()))
+        match used_mount {
+            Some(mp) => {
+                self.dm.ensure_target("mirror", "dm_log")?;
+                let region = plan.region.unwrap_or(REGION_USED);
+                self.attach_used(source, target, len, region, &mp)
+            }
+            None => self.attach_full(source, target, len, plan.region.unwrap_or(REGION_FULL)),
+        }
     }
 
     fn sync_state(&self) -> Result<SyncState> {
         let region = self.region()?;
         let (len, st) = self.mirror_status()?;
-        let size = Bytes(u128::from(*len) * 512);
-        let done = Bytes((u128::from(st.in_sync) * u128::from(*region) * 512).min(*size));
+        let size = u128::from(*len) * 512;
+        let rb = u128::from(*region) * 512;
+        // Progress counts what had to be copied: pre-seeded clean regions are not work done.
+        let base = self.baseline.unwrap_or(0).min(st.in_sync);
+        let done = (u128::from(st.in_sync - base) * rb).min(size);
+        let total = (u128::from(st.total.saturating_sub(base)) * rb).min(size);
         Ok(SyncState {
-            done,
-            total: size,
+            done: Bytes(done.min(total)),
+            total: Bytes(total),
             legs: st.legs.clone(),
             units_done: st.in_sync,
             units_total: st.total,
@@ -172,91 +468,23 @@ impl Backend for DmMirror {
     }
 
     fn switch_to_target(&mut self, target: &BlockDev) -> Result<SwitchOutcome> {
-        // Everything that allocates, reads files or may fail for ordinary reasons happens here,
-        // before the window.
         let len = sectors_of(target)?;
         let table = [linear(target, len)];
-        let name = self.wrapper.name.clone();
-        let dm_name = DmName::new(&name).map_err(|e| anyhow!("bad dm name {name}: {e}"))?;
-        let id = DevId::Name(dm_name);
-        let suspend_opts =
-            DmOptions::default().set_flags(DmFlags::DM_SUSPEND | DmFlags::DM_SKIP_LOCKFS);
-        let _lock = MemLock::acquire()?;
-        self.dm
-            .load(&name, &table)
-            .with_context(|| format!("preparing the switch to {}", target.display()))?;
-        let raw = self.dm.raw();
-
-        // ---- critical section: no file I/O, no logging, no fork/exec until resumed ----
-        let t0 = Instant::now();
-        // Suspend with flush: in-flight writes complete on both legs first.
-        if let Err(e) = raw.device_suspend(&id, suspend_opts) {
-            // The device may or may not be suspended. Drop the linear table first so that the
-            // resume below cannot switch, then resume.
-            let cleared = raw.table_clear(&id);
-            let resumed = resume_hard(raw, &id);
-            drop(_lock);
-            return Err(anyhow!(
-                "suspending {name} for the switch failed: {e}; inactive table cleared: {}; resumed: {}",
-                cleared.is_ok(),
-                resumed.is_ok()
-            ));
+        // Switch only if, while suspended, every region is in sync and every leg is alive: a write
+        // may have failed on the target at the last moment.
+        let (switched, window) = self
+            .critical_reload(&table, synced)
+            .with_context(|| format!("switching {} to {}", self.name(), target.display()))?;
+        if switched {
+            return Ok(SwitchOutcome::Switched { window });
         }
-        let status = raw.table_status(&id, DmOptions::default());
-        let ok = status.as_ref().map(|(_, v)| synced(v)).unwrap_or(false);
-        if !ok {
-            // Not safe: a write may have failed on the target at the last moment. Keep the mirror.
-            let mut cleared = raw.table_clear(&id).is_ok();
-            for _ in 0..5 {
-                if cleared {
-                    break;
-                }
-                sleep(Duration::from_millis(10));
-                cleared = raw.table_clear(&id).is_ok();
-            }
-            if !cleared {
-                // Resuming now would switch to an incomplete copy. The mirror's own table is
-                // the safe thing to put in the inactive slot instead.
-                if let Ok((_, cur)) = raw.table_status(
-                    &id,
-                    DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
-                ) {
-                    cleared = raw.table_load(&id, &cur, DmOptions::default()).is_ok();
-                }
-            }
-            let resumed = if cleared {
-                resume_hard(raw, &id)
-            } else {
-                Ok(())
-            };
-            let window = t0.elapsed();
-            // ---- end of critical section (or, if nothing could be cleared, still suspended) ----
-            drop(_lock);
-            if !cleared {
-                bail!(
-                    "{name} is SUSPENDED: the switch found the mirror out of sync and could not drop the \
-                     prepared table; resuming would switch to an incomplete copy. Run `dmsetup clear {name}; dmsetup resume {name}`"
-                );
-            }
-            resumed.map_err(|e| anyhow!("resuming {name} after a refused switch failed: {e}"))?;
-            let shown = match status {
-                Ok((_, v)) => v
-                    .first()
-                    .map(|l| l.3.trim().to_string())
-                    .unwrap_or_default(),
-                Err(e) => format!("status unreadable: {e}"),
-            };
-            return Ok(SwitchOutcome::NotInSync {
-                status: shown,
-                window,
-            });
-        }
-        let resumed = resume_hard(raw, &id);
-        let window = t0.elapsed();
-        // ---- end of critical section ----
-        drop(_lock);
-        resumed.map_err(|e| anyhow!("resuming {name} onto {} failed: {e}", target.display()))?;
-        Ok(SwitchOutcome::Switched { window })
+        let status = self
+            .dm
+            .status(self.name())
+            .ok()
+            .and_then(|v| v.first().map(|l| l.params.clone()))
+            .unwrap_or_default();
+        Ok(SwitchOutcome::NotInSync { status, window })
     }
 
     fn detach_target(&mut self, source: &BlockDev) -> Result<()> {
@@ -309,6 +537,22 @@ impl Backend for DmMirror {
     }
 }
 
+/// Test builds: time the switch's critical section `n` times on the wrapper's live table.
+#[cfg(feature = "testing")]
+pub fn switch_windows(w: &Wrapper, n: u32) -> Result<Vec<Duration>> {
+    let m = DmMirror::new(Dm::open()?, w.clone());
+    let table = m.dm.table(&w.name)?;
+    let mut out = vec![];
+    for _ in 0..n {
+        let (switched, d) = m.critical_reload(&table, |_| true)?;
+        if !switched {
+            bail!("the reload was not accepted");
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +563,7 @@ mod tests {
         assert!(synced(&line("2 254:0 254:16 64/64 1 AA 1 core")));
         assert!(!synced(&line("2 254:0 254:16 63/64 1 AA 1 core")));
         assert!(!synced(&line("2 254:0 254:16 64/64 1 AD 1 core")));
+        assert!(synced(&line("2 254:0 254:16 64/64 1 AA 3 disk 7:0 A")));
         assert!(!synced(&line("garbage")));
         assert!(!synced(&[(
             0,

@@ -23,7 +23,8 @@ use devicemapper::Bytes;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::{Backend, SwitchOutcome, SyncState};
+use super::{Backend, CopyInfo, CopyMode, CopyPlan, RateLimit, SwitchOutcome, SyncState};
+use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::dmtable::Health;
@@ -44,10 +45,23 @@ pub fn wrap(source: &BlockDev, full_name: &str) -> Result<PathBuf> {
 }
 
 /// sync_speed_min during a migration (KiB/s): md's default sync_speed_max.
-const SPEED_MIN_KIB: u32 = 200_000;
+const SPEED_MIN_KIB: u64 = 200_000;
 
 pub struct MdRaid1 {
     array: MdArray,
+    /// KiB/s for sync_speed_min/max while copying (None: full speed).
+    limit_kib: Option<u64>,
+    /// Whether we changed sync_speed_* and must put `system` back.
+    speed_set: bool,
+}
+
+impl Drop for MdRaid1 {
+    fn drop(&mut self) {
+        if self.speed_set {
+            let _ = self.array.write("sync_speed_min", "system");
+            let _ = self.array.write("sync_speed_max", "system");
+        }
+    }
 }
 
 fn member_dev(m: &MdMember) -> Option<DevNum> {
@@ -68,7 +82,11 @@ fn slot_key(m: &MdMember) -> u32 {
 impl MdRaid1 {
     pub fn open(w: &Wrapper) -> Result<MdRaid1> {
         let array = MdArray::open(&w.md_name())?;
-        Ok(MdRaid1 { array })
+        Ok(MdRaid1 {
+            array,
+            limit_kib: None,
+            speed_set: false,
+        })
     }
 
     /// Members in slot order (slot 0, the source, first; spares and faulty ones last).
@@ -183,7 +201,46 @@ impl Backend for MdRaid1 {
         ))
     }
 
-    fn attach(&mut self, source: &BlockDev, target: &BlockDev) -> Result<()> {
+    fn set_rate_limit(&mut self, limit: RateLimit) -> Result<()> {
+        match limit {
+            RateLimit::BytesPerSec(b) if b < 1024 => Err(refuse(
+                format!("--rate-limit {b} is below md's unit of 1 KiB/s"),
+                None,
+            )),
+            RateLimit::BytesPerSec(b) => {
+                self.limit_kib = Some(b / 1024);
+                Ok(())
+            }
+            RateLimit::Percent(_) => Err(refuse(
+                "--throttle is dm-mirror's global percentage; md limits each array's copy rate",
+                Some("use --rate-limit RATE (e.g. 50M) with the md backend"),
+            )),
+        }
+    }
+
+    fn check_plan(&self, plan: &CopyPlan) -> Result<()> {
+        if plan.mode == CopyMode::Used {
+            return Err(refuse(
+                "the md backend cannot skip free blocks: a superblock-less raid1 has no bitmap to pre-seed",
+                Some("use --copy full (or auto), or the dm backend for a used-blocks-only copy"),
+            ));
+        }
+        if plan.region.is_some() {
+            return Err(refuse(
+                "--region-size is a dm-mirror setting; md recovers in its own units",
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    fn attach(
+        &mut self,
+        source: &BlockDev,
+        target: &BlockDev,
+        plan: &CopyPlan,
+    ) -> Result<CopyInfo> {
+        self.check_plan(plan)?;
         let legs = self.legs()?;
         if legs != [source.devnum] {
             bail!(
@@ -197,10 +254,15 @@ impl Backend for MdRaid1 {
             .with_context(|| format!("adding {} to {}", target.display(), self.array.name))?;
         // md throttles a recovery to sync_speed_min (1000 KiB/s by default) whenever the members
         // see other I/O — on a busy root that is all the time. Let this array's copy run at full
-        // speed; `system` puts the default back when the migration ends.
-        let _ = self
-            .array
-            .write("sync_speed_min", &SPEED_MIN_KIB.to_string());
+        // speed (or exactly at the user's limit); `system` puts the defaults back on drop.
+        let min = self.limit_kib.unwrap_or(SPEED_MIN_KIB).min(SPEED_MIN_KIB);
+        self.speed_set = true;
+        if let Some(max) = self.limit_kib {
+            self.array
+                .write("sync_speed_max", &max.to_string())
+                .context("setting md sync_speed_max")?;
+        }
+        let _ = self.array.write("sync_speed_min", &min.to_string());
         if let Err(e) = self.set_raid_disks(2) {
             let undo = self.remove(target.devnum);
             return Err(match undo {
@@ -208,7 +270,12 @@ impl Backend for MdRaid1 {
                 Err(u) => e.context(format!("and removing the target again failed: {u:#}")),
             });
         }
-        Ok(())
+        let size = Bytes(u128::from(*self.array.size()?) * 512);
+        Ok(CopyInfo {
+            mode: "full",
+            region: Bytes(0),
+            to_copy: size,
+        })
     }
 
     fn sync_state(&self) -> Result<SyncState> {
@@ -330,9 +397,7 @@ impl Backend for MdRaid1 {
             }
             self.remove(dev)?;
         }
-        self.set_raid_disks(1)?;
-        let _ = self.array.write("sync_speed_min", "system");
-        Ok(())
+        self.set_raid_disks(1)
     }
 
     fn grow_device(&mut self, target: &BlockDev) -> Result<Bytes> {
@@ -343,7 +408,6 @@ impl Backend for MdRaid1 {
             }
         }
         self.set_raid_disks(1)?;
-        let _ = self.array.write("sync_speed_min", "system");
         let tm = self.member(target.devnum)?.ok_or_else(|| {
             anyhow!(
                 "{} is not a member of {}",

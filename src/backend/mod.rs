@@ -5,7 +5,9 @@
 
 pub mod dm_mirror;
 pub mod md_raid1;
+pub mod usedmap;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -46,6 +48,48 @@ impl SyncState {
     }
 }
 
+/// What to copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyMode {
+    /// Used blocks only when the backend and the mounted filesystem allow it, else everything.
+    Auto,
+    /// Only regions the filesystem uses (dm backend, mounted ext4/xfs).
+    Used,
+    /// Every region of the source.
+    Full,
+}
+
+/// How the copy should run.
+#[derive(Debug, Clone)]
+pub struct CopyPlan {
+    pub mode: CopyMode,
+    /// Region size override (dm).
+    pub region: Option<devicemapper::Sectors>,
+    /// Where the wrapper's filesystem is mounted and its type, if it is.
+    pub mount: Option<(PathBuf, String)>,
+}
+
+/// What `attach` set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyInfo {
+    /// "used" or "full".
+    pub mode: &'static str,
+    pub region: Bytes,
+    /// What the kernel has to copy (used-only: the dirty regions).
+    pub to_copy: Bytes,
+}
+
+/// A copy-speed limit, as the backends can honour it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// Bytes per second for this array (md `sync_speed_max`).
+    BytesPerSec(u64),
+    /// Percentage of time kcopyd may spend on mirror recovery, for every dm mirror at once
+    /// (dm_mirror's `raid1_resync_throttle`): dm-mirror has no per-device rate.
+    Percent(u32),
+}
+
 /// Result of an attempt to switch to the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchOutcome {
@@ -65,8 +109,14 @@ pub trait Backend {
     fn mirroring(&self) -> Result<bool>;
     /// One line describing the kernel object (the dm table line, the md members).
     fn describe(&self) -> Result<String>;
+    /// Refuse (`crate::error::refuse`) a limit this backend cannot honour, else apply it; it is
+    /// undone when the backend is dropped. Called before `attach`, so a refusal changes nothing.
+    fn set_rate_limit(&mut self, limit: RateLimit) -> Result<()>;
+    /// Refuse a copy plan this backend cannot carry out, before anything changes.
+    fn check_plan(&self, plan: &CopyPlan) -> Result<()>;
     /// Start the copy source → target: the target becomes a second leg.
-    fn attach(&mut self, source: &BlockDev, target: &BlockDev) -> Result<()>;
+    fn attach(&mut self, source: &BlockDev, target: &BlockDev, plan: &CopyPlan)
+        -> Result<CopyInfo>;
     /// Current copy progress and leg health.
     fn sync_state(&self) -> Result<SyncState>;
     /// Sleep until the kernel reports an event or `timeout` passes (never longer).

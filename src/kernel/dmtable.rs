@@ -356,7 +356,11 @@ impl MirrorStatus {
     /// Every region copied and every leg healthy: the only state in which the mirror may be
     /// replaced by one of its legs.
     pub fn fully_synced(&self) -> bool {
-        self.in_sync == self.total && self.legs.iter().all(|(_, h)| h.is_alive())
+        let log_ok = match self.log {
+            LogStatus::Core => true,
+            LogStatus::Disk { health, .. } => health.is_alive(),
+        };
+        self.in_sync == self.total && self.legs.iter().all(|(_, h)| h.is_alive()) && log_ok
     }
     pub fn health_of(&self, dev: DevNum) -> Option<Health> {
         self.legs.iter().find(|(d, _)| *d == dev).map(|(_, h)| *h)
@@ -686,6 +690,12 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "3 8:0 8:16 8:32 1024/1024 1 AAA 3 disk 253:2 A"
+        );
+        assert!(s.fully_synced());
+        let failed_log: MirrorStatus = "2 8:0 8:16 1024/1024 1 AA 3 disk 253:2 D".parse().unwrap();
+        assert!(
+            !failed_log.fully_synced(),
+            "a failed log is not a safe state to switch from"
         );
     }
 

@@ -113,6 +113,54 @@ pub fn probe(buf: &[u8]) -> Option<Content> {
     None
 }
 
+/// A frozen filesystem (FIFREEZE); thawed when dropped, on every path.
+pub struct Frozen {
+    file: File,
+    thawed: bool,
+}
+
+impl Frozen {
+    pub fn freeze(mount_point: &Path) -> io::Result<Frozen> {
+        let file = File::open(mount_point)?;
+        ioctl::fs_freeze(file.as_fd())?;
+        Ok(Frozen {
+            file,
+            thawed: false,
+        })
+    }
+
+    /// The open mount point, for more ioctls while frozen.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn thaw(mut self) -> io::Result<()> {
+        self.thawed = true;
+        ioctl::fs_thaw(self.file.as_fd())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !self.thawed {
+            let _ = ioctl::fs_thaw(self.file.as_fd());
+        }
+    }
+}
+
+/// Free extents `(start, length)` in bytes of the filesystem `fd` belongs to, on its data device
+/// `dev` (FS_IOC_GETFSMAP). Works on a frozen filesystem.
+pub fn free_extents(file: &File, dev: super::devnum::DevNum) -> io::Result<Vec<(u64, u64)>> {
+    let recs = ioctl::getfsmap(file.as_fd())?;
+    let want = ioctl::md_dev_arg(dev);
+    Ok(recs
+        .iter()
+        .filter(|r| Some(r.device) == want || recs.iter().all(|x| x.device == recs[0].device))
+        .filter(|r| r.flags & ioctl::FMR_OF_SPECIAL_OWNER != 0 && r.owner == ioctl::FMR_OWN_FREE)
+        .map(|r| (r.physical, r.length))
+        .collect())
+}
+
 /// Sizes of a filesystem before and after a grow.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Grown {

@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use nix::{ioctl_read, ioctl_read_bad, ioctl_write_ptr};
+use nix::{ioctl_read, ioctl_read_bad, ioctl_readwrite, ioctl_write_ptr};
 
 mod raw {
     use super::*;
@@ -19,6 +19,16 @@ mod raw {
     // fs/xfs/libxfs/xfs_fs.h
     ioctl_read!(xfs_fsgeometry_v1, b'X', 100, XfsGeometryV1);
     ioctl_write_ptr!(xfs_growfsdata, b'X', 110, XfsGrowfsData);
+    // linux/fs.h: FIFREEZE _IOWR('X', 119, int), FITHAW _IOWR('X', 120, int)
+    ioctl_readwrite!(fifreeze, b'X', 119, libc::c_int);
+    ioctl_readwrite!(fithaw, b'X', 120, libc::c_int);
+    // linux/fsmap.h: FS_IOC_GETFSMAP _IOWR('X', 59, struct fsmap_head)
+    ioctl_readwrite!(getfsmap, b'X', 59, FsmapHead);
+    // linux/loop.h
+    nix::ioctl_none_bad!(loop_ctl_get_free, 0x4C82);
+    nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
+    nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
+    nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
 }
 
 /// `struct xfs_fsop_geom_v1` (the oldest, smallest geometry call; every kernel has it).
@@ -97,10 +107,176 @@ pub fn xfs_grow_data(fd: BorrowedFd<'_>, newblocks: u64, imaxpct: u32) -> io::Re
     io(unsafe { raw::xfs_growfsdata(fd.as_raw_fd(), &arg) })
 }
 
+/// Freeze a mounted filesystem (FIFREEZE): syncs it and blocks new writes until `fs_thaw`.
+/// `fd` is the mount point (or any file of the fs).
+pub fn fs_freeze(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut unused: libc::c_int = 0;
+    // SAFETY: the kernel ignores the argument; the pointer is valid for the call.
+    io(unsafe { raw::fifreeze(fd.as_raw_fd(), &mut unused) })
+}
+
+/// Thaw a filesystem frozen with `fs_freeze` (FITHAW).
+pub fn fs_thaw(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut unused: libc::c_int = 0;
+    // SAFETY: as for fs_freeze.
+    io(unsafe { raw::fithaw(fd.as_raw_fd(), &mut unused) })
+}
+
+/// `struct fsmap`: one extent of a filesystem's space map (byte units).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fsmap {
+    pub device: u32,
+    pub flags: u32,
+    pub physical: u64,
+    pub owner: u64,
+    pub offset: u64,
+    pub length: u64,
+    pub reserved: [u64; 3],
+}
+
+/// `struct fsmap_head` (the records follow it in the same buffer).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FsmapHead {
+    pub iflags: u32,
+    pub oflags: u32,
+    pub count: u32,
+    pub entries: u32,
+    pub reserved: [u64; 6],
+    pub keys: [Fsmap; 2],
+}
+
+/// fmr_flags: this is the last record of the query.
+pub const FMR_OF_LAST: u32 = 0x20;
+/// fmr_flags: fmr_owner is a special owner code (free space, metadata, ...).
+pub const FMR_OF_SPECIAL_OWNER: u32 = 0x10;
+/// Special owner: free space.
+pub const FMR_OWN_FREE: u64 = 1;
+
+/// The whole space map of a mounted filesystem (FS_IOC_GETFSMAP), in kernel order.
+pub fn getfsmap(fd: BorrowedFd<'_>) -> io::Result<Vec<Fsmap>> {
+    const BATCH: usize = 1024;
+    let head_words = std::mem::size_of::<FsmapHead>() / 8;
+    let rec_words = std::mem::size_of::<Fsmap>() / 8;
+    // u64 storage keeps the buffer 8-byte aligned for both structs.
+    let mut buf = vec![0u64; head_words + BATCH * rec_words];
+    let mut keys = [
+        Fsmap::default(),
+        Fsmap {
+            device: u32::MAX,
+            flags: u32::MAX,
+            physical: u64::MAX,
+            owner: u64::MAX,
+            offset: u64::MAX,
+            ..Fsmap::default()
+        },
+    ];
+    let mut out = vec![];
+    loop {
+        buf.iter_mut().for_each(|w| *w = 0);
+        let head = FsmapHead {
+            count: BATCH as u32,
+            keys,
+            ..FsmapHead::default()
+        };
+        // SAFETY: buf is 8-byte aligned and large enough for a head plus BATCH records; the
+        // kernel writes at most `count` records after the head.
+        unsafe {
+            std::ptr::write(buf.as_mut_ptr() as *mut FsmapHead, head);
+            io(raw::getfsmap(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut FsmapHead,
+            ))?;
+        }
+        // SAFETY: the head and `entries` records were just written by the kernel into buf.
+        let (entries, recs) = unsafe {
+            let h = std::ptr::read(buf.as_ptr() as *const FsmapHead);
+            let n = (h.entries as usize).min(BATCH);
+            let first = buf.as_ptr().add(head_words) as *const Fsmap;
+            (n, std::slice::from_raw_parts(first, n).to_vec())
+        };
+        if entries == 0 {
+            break;
+        }
+        let last = recs[entries - 1];
+        out.extend(recs);
+        if last.flags & FMR_OF_LAST != 0 {
+            break;
+        }
+        // fsmap_advance(): continue after the last record returned.
+        keys[0] = last;
+    }
+    Ok(out)
+}
+
+/// `struct loop_info64`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LoopInfo64 {
+    pub lo_device: u64,
+    pub lo_inode: u64,
+    pub lo_rdevice: u64,
+    pub lo_offset: u64,
+    pub lo_sizelimit: u64,
+    pub lo_number: u32,
+    pub lo_encrypt_type: u32,
+    pub lo_encrypt_key_size: u32,
+    pub lo_flags: u32,
+    pub lo_file_name: [u8; 64],
+    pub lo_crypt_name: [u8; 64],
+    pub lo_encrypt_key: [u8; 32],
+    pub lo_init: [u64; 2],
+}
+
+/// Detach the loop device when its last user closes it.
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// A free loop device number (LOOP_CTL_GET_FREE on /dev/loop-control).
+pub fn loop_ctl_get_free(ctl: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: no argument; the result is the device number.
+    let n = unsafe { raw::loop_ctl_get_free(ctl.as_raw_fd()) }.map_err(io::Error::from)?;
+    Ok(n as u32)
+}
+
+/// Bind `file` to the loop device `dev` and set `flags` (LOOP_SET_FD + LOOP_SET_STATUS64).
+pub fn loop_attach(dev: BorrowedFd<'_>, file: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    // SAFETY: the file descriptor is passed by value.
+    io(unsafe { raw::loop_set_fd(dev.as_raw_fd(), file.as_raw_fd()) })?;
+    let info = LoopInfo64 {
+        lo_device: 0,
+        lo_inode: 0,
+        lo_rdevice: 0,
+        lo_offset: 0,
+        lo_sizelimit: 0,
+        lo_number: 0,
+        lo_encrypt_type: 0,
+        lo_encrypt_key_size: 0,
+        lo_flags: flags,
+        lo_file_name: [0; 64],
+        lo_crypt_name: [0; 64],
+        lo_encrypt_key: [0; 32],
+        lo_init: [0; 2],
+    };
+    // SAFETY: the kernel reads one struct loop_info64; ours has the same layout.
+    let r = io(unsafe { raw::loop_set_status64(dev.as_raw_fd(), &info) });
+    if r.is_err() {
+        // SAFETY: no argument.
+        let _ = unsafe { raw::loop_clr_fd(dev.as_raw_fd()) };
+    }
+    r
+}
+
+/// Unbind a loop device (LOOP_CLR_FD).
+pub fn loop_detach(dev: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no argument.
+    io(unsafe { raw::loop_clr_fd(dev.as_raw_fd()) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::{request_code_read, request_code_write};
+    use nix::{request_code_read, request_code_readwrite, request_code_write};
 
     #[test]
     fn ioctl_numbers_match_the_uapi_headers() {
@@ -111,6 +287,15 @@ mod tests {
             0x4010586E
         ); // XFS_IOC_FSGROWFSDATA
         assert_eq!(std::mem::size_of::<XfsGeometryV1>(), 112);
+        assert_eq!(request_code_readwrite!(b'X', 119, 4), 0xC0045877); // FIFREEZE
+        assert_eq!(request_code_readwrite!(b'X', 120, 4), 0xC0045878); // FITHAW
+        assert_eq!(std::mem::size_of::<Fsmap>(), 64);
+        assert_eq!(std::mem::size_of::<FsmapHead>(), 192);
+        assert_eq!(
+            request_code_readwrite!(b'X', 59, std::mem::size_of::<FsmapHead>()),
+            0xC0C0583B
+        ); // FS_IOC_GETFSMAP
+        assert_eq!(std::mem::size_of::<LoopInfo64>(), 232);
         assert_eq!(
             request_code_read!(b'X', 100, std::mem::size_of::<XfsGeometryV1>()),
             0x8070_5864

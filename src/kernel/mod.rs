@@ -9,6 +9,7 @@ pub mod dm;
 pub mod dmtable;
 pub mod fs;
 pub mod ioctl;
+pub mod loopdev;
 pub mod md;
 pub mod memlock;
 pub mod mounts;

@@ -70,6 +70,14 @@ pub struct Journal {
     pub switch_window_ms: Option<f64>,
     #[serde(default)]
     pub copy_seconds: Option<f64>,
+    /// "used" or "full".
+    #[serde(default)]
+    pub copy_mode: Option<String>,
+    #[serde(default)]
+    pub region_bytes: Option<u64>,
+    /// What the kernel had to copy.
+    #[serde(default)]
+    pub copied_bytes: Option<u64>,
     #[serde(default)]
     pub fs_before_bytes: Option<u64>,
     #[serde(default)]
@@ -104,6 +112,9 @@ impl Journal {
             updated_unix: now,
             switch_window_ms: None,
             copy_seconds: None,
+            copy_mode: None,
+            region_bytes: None,
+            copied_bytes: None,
             fs_before_bytes: None,
             fs_after_bytes: None,
             error: None,

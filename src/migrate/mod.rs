@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
-use crate::backend::{self, Backend, SwitchOutcome};
+use crate::backend::{self, Backend, CopyMode, CopyPlan, RateLimit, SwitchOutcome};
 use crate::error::{refuse, Interrupted};
 use crate::kernel::blockdev::{human, BlockDev};
 use crate::kernel::dm::Dm;
@@ -43,6 +43,13 @@ pub struct MigrateOptions {
     pub yes: bool,
     pub force: bool,
     pub json: bool,
+    pub copy: CopyMode,
+    /// dm region size in bytes.
+    pub region_size: Option<u64>,
+    /// md: bytes per second.
+    pub rate_limit: Option<u64>,
+    /// dm: percent.
+    pub throttle: Option<u32>,
 }
 
 fn record(dev: &BlockDev, size: devicemapper::Bytes) -> DevRecord {
@@ -72,6 +79,17 @@ fn confirm(question: &str, yes: bool) -> Result<()> {
     } else {
         Err(refuse("not confirmed; nothing was changed", None))
     }
+}
+
+/// A region size in bytes → sectors, refusing what dm-mirror would reject.
+fn region_sectors(bytes: u64) -> Result<devicemapper::Sectors> {
+    if !bytes.is_power_of_two() || bytes < 4096 {
+        return Err(refuse(
+            format!("--region-size {bytes} must be a power of two of at least 4K"),
+            Some("e.g. 512K, 1M, 4M"),
+        ));
+    }
+    Ok(devicemapper::Sectors(bytes / 512))
 }
 
 /// Why the copy loop stopped early.
@@ -145,6 +163,14 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     let target = preflight::resolve_target(&opts.target)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+    let plan = CopyPlan {
+        mode: opts.copy,
+        region: opts.region_size.map(region_sectors).transpose()?,
+        mount: mount
+            .as_ref()
+            .map(|m| (m.mount_point.clone(), m.fs_type.clone())),
+    };
+    backend.check_plan(&plan)?;
     let what = mount
         .as_ref()
         .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
@@ -160,6 +186,13 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
         ),
         opts.yes,
     )?;
+    // Refused here when the backend cannot honour it; undone when the backend is dropped.
+    if let Some(r) = opts.rate_limit {
+        backend.set_rate_limit(RateLimit::BytesPerSec(r))?;
+    }
+    if let Some(p) = opts.throttle {
+        backend.set_rate_limit(RateLimit::Percent(p))?;
+    }
 
     let signals = Signals::install()?;
     let mut progress = Progress::new(opts.json);
@@ -178,12 +211,30 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     );
 
     // mirroring
-    if let Err(e) = backend.attach(&source, &target) {
-        journal.error = Some(format!("{e:#}"));
-        let _ = journal.set_step(Step::Aborted);
-        return Err(e);
-    }
-    progress.start_copy(*checked.source_size as u64);
+    let info = match backend.attach(&source, &target, &plan) {
+        Ok(i) => i,
+        Err(e) => {
+            journal.error = Some(format!("{e:#}"));
+            let _ = journal.set_step(Step::Aborted);
+            return Err(e);
+        }
+    };
+    journal.copy_mode = Some(info.mode.to_string());
+    journal.region_bytes = Some(*info.region as u64);
+    journal.copied_bytes = Some(*info.to_copy as u64);
+    journal.save()?;
+    progress.event(
+        "copy",
+        &format!(
+            "copying {} of {} ({} copy{})",
+            human(info.to_copy),
+            human(checked.source_size),
+            info.mode,
+            if *info.region > 0 { format!(", {} regions", human(info.region)) } else { String::new() }
+        ),
+        json!({"copy_mode": info.mode, "region_bytes": *info.region as u64, "copied_bytes": *info.to_copy as u64}),
+    );
+    progress.start_copy(*info.to_copy as u64);
     let mut attempts = 0;
     let window = loop {
         let stopped = copy(backend.as_mut(), &target, &signals, &mut progress);
@@ -277,7 +328,8 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
         ),
         json!({"source": journal.source, "target": journal.target, "seconds": t_start.elapsed().as_secs_f64(),
                "copy_seconds": copy_s, "rate_bytes_per_sec": rate.round() as u64, "switch_window_ms": window_ms,
-               "fs_before_bytes": journal.fs_before_bytes, "fs_after_bytes": journal.fs_after_bytes, "source_free": free}),
+               "fs_before_bytes": journal.fs_before_bytes, "fs_after_bytes": journal.fs_after_bytes, "source_free": free,
+               "copy_mode": info.mode, "region_bytes": *info.region as u64, "copied_bytes": *info.to_copy as u64}),
     );
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod kernel;
+pub mod live;
 pub mod lock;
 pub mod migrate;
 pub mod progress;

@@ -162,6 +162,7 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
     let target = preflight::resolve_target(&opts.target)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
+    crate::live::overlay_check(&source, crate::live::OVERLAY_NEED_BYTES)?;
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
     let plan = CopyPlan {
         mode: opts.copy,
@@ -305,6 +306,19 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
         );
     }
     journal.set_step(Step::Grown)?;
+    match crate::live::release_old(&source) {
+        Ok(r) if r.is_empty() => {}
+        Ok(r) => progress.event(
+            "released",
+            &format!("released the old device stack: {}", r.join("; ")),
+            json!({"released": r}),
+        ),
+        Err(e) => progress.event(
+            "released",
+            &format!("the old device stack was not released: {e:#}"),
+            json!({"released": [], "error": format!("{e:#}")}),
+        ),
+    }
     journal.set_step(Step::Done)?;
 
     let free = source.holders().is_empty();

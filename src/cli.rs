@@ -43,7 +43,11 @@ pub enum Command {
     /// Copy the running root onto TARGET, switch to it and grow the filesystem.
     Migrate {
         /// Disk or partition to move to; everything on it is overwritten.
-        target: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        target: Option<PathBuf>,
+        /// Continue an interrupted migration (after a crash or kill) from where the kernel is.
+        #[arg(long, conflicts_with = "target")]
+        resume: bool,
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -79,6 +83,16 @@ pub enum Command {
         /// Print events as JSON lines.
         #[arg(long)]
         json: bool,
+    },
+    /// Internal: the process that resumes/thaws if rootshift dies mid-change.
+    #[command(hide = true)]
+    Guardian {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        kind: crate::wrapper::Kind,
+        #[arg(long)]
+        thaw: Option<PathBuf>,
     },
     /// Test fixtures for the VM suite (test builds only).
     #[cfg(feature = "testing")]

@@ -10,6 +10,8 @@
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod failpoint;
+pub mod guardian;
 pub mod kernel;
 pub mod live;
 pub mod lock;

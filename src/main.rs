@@ -22,6 +22,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { name, json } => status::status(name.as_deref(), json),
         Command::Migrate {
             target,
+            resume,
             yes,
             force,
             json,
@@ -31,7 +32,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rate_limit,
             throttle,
         } => migrate::migrate(&migrate::MigrateOptions {
-            target,
+            target: target.unwrap_or_default(),
+            resume,
             name,
             yes,
             force,
@@ -42,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             throttle,
         }),
         Command::Abort { name, json } => migrate::abort(name.as_deref(), json),
+        Command::Guardian { name, kind, thaw } => rootshift::guardian::run(&name, kind, thaw),
         #[cfg(feature = "testing")]
         Command::Testing(t) => match t {
             rootshift::cli::Testing::DmCreate { name, table } => {
@@ -56,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    rootshift::failpoint::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

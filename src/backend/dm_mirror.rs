@@ -134,6 +134,7 @@ impl DmMirror {
                 resumed.is_ok()
             ));
         }
+        let _ = crate::failpoint::hit("switch::suspended");
         let status = raw.table_status(&id, DmOptions::default());
         let ok = status.as_ref().map(|(_, v)| accept(v)).unwrap_or(false);
         if ok {
@@ -240,6 +241,7 @@ impl DmMirror {
                 mount.display()
             )
         })?;
+        crate::failpoint::hit("attach::frozen")?;
         let map = clean_map(&free, dev_bytes, region_bytes);
         let img = log_image(&map);
         file.write_all_at(&img, 0)

@@ -369,6 +369,14 @@ impl Backend for MdRaid1 {
         })
     }
 
+    fn past_point_of_no_return(&self, source: DevNum) -> Result<bool> {
+        // Failing the source is the switch: a faulty (or already removed) source with the target
+        // still a member means only the target has every write.
+        let members = self.members()?;
+        let sm = members.iter().find(|m| member_dev(m) == Some(source));
+        Ok(members.len() > 1 && sm.is_none_or(|m| m.state.faulty))
+    }
+
     fn detach_target(&mut self, source: &BlockDev) -> Result<()> {
         let members = self.members()?;
         let sm = members

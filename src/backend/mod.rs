@@ -124,6 +124,11 @@ pub trait Backend {
     /// The point of no return: make the wrapper map the target alone, at the target's full size.
     /// Must resume the device on every path.
     fn switch_to_target(&mut self, target: &BlockDev) -> Result<SwitchOutcome>;
+    /// Whether the point of no return is passed while the target is still attached (md: the
+    /// source member is failed). dm switches in one step, so a mirror is never past it.
+    fn past_point_of_no_return(&self, _source: DevNum) -> Result<bool> {
+        Ok(false)
+    }
     /// Before the switch: drop the target; the wrapper maps the source alone again.
     fn detach_target(&mut self, source: &BlockDev) -> Result<()>;
     /// After the switch: make the wrapper device as large as the target; returns its size.

@@ -6,7 +6,9 @@
 //!                  └──────────────► aborted (back on source)   point of no return
 //! ```
 //! Before `switched` every write reaches the source, so going back loses nothing. From
-//! `switched` on only the target gets writes: `abort` refuses, the migration can only go forward.
+//! `switched` on only the target gets writes: `abort` refuses, the migration can only go forward
+//! (`migrate --resume`). The journal records the step; the kernel's own state (the live table,
+//! the md members) decides what an interrupted migration can do next.
 
 pub mod journal;
 pub mod preflight;
@@ -17,22 +19,26 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use devicemapper::Bytes;
 use serde_json::json;
 
-use crate::backend::{self, Backend, CopyMode, CopyPlan, RateLimit, SwitchOutcome};
+use crate::backend::{self, Backend, CopyInfo, CopyMode, CopyPlan, RateLimit, SwitchOutcome};
 use crate::error::{refuse, Interrupted};
+use crate::failpoint;
+use crate::guardian::Guardian;
 use crate::kernel::blockdev::{human, BlockDev};
+use crate::kernel::devnum::DevNum;
 use crate::kernel::dm::Dm;
 use crate::kernel::fs::grow_mounted;
-use crate::kernel::mounts;
+use crate::kernel::mounts::{self, Mount};
 use crate::lock::Lock;
 use crate::progress::Progress;
-use crate::wrapper;
+use crate::wrapper::{self, Wrapper};
 use journal::{DevRecord, Journal, Step};
 use signals::Signals;
 
-/// How long one wait for a dm event may last before the status is read again. Without
-/// `handle_errors` a failing leg raises no event, so an event-only wait could block forever.
+/// How long one wait for a kernel event may last before the status is read again. Without
+/// `handle_errors` a failing dm leg raises no event, so an event-only wait could block forever.
 const TICK: Duration = Duration::from_secs(1);
 /// Attempts at the switch when the status read inside the window is not in sync.
 const SWITCH_ATTEMPTS: u32 = 5;
@@ -50,9 +56,11 @@ pub struct MigrateOptions {
     pub rate_limit: Option<u64>,
     /// dm: percent.
     pub throttle: Option<u32>,
+    /// Continue an interrupted migration instead of starting one.
+    pub resume: bool,
 }
 
-fn record(dev: &BlockDev, size: devicemapper::Bytes) -> DevRecord {
+fn record(dev: &BlockDev, size: Bytes) -> DevRecord {
     DevRecord {
         dev: dev.devnum.to_string(),
         path: dev.display(),
@@ -100,59 +108,269 @@ enum Stop {
     Error(anyhow::Error),
 }
 
-/// Wait until every region is in sync, watching signals and leg health every tick.
-fn copy(
-    backend: &mut dyn Backend,
-    target: &BlockDev,
-    signals: &Signals,
-    progress: &mut Progress,
-) -> Result<(), Stop> {
-    loop {
-        if let Some(sig) = signals.pending() {
-            return Err(Stop::Signal(sig));
-        }
-        let st = backend.sync_state().map_err(Stop::Error)?;
-        progress.update(
-            *st.done as u64,
-            *st.total as u64,
-            json!({"in_sync": st.units_done, "total": st.units_total,
-                   "health": st.legs.iter().map(|(_, h)| h.as_char()).collect::<String>()}),
-        );
-        if let Some((dev, h)) = st.legs.iter().find(|(_, h)| !h.is_alive()) {
-            let msg = format!(
-                "leg {dev} reports a {} (health {})",
-                h.describe(),
-                h.as_char()
-            );
-            if *dev == target.devnum {
-                return Err(Stop::TargetFailed(format!(
-                    "the target {} failed: {msg}",
-                    target.display()
-                )));
+/// Everything one run of the state machine works with.
+struct Run {
+    w: Wrapper,
+    backend: Box<dyn Backend>,
+    source: BlockDev,
+    target: BlockDev,
+    mount: Option<Mount>,
+    journal: Journal,
+    progress: Progress,
+    signals: Signals,
+    t_start: Instant,
+    /// What the copy had to move (for rates and the summary).
+    to_copy: Bytes,
+    info: Option<CopyInfo>,
+    _guardian: Guardian,
+}
+
+impl Run {
+    /// Wait until every region is in sync, watching signals and leg health every tick.
+    fn copy(&mut self) -> Result<(), Stop> {
+        let mut first = true;
+        loop {
+            if let Some(sig) = self.signals.pending() {
+                return Err(Stop::Signal(sig));
             }
-            return Err(Stop::SourceFailed(msg));
+            let st = self.backend.sync_state().map_err(Stop::Error)?;
+            self.progress.update(
+                *st.done as u64,
+                *st.total as u64,
+                json!({"in_sync": st.units_done, "total": st.units_total,
+                       "health": st.legs.iter().map(|(_, h)| h.as_char()).collect::<String>()}),
+            );
+            if let Some((dev, h)) = st.legs.iter().find(|(_, h)| !h.is_alive()) {
+                let msg = format!(
+                    "leg {dev} reports a {} (health {})",
+                    h.describe(),
+                    h.as_char()
+                );
+                if *dev == self.target.devnum {
+                    return Err(Stop::TargetFailed(format!(
+                        "the target {} ({}) failed during the copy: {msg}",
+                        self.target.display(),
+                        self.target.devnum
+                    )));
+                }
+                return Err(Stop::SourceFailed(msg));
+            }
+            if st.complete() {
+                return Ok(());
+            }
+            if first {
+                failpoint::hit("migrate::copying").map_err(Stop::Error)?;
+                first = false;
+            }
+            self.backend.wait(TICK).map_err(Stop::Error)?;
         }
-        if st.complete() {
-            return Ok(());
+    }
+
+    /// mirroring → switched. Rolls back to the source on any failure before the switch.
+    fn copy_and_switch(&mut self) -> Result<Duration> {
+        self.progress.start_copy(*self.to_copy as u64);
+        let mut attempts = 0;
+        loop {
+            let stopped = self.copy();
+            self.progress.finish_copy();
+            if let Err(stop) = stopped {
+                return Err(self.roll_back(stop));
+            }
+            if let Err(e) = failpoint::hit("migrate::synced") {
+                return Err(self.roll_back(Stop::Error(e)));
+            }
+            // Last look before the point of no return; from the switch on signals wait.
+            if let Some(sig) = self.signals.pending() {
+                return Err(self.roll_back(Stop::Signal(sig)));
+            }
+            self.journal.copy_seconds = Some(self.progress.copy_elapsed().as_secs_f64());
+            attempts += 1;
+            match self.backend.switch_to_target(&self.target) {
+                Ok(SwitchOutcome::Switched { window }) => return Ok(window),
+                Ok(SwitchOutcome::NotInSync { status, window }) if attempts < SWITCH_ATTEMPTS => {
+                    self.progress.event(
+                        "switch-retry",
+                        &format!("not switching: the mirror was not in sync inside the window ({status}); copying on"),
+                        json!({"status": status, "window_ms": window.as_secs_f64() * 1e3}),
+                    );
+                }
+                Ok(SwitchOutcome::NotInSync { status, .. }) => {
+                    let e = anyhow!("the mirror never stayed in sync for the switch ({status})");
+                    return Err(self.roll_back(Stop::Error(e)));
+                }
+                // switch_to_target resumed the mirror on its error paths: go back to the source.
+                Err(e) => return Err(self.roll_back(Stop::Error(e))),
+            }
         }
-        backend.wait(TICK).map_err(Stop::Error)?;
+    }
+
+    /// Before the switch: put the wrapper back on the source and record why.
+    fn roll_back(&mut self, stop: Stop) -> anyhow::Error {
+        let src = self.source.display();
+        let back = format!(
+            "rolled back: {} maps {src} alone again, nothing lost",
+            self.w.name
+        );
+        let (why, err): (String, anyhow::Error) = match stop {
+            Stop::SourceFailed(msg) => {
+                // Going back to a source with failed writes could lose data: keep the mirror.
+                let e = anyhow!(
+                    "the source {src} failed during the copy: {msg}; the mirror is left in place so no \
+                     write is lost (see `rootshift status`)"
+                );
+                self.journal.error = Some(format!("{e:#}"));
+                let _ = self.journal.save();
+                return e;
+            }
+            Stop::Signal(sig) => (
+                format!("{sig} received"),
+                Interrupted {
+                    signal: sig,
+                    detail: back.clone(),
+                }
+                .into(),
+            ),
+            Stop::TargetFailed(msg) => (msg.clone(), anyhow!("{msg}; {back}")),
+            Stop::Error(e) => (format!("{e:#}"), e.context(back.clone())),
+        };
+        if let Err(rb) = self.backend.detach_target(&self.source) {
+            self.journal.error = Some(format!("{why}; rolling back failed: {rb:#}"));
+            let _ = self.journal.save();
+            return anyhow!("{why}, and rolling back to {src} failed: {rb:#}");
+        }
+        self.journal.error = Some(why.clone());
+        let _ = self.journal.set_step(Step::Aborted);
+        self.progress.event(
+            "aborted",
+            &format!("aborted ({why}): back on {src} alone, nothing lost"),
+            json!({"reason": why, "source": self.journal.source}),
+        );
+        err
+    }
+
+    /// switched → grown → done. Idempotent: `--resume` runs it again after a crash.
+    fn finish(&mut self) -> Result<()> {
+        if !self.journal.step.switched() {
+            self.journal.set_step(Step::Switched)?;
+        }
+        failpoint::hit("migrate::journal-switched")?;
+        let dev_size = self.backend.grow_device(&self.target)?;
+        failpoint::hit("migrate::device-grown")?;
+        if let Some(m) = &self.mount {
+            let g = grow_mounted(&m.mount_point, &m.fs_type, dev_size).with_context(|| {
+                format!(
+                    "growing the {} filesystem on {} (the data is safe on {}; `rootshift migrate --resume` retries)",
+                    m.fs_type,
+                    m.mount_point.display(),
+                    self.target.display()
+                )
+            })?;
+            self.journal.fs_before_bytes.get_or_insert(g.before);
+            self.journal.fs_after_bytes = Some(g.after);
+            self.progress.event(
+                "grown",
+                &format!(
+                    "grew {} ({}) from {} to {}",
+                    m.mount_point.display(),
+                    m.fs_type,
+                    human(Bytes(g.before.into())),
+                    human(Bytes(g.after.into()))
+                ),
+                json!({"mount_point": m.mount_point, "fs_type": m.fs_type, "before_bytes": g.before, "after_bytes": g.after}),
+            );
+        }
+        self.journal.set_step(Step::Grown)?;
+        failpoint::hit("migrate::fs-grown")?;
+        match crate::live::release_old(&self.source) {
+            Ok(r) if r.is_empty() => {}
+            Ok(r) => self.progress.event(
+                "released",
+                &format!("released the old device stack: {}", r.join("; ")),
+                json!({"released": r}),
+            ),
+            Err(e) => self.progress.event(
+                "released",
+                &format!("the old device stack was not released: {e:#}"),
+                json!({"released": [], "error": format!("{e:#}")}),
+            ),
+        }
+        self.journal.set_step(Step::Done)?;
+        if let Some(sig) = self.signals.pending() {
+            self.progress.event(
+                "signal-deferred",
+                &format!("{sig} arrived after the point of no return: the migration was finished first"),
+                json!({"signal": sig}),
+            );
+        }
+
+        let free = self.source.holders().is_empty();
+        let copy_s = self.journal.copy_seconds.unwrap_or(0.0);
+        let rate = if copy_s > 0.0 {
+            *self.to_copy as f64 / copy_s
+        } else {
+            0.0
+        };
+        let window_ms = self.journal.switch_window_ms.unwrap_or(0.0);
+        let what = self
+            .mount
+            .as_ref()
+            .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
+            .unwrap_or_else(|| self.w.name.clone());
+        let mode = self.journal.copy_mode.clone().unwrap_or_default();
+        self.progress.event(
+            "done",
+            &format!(
+                "done: {what} moved from {} to {} in {:.1} s ({mode} copy of {} in {:.1} s at {}/s, switch window {window_ms:.1} ms); {} {}",
+                self.source.display(),
+                self.target.display(),
+                self.t_start.elapsed().as_secs_f64(),
+                human(self.to_copy),
+                copy_s,
+                human(Bytes(rate as u128)),
+                self.source.display(),
+                if free { "is no longer used" } else { "is still held by something" }
+            ),
+            json!({"source": self.journal.source, "target": self.journal.target, "seconds": self.t_start.elapsed().as_secs_f64(),
+                   "copy_seconds": copy_s, "rate_bytes_per_sec": rate.round() as u64, "switch_window_ms": window_ms,
+                   "fs_before_bytes": self.journal.fs_before_bytes, "fs_after_bytes": self.journal.fs_after_bytes,
+                   "source_free": free, "copy_mode": mode, "region_bytes": self.journal.region_bytes,
+                   "copied_bytes": *self.to_copy as u64}),
+        );
+        Ok(())
+    }
+
+    fn switched(&mut self, window: Duration) -> Result<()> {
+        failpoint::hit("migrate::switched")?;
+        let window_ms = window.as_secs_f64() * 1e3;
+        self.journal.switch_window_ms = Some(window_ms);
+        self.journal.set_step(Step::Switched)?;
+        self.progress.event(
+            "switched",
+            &format!(
+                "switched {} to {} alone (switch window {window_ms:.1} ms)",
+                self.w.name,
+                self.target.display()
+            ),
+            json!({"window_ms": window_ms, "target": self.journal.target}),
+        );
+        Ok(())
     }
 }
 
-/// `rootshift migrate TARGET`.
+/// `rootshift migrate TARGET` (or `--resume`).
 pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
     let dm = Dm::open().ok();
     let w = wrapper::find(dm.as_ref(), opts.name.as_deref())?;
+    if opts.resume {
+        return resume(w, opts);
+    }
     let mut backend = backend::open(&w)?;
     if backend.mirroring()? {
         return Err(refuse(
-            format!(
-                "a migration of {} is already in progress (a target is attached)",
-                w.name
-            ),
-            Some("run `rootshift status` to see it, `rootshift abort` to go back to the source"),
+            format!("a migration of {} is already in progress (a target is attached)", w.name),
+            Some("`rootshift migrate --resume` continues it, `rootshift abort` goes back to the source"),
         ));
     }
     let source_dev = *backend
@@ -195,36 +413,59 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
         backend.set_rate_limit(RateLimit::Percent(p))?;
     }
 
+    // From here on the kernel's state changes: a guardian resumes/thaws if we die mid-change.
+    let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
     let signals = Signals::install()?;
-    let mut progress = Progress::new(opts.json);
-    let mut journal = Journal::new(
+    let progress = Progress::new(opts.json);
+    let journal = Journal::new(
         &w.name,
         backend.kind(),
         record(&source, checked.source_size),
         record(&target, checked.target_size),
     );
-    journal.save()?;
-    let t_start = Instant::now();
-    progress.event(
+    let mut run = Run {
+        w,
+        backend,
+        source,
+        target,
+        mount,
+        journal,
+        progress,
+        signals,
+        t_start: Instant::now(),
+        to_copy: checked.source_size,
+        info: None,
+        _guardian: guardian,
+    };
+    run.journal.save()?;
+    run.progress.event(
         "start",
-        &format!("mirroring {} onto {} through {}", source.display(), target.display(), w.name),
-        json!({"wrapper": w.name, "backend": backend.kind(), "source": journal.source, "target": journal.target}),
+        &format!(
+            "mirroring {} onto {} through {}",
+            run.source.display(),
+            run.target.display(),
+            run.w.name
+        ),
+        json!({"wrapper": run.w.name, "backend": run.backend.kind(), "source": run.journal.source, "target": run.journal.target}),
     );
 
     // mirroring
-    let info = match backend.attach(&source, &target, &plan) {
+    let attached = failpoint::hit("migrate::before-attach")
+        .and_then(|_| run.backend.attach(&run.source, &run.target, &plan));
+    let info = match attached {
         Ok(i) => i,
         Err(e) => {
-            journal.error = Some(format!("{e:#}"));
-            let _ = journal.set_step(Step::Aborted);
+            run.journal.error = Some(format!("{e:#}"));
+            let _ = run.journal.set_step(Step::Aborted);
             return Err(e);
         }
     };
-    journal.copy_mode = Some(info.mode.to_string());
-    journal.region_bytes = Some(*info.region as u64);
-    journal.copied_bytes = Some(*info.to_copy as u64);
-    journal.save()?;
-    progress.event(
+    run.journal.copy_mode = Some(info.mode.to_string());
+    run.journal.region_bytes = Some(*info.region as u64);
+    run.journal.copied_bytes = Some(*info.to_copy as u64);
+    run.journal.save()?;
+    run.to_copy = info.to_copy;
+    run.progress.event(
         "copy",
         &format!(
             "copying {} of {} ({} copy{})",
@@ -235,187 +476,100 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
         ),
         json!({"copy_mode": info.mode, "region_bytes": *info.region as u64, "copied_bytes": *info.to_copy as u64}),
     );
-    progress.start_copy(*info.to_copy as u64);
-    let mut attempts = 0;
-    let window = loop {
-        let stopped = copy(backend.as_mut(), &target, &signals, &mut progress);
-        progress.finish_copy();
-        if let Err(stop) = stopped {
-            return roll_back(backend.as_mut(), &source, &mut journal, &progress, stop);
-        }
-        journal.copy_seconds = Some(progress.copy_elapsed().as_secs_f64());
-        // switched: the point of no return
-        attempts += 1;
-        match backend.switch_to_target(&target) {
-            Ok(SwitchOutcome::Switched { window }) => break window,
-            Ok(SwitchOutcome::NotInSync { status, window }) if attempts < SWITCH_ATTEMPTS => {
-                progress.event(
-                    "switch-retry",
-                    &format!("not switching: the mirror was not in sync inside the window ({status}); copying on"),
-                    json!({"status": status, "window_ms": window.as_secs_f64() * 1e3}),
-                );
-            }
-            Ok(SwitchOutcome::NotInSync { status, .. }) => {
-                let stop = Stop::Error(anyhow!(
-                    "the mirror never stayed in sync for the switch ({status})"
-                ));
-                return roll_back(backend.as_mut(), &source, &mut journal, &progress, stop);
-            }
-            Err(e) => {
-                // switch_to_target resumed the mirror on its error paths; go back to the source.
-                return roll_back(
-                    backend.as_mut(),
-                    &source,
-                    &mut journal,
-                    &progress,
-                    Stop::Error(e),
-                );
-            }
-        }
-    };
-    let window_ms = window.as_secs_f64() * 1e3;
-    journal.switch_window_ms = Some(window_ms);
-    journal.set_step(Step::Switched)?;
-    progress.event(
-        "switched",
-        &format!(
-            "switched {} to {} alone (device suspended for {window_ms:.1} ms)",
-            w.name,
-            target.display()
-        ),
-        json!({"window_ms": window_ms, "target": journal.target}),
-    );
-
-    // grown
-    let dev_size = backend.grow_device(&target)?;
-    if let Some(m) = &mount {
-        let g = grow_mounted(&m.mount_point, &m.fs_type, dev_size).with_context(|| {
-            format!(
-                "growing the {} filesystem on {} (the data is safe on {})",
-                m.fs_type,
-                m.mount_point.display(),
-                target.display()
-            )
-        })?;
-        journal.fs_before_bytes = Some(g.before);
-        journal.fs_after_bytes = Some(g.after);
-        progress.event(
-            "grown",
-            &format!("grew {} ({}) from {} to {}", m.mount_point.display(), m.fs_type, human(devicemapper::Bytes(g.before.into())), human(devicemapper::Bytes(g.after.into()))),
-            json!({"mount_point": m.mount_point, "fs_type": m.fs_type, "before_bytes": g.before, "after_bytes": g.after}),
-        );
+    run.info = Some(info);
+    if let Err(e) = failpoint::hit("migrate::attached") {
+        return Err(run.roll_back(Stop::Error(e)));
     }
-    journal.set_step(Step::Grown)?;
-    match crate::live::release_old(&source) {
-        Ok(r) if r.is_empty() => {}
-        Ok(r) => progress.event(
-            "released",
-            &format!("released the old device stack: {}", r.join("; ")),
-            json!({"released": r}),
-        ),
-        Err(e) => progress.event(
-            "released",
-            &format!("the old device stack was not released: {e:#}"),
-            json!({"released": [], "error": format!("{e:#}")}),
-        ),
-    }
-    journal.set_step(Step::Done)?;
-
-    let free = source.holders().is_empty();
-    let copy_s = journal.copy_seconds.unwrap_or(0.0);
-    let rate = if copy_s > 0.0 {
-        *checked.source_size as f64 / copy_s
-    } else {
-        0.0
-    };
-    progress.event(
-        "done",
-        &format!(
-            "done: {what} moved from {} to {} in {:.1} s (copy {:.1} s at {}/s, switch window {window_ms:.1} ms); {} {}",
-            source.display(),
-            target.display(),
-            t_start.elapsed().as_secs_f64(),
-            copy_s,
-            human(devicemapper::Bytes(rate as u128)),
-            source.display(),
-            if free { "is no longer used" } else { "is still held by something" }
-        ),
-        json!({"source": journal.source, "target": journal.target, "seconds": t_start.elapsed().as_secs_f64(),
-               "copy_seconds": copy_s, "rate_bytes_per_sec": rate.round() as u64, "switch_window_ms": window_ms,
-               "fs_before_bytes": journal.fs_before_bytes, "fs_after_bytes": journal.fs_after_bytes, "source_free": free,
-               "copy_mode": info.mode, "region_bytes": *info.region as u64, "copied_bytes": *info.to_copy as u64}),
-    );
-    Ok(())
+    let window = run.copy_and_switch()?;
+    // ---- switched: the point of no return ----
+    run.switched(window)?;
+    run.finish()
 }
 
-/// Before the switch: put the wrapper back on the source and record why.
-fn roll_back(
-    backend: &mut dyn Backend,
-    source: &BlockDev,
-    journal: &mut Journal,
-    progress: &Progress,
-    stop: Stop,
-) -> Result<()> {
-    let (why, err): (String, anyhow::Error) = match stop {
-        Stop::SourceFailed(msg) => {
-            // Going back to a source with failed writes could lose data: keep the mirror.
-            let e = anyhow!(
-                "the source {} failed during the copy: {msg}; the mirror is left in place so no write is lost \
-                 (see `rootshift status`)",
-                source.display()
-            );
-            journal.error = Some(format!("{e:#}"));
-            let _ = journal.save();
-            return Err(e);
-        }
-        Stop::Signal(sig) => (
-            format!("{sig} received"),
-            Interrupted {
-                signal: sig,
-                detail: format!(
-                    "rolled back: {} maps {} alone again",
-                    journal.wrapper,
-                    source.display()
-                ),
-            }
-            .into(),
-        ),
-        Stop::TargetFailed(msg) => (
-            msg.clone(),
-            anyhow!(
-                "{msg}; rolled back: {} maps {} alone again",
-                journal.wrapper,
-                source.display()
+/// `rootshift migrate --resume`: continue an interrupted migration from what the kernel shows.
+fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
+    let journal = Journal::load(&w.name)?.ok_or_else(|| {
+        refuse(
+            format!(
+                "there is no interrupted migration of {} to resume (no journal in {})",
+                w.name,
+                journal::DIR
             ),
-        ),
-        Stop::Error(e) => (
-            format!("{e:#}"),
-            e.context(format!(
-                "rolled back: {} maps {} alone again",
-                journal.wrapper,
-                source.display()
-            )),
-        ),
-    };
-    if let Err(rb) = backend.detach_target(source) {
-        journal.error = Some(format!("{why}; rolling back failed: {rb:#}"));
-        let _ = journal.save();
-        return Err(anyhow!(
-            "{why}, and rolling back to {} failed: {rb:#}",
-            source.display()
+            Some("start one with `rootshift migrate TARGET`"),
+        )
+    })?;
+    if journal.step == Step::Done || journal.step == Step::Aborted {
+        return Err(refuse(
+            format!(
+                "the last migration of {} is {} already; nothing to resume",
+                w.name,
+                journal.step.as_str()
+            ),
+            None,
         ));
     }
-    journal.error = Some(why.clone());
-    journal.set_step(Step::Aborted)?;
-    progress.event(
-        "aborted",
+    let backend = backend::open(&w)?;
+    let parse = |s: &str| s.parse::<DevNum>().map_err(|e| anyhow!("journal: {e}"));
+    let source = BlockDev::from_devnum(parse(&journal.source.dev)?)?;
+    let target = BlockDev::from_devnum(parse(&journal.target.dev)?)?;
+    let legs = backend.legs()?;
+    let mirroring = backend.mirroring()?;
+    let past = backend.past_point_of_no_return(source.devnum)?;
+    let on_target_alone = !mirroring && legs == [target.devnum];
+    if !mirroring && !on_target_alone {
+        return Err(refuse(
+            format!(
+                "{} maps {} alone: the interrupted migration never attached the target, or was rolled back",
+                w.name,
+                legs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Some("start again with `rootshift migrate TARGET`"),
+        ));
+    }
+    if mirroring && !legs.contains(&target.devnum) {
+        return Err(refuse(
+            format!(
+                "{} mirrors onto {legs:?}, not the journal's target {}",
+                w.name, target.devnum
+            ),
+            Some("`rootshift abort` goes back to the source"),
+        ));
+    }
+    let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+    let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
+    let mut run = Run {
+        to_copy: Bytes(u128::from(
+            journal.copied_bytes.unwrap_or(journal.source.size_bytes),
+        )),
+        w,
+        backend,
+        source,
+        target,
+        mount,
+        journal,
+        progress: Progress::new(opts.json),
+        signals: Signals::install()?,
+        t_start: Instant::now(),
+        info: None,
+        _guardian: guardian,
+    };
+    run.journal.error = None;
+    run.progress.event(
+        "resume",
         &format!(
-            "aborted ({why}): back on {} alone, nothing lost",
-            source.display()
+            "resuming the migration of {} from {} to {} (step {})",
+            run.w.name,
+            run.source.display(),
+            run.target.display(),
+            if mirroring && !past { "mirroring" } else { "switched" }
         ),
-        json!({"reason": why, "source": journal.source}),
+        json!({"wrapper": run.w.name, "step": run.journal.step, "mirroring": mirroring, "past_point_of_no_return": past}),
     );
-    Err(err)
+    if mirroring && !past {
+        let window = run.copy_and_switch()?;
+        run.switched(window)?;
+    }
+    run.finish()
 }
 
 /// `rootshift abort`: before the switch, go back to the source alone.
@@ -431,8 +585,25 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
     let first = *legs
         .first()
         .ok_or_else(|| anyhow!("{} maps no device", w.name))?;
+    let switched_msg = |path: &str| {
+        refuse(
+            format!(
+                "the system already runs on the target {path}: the switch is the point of no return, there is nothing to abort"
+            ),
+            Some("the source no longer has the latest writes; `rootshift migrate --resume` finishes the migration"),
+        )
+    };
     if backend.mirroring()? {
+        if backend.past_point_of_no_return(first)? {
+            let t = journal
+                .as_ref()
+                .map(|j| j.target.path.clone())
+                .unwrap_or_else(|| "target".into());
+            return Err(switched_msg(&t));
+        }
         let source = BlockDev::from_devnum(first)?;
+        let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+        let _guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
         backend.detach_target(&source)?;
         if let Some(j) = journal.as_mut() {
             j.error = Some("aborted by `rootshift abort`".into());
@@ -446,14 +617,10 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
         return Ok(());
     }
     if let Some(j) = journal.as_mut() {
-        if j.step.switched() && j.target.dev == first.to_string() {
-            return Err(refuse(
-                format!(
-                    "the system already runs on the target {}: the switch is the point of no return, there is nothing to abort",
-                    j.target.path
-                ),
-                Some("the source no longer has the latest writes; `rootshift status` shows the state"),
-            ));
+        if j.step.switched() && j.target.dev == first.to_string()
+            || j.target.dev == first.to_string() && j.step == Step::Mirroring
+        {
+            return Err(switched_msg(&j.target.path));
         }
         if j.step == Step::Mirroring {
             j.error = Some("interrupted before the copy started; found on the source alone".into());

@@ -55,13 +55,14 @@ mkfile() {
 prefill() { mkdir -p "$1" || return 1; _i=0; while [ $_i -lt "$2" ]; do mkfile "$1/f$_i" "$3" || return 1; _i=$((_i + 1)); done; sync; }
 
 # writer_start DIR MAXFILES : background writer of checksummed 1 MiB files; logs "index uptime_cs" per finished file
-writer_start() {
+writer_start() {  # writer_start DIR MAXFILES [PAUSE-SECONDS-BETWEEN-FILES]
   rm -f /tmp/writer.stop /tmp/writer.log /tmp/writer.err
   mkdir -p "$1"
   ( i=0
     while [ ! -e /tmp/writer.stop ] && [ $i -lt "$2" ]; do
       if mkfile "$1/w$i" 1; then echo "$i $(now_cs)" >> /tmp/writer.log; else echo "write error at w$i" >> /tmp/writer.err; break; fi
       i=$((i + 1))
+      [ -n "$3" ] && sleep "$3"
     done ) &
   WRITER_PID=$!
   say "writer started (pid $WRITER_PID) in $1"

@@ -1,0 +1,29 @@
+#!/bin/bash
+# dracut module: wrap the root device in a rootshift wrapper before it is mounted (see initrd-hook/README.md).
+
+# called by dracut
+check() {
+    require_binaries rootshift || return 1
+    return 0
+}
+
+# called by dracut
+depends() {
+    # dm: its udev rules (10-dm/55-dm, 95-dm-notify) must be in the initrd, or rootshift (the devicemapper
+    # library) waits forever for the udev cookie on the wrapper's first resume.
+    echo dm rootfs-block
+    return 0
+}
+
+# called by dracut
+installkernel() {
+    hostonly='' instmods dm_mod dm_mirror dm_log dm_region_hash md_mod raid1
+}
+
+# called by dracut
+install() {
+    inst_multiple rootshift readlink timeout udevadm modprobe mkdir mv
+    inst_simple "$moddir/rootshift-lib.sh" /lib/rootshift-lib.sh
+    inst_hook pre-mount 50 "$moddir/rootshift-pre-mount.sh"
+    inst_rules "$moddir/69-rootshift.rules"
+}

@@ -1,0 +1,1 @@
+../../lib/rootshift-lib.sh

@@ -1,0 +1,47 @@
+# Helpers for scenarios running in a full Debian system (bash, systemd, udev), on top of vm-tests/guest/lib.sh.
+VMTEST_DISK=/dev/disk/by-id/virtio-vmtest
+HOST_PORT=/dev/virtio-ports/org.rootshift.vmhost
+
+# host_request REQUEST... : ask the host (vm-tests/live/run-system-vm); prints the reply, 0 when it starts with ok
+host_request() {
+  local reply=
+  for _ in $(seq 100); do [ -e "$HOST_PORT" ] && break; sleep 0.1; done
+  exec 7<> "$HOST_PORT" || { echo "error no host port $HOST_PORT"; return 1; }
+  echo "$*" >&7
+  read -r -t 60 reply <&7
+  exec 7>&-
+  echo "${reply:-error no reply from the host}"
+  [ "${reply%% *}" = ok ]
+}
+
+# wait_running SECONDS : wait until systemd finished booting; prints the state
+wait_running() {
+  timeout "$1" systemctl is-system-running --wait > /dev/null 2>&1
+  systemctl is-system-running 2>/dev/null
+}
+
+# boot_info KEY : a value from /run/rootshift/boot (written by the initrd hook)
+boot_info() { sed -n "s/^$1=//p" /run/rootshift/boot 2>/dev/null; }
+
+root_majmin() { awk '$5 == "/" { m = $3 } END { print m }' /proc/self/mountinfo; }   # the visible / mount
+kname_of() { basename "$(readlink -f "/sys/dev/block/$1")"; }                        # 253:1 -> dm-1
+dm_name() { cat "/sys/block/$1/dm/name" 2>/dev/null; }
+slaves_of() { ls "/sys/block/$1/slaves" 2>/dev/null | tr '\n' ' ' | sed 's/ $//'; }
+holders_of() { ls "/sys/class/block/$1/holders" 2>/dev/null | tr '\n' ' ' | sed 's/ $//'; }
+udev_prop() { udevadm info -q property -n "$1" 2>/dev/null | sed -n "s/^$2=//p"; }
+
+# kernel_rootshift_lines : the "rootshift: " lines of this boot's kernel log (the initrd hook writes there)
+kernel_rootshift_lines() { dmesg | grep -F 'rootshift: ' | sed 's/^\[[ 0-9.]*\] //'; }
+
+# ship_results : diagnostics, then the tar of $RES onto the vmtest disk
+ship_results() {
+  say "finishing: $(grep -c ' FAIL ' "$RES/steps.txt" 2>/dev/null) failed steps"
+  dmesg > "$RES/dmesg.txt" 2>&1
+  journalctl -b -o short-monotonic --no-pager > "$RES/journal.txt" 2>&1
+  systemctl list-units --all --no-pager > "$RES/units.txt" 2>&1
+  cat /proc/self/mountinfo > "$RES/mountinfo.txt"
+  lsblk -o NAME,MAJ:MIN,SIZE,TYPE,FSTYPE,UUID,MOUNTPOINT > "$RES/lsblk.txt" 2>&1
+  cp /run/rootshift/boot "$RES/rootshift-boot.txt" 2>/dev/null
+  sync
+  if tar -C "$RES" -cf "$VMTEST_DISK" . && sync; then echo "VMTEST-RESULTS-WRITTEN"; else echo "VMTEST-NO-RESULTS"; fi
+}

@@ -1,0 +1,95 @@
+#!/bin/bash
+# An installed Debian system (GPT, ext4 root partition vda1, root=UUID=...) booted through the rootshift boot hooks:
+# dracut with systemd inside, dracut without systemd, and initramfs-tools; wrapped with dm and md, turned off with
+# rd.rootshift=0, and two boots where wrapping fails (a bogus rd.rootshift= value; dm_mod refused by the kernel),
+# which must still come up, unwrapped, with one "rootshift: ..." error line in the kernel log.
+# Each boot runs on its own qcow2 overlay of the same disk image; rootshift.expect= says what this boot must show.
+# vm-system: installed
+# vm-boot: dracut-dm     dracut       rootshift.expect=dm
+# vm-boot: itools-md     itools       rd.rootshift=md rootshift.expect=md
+# vm-boot: nosd-md       dracut-nosd  rd.rootshift=md rootshift.expect=md
+# vm-boot: itools-dm     itools       rootshift.expect=dm
+# vm-boot: dracut-off    dracut       rd.rootshift=0 rootshift.expect=off
+# vm-boot: dracut-bogus  dracut       rd.rootshift=bogus rootshift.expect=failed-value
+# vm-boot: itools-nodm   itools       module_blacklist=dm_mod rootshift.expect=failed-wrap
+# vm-timeout: 600
+. "$VMTEST_IN/lib.sh"
+. "$VMTEST_IN/syslib.sh"
+EXPECT=$(sed -n 's/.*rootshift\.expect=\([^ ]*\).*/\1/p' /proc/cmdline)
+state=$(wait_running 300)
+echo "VMTEST-SYSTEM-RUNNING $state uptime=$(cut -d' ' -f1 /proc/uptime)"
+figure boot_s "$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)"
+check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
+ROOT=$(root_majmin); ROOTK=$(kname_of "$ROOT")
+UUID=$(sed -n 's/^UUID=\([^ ]*\) .*/\1/p' /etc/fstab)
+BYUUID=$(basename "$(readlink -f "/dev/disk/by-uuid/$UUID")")
+BYLABEL=$(basename "$(readlink -f /dev/disk/by-label/installed-root)")
+kernel_rootshift_lines > "$RES/kernel-rootshift.txt"
+say "expect=$EXPECT root=$ROOT ($ROOTK) by-uuid=$BYUUID by-label=$BYLABEL boot: $(tr '\n' ' ' < /run/rootshift/boot 2>/dev/null)"
+say "kernel log: $(tr '\n' '|' < "$RES/kernel-rootshift.txt")"
+lsblk -o NAME,MAJ:MIN,TYPE,FSTYPE,UUID,MOUNTPOINT | sed 's/^/    | /'
+check root-mounted-rw "$(findmnt -no SOURCE,OPTIONS /)" [ "$(findmnt -no OPTIONS / | cut -d, -f1)" = rw ]
+errors=$(grep -c 'booting unwrapped' "$RES/kernel-rootshift.txt")
+
+case "$EXPECT" in
+  dm|md)
+    assert_eq boot-state wrapped "$(boot_info state)"
+    assert_eq boot-backend "$EXPECT" "$(boot_info backend)"
+    if [ "$EXPECT" = dm ]; then
+      assert_eq root-is-dm-wrapper rootshift-root "$(dm_name "$ROOTK")"
+      node=/dev/mapper/rootshift-root
+    else
+      assert_eq root-is-md-wrapper md_rootshift-root "$ROOTK"
+      node=/dev/md_rootshift-root
+    fi
+    assert_eq wrapper-over-vda1 vda1 "$(slaves_of "$ROOTK")"
+    assert_eq by-uuid-is-wrapper "$ROOTK" "$BYUUID"
+    assert_eq by-label-is-wrapper "$ROOTK" "$BYLABEL"
+    assert_eq vda1-not-systemd-ready 0 "$(udev_prop /dev/vda1 SYSTEMD_READY)"
+    # not plugged: "inactive", or "activating" = tentative, which a systemd initrd hands over for a device it saw
+    # before the wrap (its udev state is SYSTEMD_READY=0 all the same); never "active"
+    st=$(systemctl show -P SubState dev-vda1.device); jobs=$(systemctl list-jobs --no-legend | grep -c vda1)
+    check vda1-device-unit-not-plugged "dev-vda1.device: $(systemctl is-active dev-vda1.device) ($st); jobs: $jobs" \
+      [ \( "$st" = dead -o "$st" = tentative \) -a "$jobs" = 0 ]
+    check kernel-log-says-wrapped "$(head -3 "$RES/kernel-rootshift.txt" | tr '\n' '|')" \
+      grep -qF "/ is mounted from $node ($EXPECT wrapper over /dev/vda1)" "$RES/kernel-rootshift.txt"
+    assert_eq no-wrap-errors 0 "$errors"
+    rootshift status --json > /tmp/st.json 2> /tmp/st.err; cp /tmp/st.json "$RES/status.json"
+    assert_eq status-state wrapped "$(jget /tmp/st.json .state)"
+    assert_eq status-legs "$(cat /sys/class/block/vda1/dev)" "$(jget /tmp/st.json '[.legs[].dev] | join(",")')"
+    # the root fsck ran on the wrapper, not on the claimed partition
+    fsck=$( { journalctl -b --no-pager 2>/dev/null; cat /run/initramfs/fsck.log 2>/dev/null; } | grep -E 'rootshift-root|vda1' | grep -iE 'clean|fsck' | head -3)
+    say "fsck lines: $fsck"
+    ;;
+  off)
+    assert_eq boot-state off "$(boot_info state)"
+    assert_eq root-is-vda1 vda1 "$ROOTK"
+    assert_eq by-uuid-is-vda1 vda1 "$BYUUID"
+    check no-wrapper "$(ls /sys/block | grep -c rootshift) rootshift devices" [ -z "$(ls /sys/block | grep rootshift; for d in /sys/block/dm-*; do cat $d/dm/name 2>/dev/null; done | grep rootshift)" ]
+    assert_eq no-wrap-errors 0 "$errors"
+    assert_contains kernel-log-says-off "$RES/kernel-rootshift.txt" "rd.rootshift=0: not wrapping the root device /dev/vda1"
+    ;;
+  failed-*)
+    assert_eq boot-state failed "$(boot_info state)"
+    assert_eq root-is-vda1 vda1 "$ROOTK"
+    assert_eq by-uuid-is-vda1 vda1 "$BYUUID"
+    check no-wrapper "$(for d in /sys/block/dm-*; do cat $d/dm/name 2>/dev/null; done | tr '\n' ' ')" \
+      [ -z "$(ls /sys/block | grep rootshift; for d in /sys/block/dm-*; do cat $d/dm/name 2>/dev/null; done | grep rootshift)" ]
+    assert_eq one-error-line 1 "$errors"
+    if [ "$EXPECT" = failed-value ]; then
+      assert_contains error-names-the-value "$RES/kernel-rootshift.txt" "rd.rootshift=bogus is not dm, md or 0; booting unwrapped from /dev/vda1"
+    else
+      assert_contains error-names-the-command "$RES/kernel-rootshift.txt" "rootshift wrap --backend dm /dev/vda1 failed (exit"
+      assert_contains error-says-unwrapped "$RES/kernel-rootshift.txt" "; booting unwrapped from /dev/vda1"
+    fi
+    check journal-has-the-message "$(journalctl -b -k --no-pager | grep -c 'rootshift: .*booting unwrapped') journal lines" \
+      [ "$(journalctl -b -k --no-pager | grep -c 'rootshift: .*booting unwrapped')" -ge 1 ]
+    rootshift status > /tmp/st.out 2> /tmp/st.err; rc=$?
+    check status-refuses-unwrapped "exit=$rc: $(head -2 /tmp/st.err | tr '\n' ' ')" [ $rc = 2 ]
+    ;;
+  *)
+    record expect-known FAIL 0 "no rootshift.expect= on the command line: '$(cat /proc/cmdline)'"
+    ;;
+esac
+step write-and-read-root sh -c 'echo written > /root/probe && sync && [ "$(cat /root/probe)" = written ]'
+scenario_done

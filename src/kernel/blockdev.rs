@@ -145,6 +145,11 @@ impl BlockDev {
         self.sysfs.join("partition").exists()
     }
 
+    /// The partition number (`vda3` → 3), from sysfs.
+    pub fn partition_number(&self) -> Option<u32> {
+        read_trim(&self.sysfs.join("partition"))?.parse().ok()
+    }
+
     /// `(start, length)` in 512-byte sectors of a partition within its disk.
     pub fn partition_range(&self) -> Option<(u64, u64)> {
         if !self.is_partition() {

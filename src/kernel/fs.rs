@@ -113,6 +113,30 @@ pub fn probe(buf: &[u8]) -> Option<Content> {
     None
 }
 
+/// The identity a filesystem carries in its superblock: what `UUID=` in fstab and on the kernel
+/// command line refers to. ext2/3/4 and xfs: a UUID; FAT: the 32-bit volume id (`ABCD-1234`).
+pub fn fs_uuid(buf: &[u8]) -> Option<String> {
+    let uuid_at = |off: usize| {
+        let b: [u8; 16] = buf.get(off..off + 16)?.try_into().ok()?;
+        Some(uuid::Uuid::from_bytes(b).hyphenated().to_string())
+    };
+    match probe(buf)? {
+        // ext superblock at 1024, s_uuid at +0x68
+        Content::Ext2 | Content::Ext3 | Content::Ext4 => uuid_at(1024 + 0x68),
+        // xfs: sb_uuid at byte 32 of the primary superblock
+        Content::Xfs => uuid_at(32),
+        // btrfs superblock at 64 KiB, fsid at +0x20
+        Content::Btrfs => uuid_at(65536 + 0x20),
+        Content::Vfat => {
+            // FAT32 keeps the volume id at 0x43, FAT12/16 at 0x27
+            let off = if at(buf, 82, b"FAT32") { 0x43 } else { 0x27 };
+            let id = u32::from_le_bytes(buf.get(off..off + 4)?.try_into().ok()?);
+            Some(format!("{:04X}-{:04X}", id >> 16, id & 0xffff))
+        }
+        _ => None,
+    }
+}
+
 /// A frozen filesystem (FIFREEZE); thawed when dropped, on every path.
 pub struct Frozen {
     file: File,
@@ -206,6 +230,28 @@ pub fn grow_mounted(mount_point: &Path, fs_type: &str, dev_size: Bytes) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_from_superblocks() {
+        let mut b = blank();
+        b[1080] = 0x53;
+        b[1081] = 0xEF;
+        b[1024 + 0x60] = 0x40; // extents: ext4
+        let u = uuid::Uuid::parse_str("3e4fb094-2b7c-436c-8af5-ba861c002d33").unwrap();
+        b[1024 + 0x68..1024 + 0x78].copy_from_slice(u.as_bytes());
+        assert_eq!(fs_uuid(&b).as_deref(), Some("3e4fb094-2b7c-436c-8af5-ba861c002d33"));
+        let mut x = blank();
+        x[..4].copy_from_slice(b"XFSB");
+        x[32..48].copy_from_slice(u.as_bytes());
+        assert_eq!(fs_uuid(&x).as_deref(), Some("3e4fb094-2b7c-436c-8af5-ba861c002d33"));
+        let mut v = blank();
+        v[510] = 0x55;
+        v[511] = 0xAA;
+        v[82..87].copy_from_slice(b"FAT32");
+        v[0x43..0x47].copy_from_slice(&0x1234_ABCDu32.to_le_bytes());
+        assert_eq!(fs_uuid(&v).as_deref(), Some("1234-ABCD"));
+        assert_eq!(fs_uuid(&blank()), None);
+    }
 
     fn blank() -> Vec<u8> {
         vec![0u8; PROBE_BYTES]

@@ -29,6 +29,43 @@ mod raw {
     nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
     nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
     nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
+    // linux/fs.h: BLKFLSBUF _IO(0x12, 97)
+    nix::ioctl_none!(blkflsbuf, 0x12, 97);
+    // fs/ext4/ext4.h: EXT4_IOC_SETFSUUID _IOW('f', 44, struct fsuuid); the struct ends in a flexible
+    // array, so the size in the number is 8 (two u32) while the buffer carries the 16 UUID bytes too.
+    nix::ioctl_write_ptr_bad!(
+        ext4_setfsuuid,
+        nix::request_code_write!(b'f', 44, 8),
+        Fsuuid16
+    );
+}
+
+/// `struct fsuuid` followed by its 16 bytes of UUID.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fsuuid16 {
+    pub len: u32,
+    pub flags: u32,
+    pub uuid: [u8; 16],
+}
+
+/// Write back and drop the buffer cache of a block device (BLKFLSBUF): the next read of it comes
+/// from the device, not from pages cached before someone else (a dm device over it) wrote there.
+pub fn blk_flush_buffers(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no argument.
+    io(unsafe { raw::blkflsbuf(fd.as_raw_fd()) })
+}
+
+/// Give a mounted ext4 filesystem a new UUID (EXT4_IOC_SETFSUUID, Linux ≥ 6.0). Refused with
+/// EOPNOTSUPP when metadata_csum is on without metadata_csum_seed (every checksum would change).
+pub fn ext4_set_uuid(fd: BorrowedFd<'_>, uuid: [u8; 16]) -> io::Result<()> {
+    let arg = Fsuuid16 {
+        len: 16,
+        flags: 0,
+        uuid,
+    };
+    // SAFETY: the kernel reads the 8-byte header and then `len` (16) bytes of UUID, all within `arg`.
+    io(unsafe { raw::ext4_setfsuuid(fd.as_raw_fd(), &arg) })
 }
 
 /// `struct xfs_fsop_geom_v1` (the oldest, smallest geometry call; every kernel has it).
@@ -300,6 +337,9 @@ mod tests {
             request_code_read!(b'X', 100, std::mem::size_of::<XfsGeometryV1>()),
             0x8070_5864
         ); // XFS_IOC_FSGEOMETRY_V1
+        assert_eq!(nix::request_code_none!(0x12, 97), 0x1261); // BLKFLSBUF
+        assert_eq!(request_code_write!(b'f', 44, 8), 0x4008662C); // EXT4_IOC_SETFSUUID
+        assert_eq!(std::mem::size_of::<Fsuuid16>(), 24);
     }
 }
 

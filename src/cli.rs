@@ -74,6 +74,37 @@ pub enum Command {
         /// mirrors; dm-mirror has no per-device rate).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         throttle: Option<u32>,
+        /// Also fill DEVICE in the same pass (repeatable): a clone of the root, detached at the
+        /// switch with the filesystem frozen and given its own filesystem UUID.
+        #[arg(long = "clone", value_name = "DEVICE")]
+        clones: Vec<PathBuf>,
+        /// After the migration, make the target an installed system that boots alone: fresh
+        /// ids, fstab, initramfs, boot loader (`rootshift finish`). Default when the source is
+        /// a live medium, or when --bootloader/--initramfs is given.
+        #[arg(long, conflicts_with = "no_install")]
+        install: bool,
+        /// Only move the root; leave ids, fstab and boot loader alone.
+        #[arg(long)]
+        no_install: bool,
+        #[command(flatten)]
+        finish: FinishArgs,
+    },
+    /// Make the system running from the target bootable on its own (after `migrate`).
+    ///
+    /// Fresh filesystem UUID (and machine-id for a live medium), fstab, initramfs, boot
+    /// loader, then the spin's hooks in /etc/rootshift/post-install.d. Re-runnable.
+    Finish {
+        /// Wrapper name (default: the one / is mounted from).
+        #[arg(long)]
+        name: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print events as JSON lines on stdout.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        finish: FinishArgs,
     },
     /// Before the switch, stop a migration: back to the source alone.
     Abort {
@@ -83,6 +114,20 @@ pub enum Command {
         /// Print events as JSON lines.
         #[arg(long)]
         json: bool,
+    },
+    /// Internal: run a boot tool in the target view (see src/finish/view.rs).
+    #[command(hide = true)]
+    ViewExec {
+        #[arg(long)]
+        part: PathBuf,
+        #[arg(long)]
+        root_dev: PathBuf,
+        #[arg(long)]
+        fstype: String,
+        #[arg(long)]
+        bind: Vec<PathBuf>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
     },
     /// Internal: the process that resumes/thaws if rootshift dies mid-change.
     #[command(hide = true)]
@@ -98,6 +143,31 @@ pub enum Command {
     #[cfg(feature = "testing")]
     #[command(subcommand, hide = true)]
     Testing(Testing),
+}
+
+/// Options of the install step (`migrate --install`, `finish`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FinishArgs {
+    /// Boot loader for the target: auto = grub-efi when booted with UEFI and the target
+    /// disk has an ESP, else grub-bios.
+    #[arg(long, value_enum)]
+    pub bootloader: Option<crate::finish::bootloader::Choice>,
+    /// regenerate: rebuild the initramfs with the distribution's tool; keep: use the
+    /// image's prebuilt (generic) one.
+    #[arg(long, value_enum)]
+    pub initramfs: Option<crate::finish::initramfs::Mode>,
+}
+
+impl FinishArgs {
+    pub fn given(&self) -> bool {
+        self.bootloader.is_some() || self.initramfs.is_some()
+    }
+    pub fn options(&self) -> crate::finish::Options {
+        crate::finish::Options {
+            bootloader: self.bootloader.unwrap_or(crate::finish::bootloader::Choice::Auto),
+            initramfs: self.initramfs.unwrap_or(crate::finish::initramfs::Mode::Regenerate),
+        }
+    }
 }
 
 /// `512`, `64K`, `4M`, `2G` (binary units; a trailing `B`/`iB` is accepted) → bytes.
@@ -163,7 +233,7 @@ mod tests {
     fn help_fits_80_columns() {
         let mut cmd = Cli::command().term_width(80);
         let mut all = vec![cmd.render_long_help().to_string()];
-        for sub in cmd.get_subcommands_mut() {
+        for sub in cmd.get_subcommands_mut().filter(|s| !s.is_hide_set()) {
             all.push(sub.clone().term_width(80).render_long_help().to_string());
         }
         for text in all {

@@ -2,15 +2,18 @@
 //!
 //! Layers, bottom up:
 //! - [`kernel`]: dm, block devices, mounts, filesystems; all `unsafe` and ioctls in `kernel::ioctl`.
-//! - [`backend`]: the mirroring mechanisms behind one trait (dm-mirror today).
+//! - [`backend`]: the mirroring mechanisms behind one trait (dm-mirror, md raid1).
 //! - [`migrate`]: the migration state machine, its journal and preflight checks.
+//! - [`finish`]: boot finalisation (ids, fstab, initramfs, boot loader); [`disk`]: partition tables.
 //! - [`wrapper`], [`status`]: the rootshift-* devices and their reports.
 //! - [`cli`]: the command line.
 
 pub mod backend;
 pub mod cli;
+pub mod disk;
 pub mod error;
 pub mod failpoint;
+pub mod finish;
 pub mod guardian;
 pub mod kernel;
 pub mod live;

@@ -31,6 +31,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             region_size,
             rate_limit,
             throttle,
+            clones,
+            install,
+            no_install,
+            finish,
         } => migrate::migrate(&migrate::MigrateOptions {
             target: target.unwrap_or_default(),
             resume,
@@ -42,7 +46,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             region_size,
             rate_limit,
             throttle,
+            clones,
+            install: if no_install {
+                Some(false)
+            } else if install || finish.given() {
+                Some(true)
+            } else {
+                None
+            },
+            finish: finish.options(),
         }),
+        Command::Finish {
+            name,
+            yes,
+            json,
+            finish,
+        } => migrate::finish_command(name.as_deref(), yes, json, finish.options()),
+        Command::ViewExec {
+            part,
+            root_dev,
+            fstype,
+            bind,
+            argv,
+        } => {
+            let view = rootshift::finish::view::View {
+                part,
+                root_dev,
+                fstype,
+                binds: bind,
+            };
+            rootshift::finish::view::exec(&view, &argv).map(|_| ())
+        }
         Command::Abort { name, json } => migrate::abort(name.as_deref(), json),
         Command::Guardian { name, kind, thaw } => rootshift::guardian::run(&name, kind, thaw),
         #[cfg(feature = "testing")]

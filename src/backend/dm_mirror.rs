@@ -187,10 +187,13 @@ impl DmMirror {
         &mut self,
         source: &BlockDev,
         target: &BlockDev,
+        clones: &[BlockDev],
         len: Sectors,
         region: Sectors,
     ) -> Result<CopyInfo> {
-        let params = MirrorParams::core(region, &[source.devnum, target.devnum]);
+        let mut legs = vec![source.devnum, target.devnum];
+        legs.extend(clones.iter().map(|c| c.devnum));
+        let params = MirrorParams::core(region, &legs);
         let table = [TableLine::new(Sectors(0), len, "mirror", params)];
         self.dm
             .reload(self.name(), &table)
@@ -208,6 +211,7 @@ impl DmMirror {
         &mut self,
         source: &BlockDev,
         target: &BlockDev,
+        clones: &[BlockDev],
         len: Sectors,
         region: Sectors,
         mount: &std::path::Path,
@@ -255,6 +259,7 @@ impl DmMirror {
             },
             legs: [source.devnum, target.devnum]
                 .iter()
+                .chain(clones.iter().map(|c| &c.devnum))
                 .map(|&dev| crate::kernel::dmtable::MirrorLeg {
                     dev,
                     offset: Sectors(0),
@@ -412,6 +417,16 @@ impl Backend for DmMirror {
     }
 
     fn check_plan(&self, plan: &CopyPlan) -> Result<()> {
+        // dm-mirror copies to at most 8 destinations (DM_KCOPYD_MAX_REGIONS): 9 legs.
+        if plan.clones.len() > 7 {
+            return Err(refuse(
+                format!(
+                    "dm-mirror takes at most 9 legs (the source, the target and 7 clones); {} clones asked for",
+                    plan.clones.len()
+                ),
+                Some("ask for fewer clones, or use the md backend"),
+            ));
+        }
         used_mount(self.name(), plan).map(|_| ())
     }
 
@@ -439,9 +454,15 @@ impl Backend for DmMirror {
             Some(mp) => {
                 self.dm.ensure_target("mirror", "dm_log")?;
                 let region = plan.region.unwrap_or(REGION_USED);
-                self.attach_used(source, target, len, region, &mp)
+                self.attach_used(source, target, &plan.clones, len, region, &mp)
             }
-            None => self.attach_full(source, target, len, plan.region.unwrap_or(REGION_FULL)),
+            None => self.attach_full(
+                source,
+                target,
+                &plan.clones,
+                len,
+                plan.region.unwrap_or(REGION_FULL),
+            ),
         }
     }
 

@@ -249,9 +249,20 @@ impl Backend for MdRaid1 {
                 source.devnum
             );
         }
-        self.array
-            .hot_add(target.devnum)
-            .with_context(|| format!("adding {} to {}", target.display(), self.array.name))?;
+        let mut added = vec![];
+        for t in std::iter::once(target).chain(plan.clones.iter()) {
+            if let Err(e) = self
+                .array
+                .hot_add(t.devnum)
+                .with_context(|| format!("adding {} to {}", t.display(), self.array.name))
+            {
+                for d in added {
+                    let _ = self.remove(d);
+                }
+                return Err(e);
+            }
+            added.push(t.devnum);
+        }
         // md throttles a recovery to sync_speed_min (1000 KiB/s by default) whenever the members
         // see other I/O — on a busy root that is all the time. Let this array's copy run at full
         // speed (or exactly at the user's limit); `system` puts the defaults back on drop.
@@ -263,11 +274,11 @@ impl Backend for MdRaid1 {
                 .context("setting md sync_speed_max")?;
         }
         let _ = self.array.write("sync_speed_min", &min.to_string());
-        if let Err(e) = self.set_raid_disks(2) {
-            let undo = self.remove(target.devnum);
+        if let Err(e) = self.set_raid_disks(1 + added.len() as u32) {
+            let undo: Result<Vec<()>> = added.iter().map(|d| self.remove(*d)).collect();
             return Err(match undo {
-                Ok(()) => e,
-                Err(u) => e.context(format!("and removing the target again failed: {u:#}")),
+                Ok(_) => e,
+                Err(u) => e.context(format!("and removing the new members again failed: {u:#}")),
             });
         }
         let size = Bytes(u128::from(*self.array.size()?) * 512);
@@ -364,9 +375,16 @@ impl Backend for MdRaid1 {
         self.array
             .set_faulty(source)
             .with_context(|| format!("failing the source {source} in {}", self.array.name))?;
-        Ok(SwitchOutcome::Switched {
-            window: t_fail.elapsed(),
-        })
+        let window = t_fail.elapsed();
+        // Clone members go with the source: the target alone carries the array from here on.
+        for d in self.legs()? {
+            if d != source && d != target.devnum {
+                self.array
+                    .set_faulty(d)
+                    .with_context(|| format!("detaching the clone {d} from {}", self.array.name))?;
+            }
+        }
+        Ok(SwitchOutcome::Switched { window })
     }
 
     fn past_point_of_no_return(&self, source: DevNum) -> Result<bool> {

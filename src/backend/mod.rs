@@ -68,6 +68,9 @@ pub struct CopyPlan {
     pub region: Option<devicemapper::Sectors>,
     /// Where the wrapper's filesystem is mounted and its type, if it is.
     pub mount: Option<(PathBuf, String)>,
+    /// Extra legs filled in the same pass as the target (root clones, `rootshift install`),
+    /// detached at the switch together with the source.
+    pub clones: Vec<BlockDev>,
 }
 
 /// What `attach` set up.
@@ -121,8 +124,8 @@ pub trait Backend {
     fn sync_state(&self) -> Result<SyncState>;
     /// Sleep until the kernel reports an event or `timeout` passes (never longer).
     fn wait(&self, timeout: Duration) -> Result<()>;
-    /// The point of no return: make the wrapper map the target alone, at the target's full size.
-    /// Must resume the device on every path.
+    /// The point of no return: make the wrapper map the target alone, at the target's full size
+    /// (clone legs are detached in the same step). Must resume the device on every path.
     fn switch_to_target(&mut self, target: &BlockDev) -> Result<SwitchOutcome>;
     /// Whether the point of no return is passed while the target is still attached (md: the
     /// source member is failed). dm switches in one step, so a mirror is never past it.

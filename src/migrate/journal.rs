@@ -85,6 +85,18 @@ pub struct Journal {
     /// Why the migration stopped, when it did not finish.
     #[serde(default)]
     pub error: Option<String>,
+    /// The source was a live medium's root.
+    #[serde(default)]
+    pub source_live: bool,
+    /// Clone legs filled with the target.
+    #[serde(default)]
+    pub clones: Vec<DevRecord>,
+    /// How many of them already have their own ids.
+    #[serde(default)]
+    pub clones_done: usize,
+    /// The install step (`--install` / `rootshift finish`), when asked for.
+    #[serde(default)]
+    pub install: Option<crate::finish::Record>,
 }
 
 pub fn now_unix() -> u64 {
@@ -118,6 +130,10 @@ impl Journal {
             fs_before_bytes: None,
             fs_after_bytes: None,
             error: None,
+            source_live: false,
+            clones: vec![],
+            clones_done: 0,
+            install: None,
         }
     }
 

@@ -18,13 +18,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use devicemapper::Bytes;
 use serde_json::json;
 
 use crate::backend::{self, Backend, CopyInfo, CopyMode, CopyPlan, RateLimit, SwitchOutcome};
 use crate::error::{refuse, Interrupted};
 use crate::failpoint;
+use crate::finish;
 use crate::guardian::Guardian;
 use crate::kernel::blockdev::{human, BlockDev};
 use crate::kernel::devnum::DevNum;
@@ -58,6 +59,12 @@ pub struct MigrateOptions {
     pub throttle: Option<u32>,
     /// Continue an interrupted migration instead of starting one.
     pub resume: bool,
+    /// Devices filled in the same pass as the target, detached at the switch with the
+    /// filesystem frozen, then given their own filesystem UUID (root clones).
+    pub clones: Vec<PathBuf>,
+    /// Run the install step after the migration (None: when the source is a live medium).
+    pub install: Option<bool>,
+    pub finish: finish::Options,
 }
 
 fn record(dev: &BlockDev, size: Bytes) -> DevRecord {
@@ -122,6 +129,9 @@ struct Run {
     /// What the copy had to move (for rates and the summary).
     to_copy: Bytes,
     info: Option<CopyInfo>,
+    /// The install step, checked in the preflight.
+    install: Option<finish::Plan>,
+    clones: Vec<BlockDev>,
     _guardian: Guardian,
 }
 
@@ -151,6 +161,13 @@ impl Run {
                         "the target {} ({}) failed during the copy: {msg}",
                         self.target.display(),
                         self.target.devnum
+                    )));
+                }
+                if let Some(c) = self.clones.iter().find(|c| c.devnum == *dev) {
+                    return Err(Stop::TargetFailed(format!(
+                        "the clone {} ({}) failed during the copy: {msg}",
+                        c.display(),
+                        c.devnum
                     )));
                 }
                 return Err(Stop::SourceFailed(msg));
@@ -185,7 +202,29 @@ impl Run {
             }
             self.journal.copy_seconds = Some(self.progress.copy_elapsed().as_secs_f64());
             attempts += 1;
-            match self.backend.switch_to_target(&self.target) {
+            // With clones, the filesystem is frozen across the switch: every detached leg then holds
+            // a consistent image, not a crash image. (The guardian thaws it if we die in between.)
+            let frozen = match (&self.mount, self.clones.is_empty()) {
+                (Some(m), false) => match crate::kernel::fs::Frozen::freeze(&m.mount_point) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        let e = anyhow!("freezing {} to detach the clones: {e}", m.mount_point.display());
+                        return Err(self.roll_back(Stop::Error(e)));
+                    }
+                },
+                _ => None,
+            };
+            let switched = self.backend.switch_to_target(&self.target);
+            if let Some(f) = frozen {
+                if let Err(e) = f.thaw() {
+                    self.progress.event(
+                        "warning",
+                        &format!("thawing after the switch failed: {e} (the guardian thaws on exit)"),
+                        json!({"error": e.to_string()}),
+                    );
+                }
+            }
+            match switched {
                 Ok(SwitchOutcome::Switched { window }) => return Ok(window),
                 Ok(SwitchOutcome::NotInSync { status, window }) if attempts < SWITCH_ATTEMPTS => {
                     self.progress.event(
@@ -339,6 +378,57 @@ impl Run {
         Ok(())
     }
 
+    /// After the switch: every clone is checked and gets its own filesystem UUID and a label
+    /// suffix, offline (it is detached and unmounted), so no two devices share an identity.
+    fn finish_clones(&mut self) -> Result<()> {
+        let fs_type = self.mount.as_ref().map(|m| m.fs_type.clone()).unwrap_or_default();
+        for (i, c) in self.clones.clone().iter().enumerate() {
+            if i < self.journal.clones_done {
+                continue;
+            }
+            let n = i + 1;
+            let r = finish::clone_identity(c, &fs_type, n).with_context(|| {
+                format!(
+                    "giving the clone {} its own identity (the system runs on {}, nothing is lost; \
+                     `rootshift migrate --resume` retries)",
+                    c.display(),
+                    self.target.display()
+                )
+            })?;
+            self.progress.event(
+                "clone",
+                &format!("clone {n} on {}: checked, UUID {}, label {}", c.display(), r.uuid, r.label),
+                json!({"clone": n, "device": c.display(), "uuid": r.uuid, "label": r.label, "check": r.check}),
+            );
+            self.journal.clones_done = n;
+            self.journal.save()?;
+        }
+        Ok(())
+    }
+
+    /// After `done`: the install step, when it was asked for.
+    fn install(&mut self) -> Result<()> {
+        let Some(plan) = self.install.take() else {
+            return Ok(());
+        };
+        let mut rec = self.journal.install.clone().unwrap_or_default();
+        let node = self.w.node();
+        let journal = &mut self.journal;
+        let res = finish::run(
+            &plan,
+            &node,
+            &self.target,
+            Some(&self.source),
+            &mut rec,
+            &self.progress,
+            |r| {
+                journal.install = Some(r.clone());
+                let _ = journal.save();
+            },
+        );
+        installed(res, &mut rec, &mut self.journal, &self.progress, &self.target)
+    }
+
     fn switched(&mut self, window: Duration) -> Result<()> {
         failpoint::hit("migrate::switched")?;
         let window_ms = window.as_secs_f64() * 1e3;
@@ -380,6 +470,18 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
     let target = preflight::resolve_target(&opts.target)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
+    let mut clones: Vec<BlockDev> = vec![];
+    for c in &opts.clones {
+        let dev = preflight::resolve_target(c)?;
+        if dev.devnum == target.devnum || clones.iter().any(|x| x.devnum == dev.devnum) {
+            return Err(refuse(
+                format!("{} is named twice (target and clones must be distinct devices)", dev.display()),
+                None,
+            ));
+        }
+        preflight::check_target(&w, &source, &dev, opts.force).context("checking a clone device")?;
+        clones.push(dev);
+    }
     crate::live::overlay_check(&source, crate::live::OVERLAY_NEED_BYTES)?;
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
     let plan = CopyPlan {
@@ -388,15 +490,45 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
         mount: mount
             .as_ref()
             .map(|m| (m.mount_point.clone(), m.fs_type.clone())),
+        clones: clones.clone(),
     };
     backend.check_plan(&plan)?;
+    if !clones.is_empty() && !mount.as_ref().is_some_and(|m| m.fs_type.starts_with("ext") || m.fs_type == "xfs") {
+        return Err(refuse(
+            "clones need the wrapper's ext4 or xfs filesystem mounted: each clone is detached with it frozen \
+             and then gets its own filesystem UUID",
+            None,
+        ));
+    }
+    let live_source = finish::is_live_source(&source);
+    let install = if opts.install.unwrap_or(live_source) {
+        Some(finish::preflight(
+            opts.finish,
+            Some(&source),
+            live_source,
+            &target,
+            mount.as_ref(),
+        )?)
+    } else {
+        None
+    };
     let what = mount
         .as_ref()
         .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
         .unwrap_or_else(|| w.name.clone());
+    let then = install
+        .as_ref()
+        .map(|p| {
+            format!(
+                " Then make it boot on its own ({}, {} initramfs).",
+                p.boot.bootloader.as_str(),
+                if p.initramfs == finish::initramfs::Mode::Keep { "prebuilt" } else { "regenerated" }
+            )
+        })
+        .unwrap_or_default();
     confirm(
         &format!(
-            "Move {what} from {} ({}) to {} ({})? Everything on {} will be overwritten.",
+            "Move {what} from {} ({}) to {} ({})? Everything on {} will be overwritten.{then}",
             source.display(),
             human(checked.source_size),
             target.display(),
@@ -417,12 +549,20 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
     let signals = Signals::install()?;
     let progress = Progress::new(opts.json);
-    let journal = Journal::new(
+    let mut journal = Journal::new(
         &w.name,
         backend.kind(),
         record(&source, checked.source_size),
         record(&target, checked.target_size),
     );
+    journal.source_live = live_source;
+    journal.clones = clones.iter().map(|c| record(c, c.size().unwrap_or(Bytes(0)))).collect();
+    journal.install = install.as_ref().map(|p| finish::Record {
+        bootloader: p.boot.bootloader.as_str().into(),
+        initramfs: format!("{:?}", p.initramfs).to_lowercase(),
+        state: "planned".into(),
+        ..Default::default()
+    });
     let mut run = Run {
         w,
         backend,
@@ -435,6 +575,8 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
         t_start: Instant::now(),
         to_copy: checked.source_size,
         info: None,
+        install,
+        clones,
         _guardian: guardian,
     };
     run.journal.save()?;
@@ -483,7 +625,110 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     let window = run.copy_and_switch()?;
     // ---- switched: the point of no return ----
     run.switched(window)?;
-    run.finish()
+    run.finish()?;
+    run.finish_clones()?;
+    run.install()
+}
+
+/// Report the install step's outcome (event, journal); on failure say where the system stands.
+fn installed(
+    res: Result<finish::Outcome>,
+    rec: &mut finish::Record,
+    journal: &mut Journal,
+    progress: &Progress,
+    target: &BlockDev,
+) -> Result<()> {
+    match res {
+        Ok(o) => {
+            journal.install = Some(rec.clone());
+            journal.save()?;
+            progress.event(
+                "installed",
+                &format!(
+                    "installed: {} boots on its own ({}, root UUID {}){}",
+                    o.target,
+                    o.bootloader,
+                    o.root_uuid,
+                    o.machine_id.as_ref().map(|m| format!(", new machine-id {m}")).unwrap_or_default()
+                ),
+                serde_json::to_value(&o).unwrap_or_default(),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            rec.state = "failed".into();
+            rec.error = Some(format!("{e:#}"));
+            journal.install = Some(rec.clone());
+            let _ = journal.save();
+            Err(e.context(format!(
+                "the system runs on {} with all its data, but making it boot on its own failed; fix the cause                  and run `rootshift finish`",
+                target.display()
+            )))
+        }
+    }
+}
+
+/// `rootshift finish`: make the system that runs from its target bootable on its own.
+pub fn finish_command(name: Option<&str>, yes: bool, json_out: bool, opts: finish::Options) -> Result<()> {
+    preflight::require_root()?;
+    let _lock = Lock::acquire()?;
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), name)?;
+    let backend = backend::open(&w)?;
+    if backend.mirroring()? {
+        return Err(refuse(
+            format!("a migration of {} is in progress (a target is attached)", w.name),
+            Some("let it finish (`rootshift migrate --resume`) or abort it first"),
+        ));
+    }
+    let legs = backend.legs()?;
+    let [leg] = legs.as_slice() else {
+        bail!("{} maps {} devices", w.name, legs.len());
+    };
+    let target = BlockDev::from_devnum(*leg).context("finding the device / runs on")?;
+    let mut journal = Journal::load(&w.name)?;
+    let migrated_here = journal
+        .as_ref()
+        .filter(|j| j.step.switched() && j.target.dev == leg.to_string());
+    let live_source = migrated_here.is_some_and(|j| j.source_live);
+    let source = migrated_here
+        .and_then(|j| j.source.dev.parse::<DevNum>().ok())
+        .and_then(|d| BlockDev::from_devnum(d).ok())
+        .filter(|s| s.holders().is_empty());
+    let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+    let plan = finish::preflight(opts, source.as_ref(), live_source, &target, mount.as_ref())?;
+    confirm(
+        &format!(
+            "Make {} boot on its own ({}; new filesystem UUID, fstab, initramfs)?",
+            target.display(),
+            plan.boot.bootloader.as_str()
+        ),
+        yes,
+    )?;
+    let progress = Progress::new(json_out);
+    let mut rec = finish::Record {
+        bootloader: plan.boot.bootloader.as_str().into(),
+        initramfs: format!("{:?}", plan.initramfs).to_lowercase(),
+        state: "planned".into(),
+        ..Default::default()
+    };
+    let node = w.node();
+    let res = finish::run(&plan, &node, &target, source.as_ref(), &mut rec, &progress, |r| {
+        if let Some(j) = journal.as_mut() {
+            j.install = Some(r.clone());
+            let _ = j.save();
+        }
+    });
+    match journal.as_mut() {
+        Some(j) => installed(res, &mut rec, j, &progress, &target),
+        None => res.map(|o| {
+            progress.event(
+                "installed",
+                &format!("installed: {} boots on its own ({}, root UUID {})", o.target, o.bootloader, o.root_uuid),
+                serde_json::to_value(&o).unwrap_or_default(),
+            )
+        }),
+    }
 }
 
 /// `rootshift migrate --resume`: continue an interrupted migration from what the kernel shows.
@@ -551,8 +796,17 @@ fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         signals: Signals::install()?,
         t_start: Instant::now(),
         info: None,
+        install: None,
+        clones: vec![],
         _guardian: guardian,
     };
+    run.clones = run
+        .journal
+        .clones
+        .iter()
+        .filter_map(|c| c.dev.parse::<DevNum>().ok())
+        .filter_map(|d| BlockDev::from_devnum(d).ok())
+        .collect();
     run.journal.error = None;
     run.progress.event(
         "resume",
@@ -569,7 +823,16 @@ fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         let window = run.copy_and_switch()?;
         run.switched(window)?;
     }
-    run.finish()
+    run.finish()?;
+    run.finish_clones()?;
+    if run.journal.install.as_ref().is_some_and(|r| r.state != "done") {
+        run.progress.event(
+            "install-pending",
+            "the migration was asked to install the target: run `rootshift finish` to do it now",
+            json!({}),
+        );
+    }
+    Ok(())
 }
 
 /// `rootshift abort`: before the switch, go back to the source alone.

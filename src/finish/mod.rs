@@ -1,0 +1,502 @@
+//! Boot finalisation: turn the migrated root into an installed system that boots from the target
+//! alone, with the system still running.
+//!
+//! ```text
+//! preflight (before the copy: boot loader, ESP/BIOS boot, tools, initramfs, other mounts)
+//!   └─ after the migration: ids ─► machine-id ─► ESP ─► swap ─► fstab ─► boot loader package
+//!                           ─► initramfs ─► boot loader ─► spin hooks ─► sync
+//! ```
+//! Every step is re-runnable: `rootshift finish` repeats the whole sequence on the running system.
+
+pub mod bootloader;
+pub mod cmdline;
+pub mod fstab;
+pub mod hooks;
+pub mod ids;
+pub mod initramfs;
+pub mod view;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::refuse;
+use crate::kernel::blockdev::BlockDev;
+use crate::kernel::mounts::{self, Mount, Swaps};
+use crate::progress::Progress;
+use crate::tools;
+use bootloader::Choice;
+use cmdline::Cmdline;
+use fstab::{Entry, Fstab};
+
+/// What the user asked of the install step.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub bootloader: Choice,
+    pub initramfs: initramfs::Mode,
+}
+
+/// Something of the old disk the running system still uses besides `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// The old ESP mounted at /boot/efi: replaced by the target disk's ESP.
+    Esp(Mount),
+    /// A swap partition: replaced by a swap file of the same size on the new root.
+    Swap { dev: PathBuf, bytes: u64 },
+}
+
+/// Everything checked before the copy starts; carried to [`run`] after the switch.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub boot: bootloader::Plan,
+    pub initramfs: initramfs::Mode,
+    pub initramfs_tool: Option<initramfs::Tool>,
+    pub kernels: Vec<String>,
+    /// The source is a live medium (dmsquash-live): fresh machine-id, live entries dropped.
+    pub live_source: bool,
+    pub fs_type: String,
+    pub leftovers: Vec<Leftover>,
+}
+
+/// The journal's record of the install step.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Record {
+    pub bootloader: String,
+    pub initramfs: String,
+    /// planned | running | done | failed
+    pub state: String,
+    #[serde(default)]
+    pub root_uuid_before: Option<String>,
+    #[serde(default)]
+    pub root_uuid: Option<String>,
+    /// Where the fresh UUID went: "target (online)", "source (offline)", "none (live medium)".
+    #[serde(default)]
+    pub uuid_changed_on: Option<String>,
+    #[serde(default)]
+    pub source_uuid: Option<String>,
+    #[serde(default)]
+    pub machine_id: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Whether a source device is a live medium's root (dmsquash-live `live-rw`, or any device
+/// stacked over a loop-mounted image).
+pub fn is_live_source(source: &BlockDev) -> bool {
+    source
+        .dm_name()
+        .is_some_and(|n| n.starts_with(crate::live::LIVE_DM_PREFIX))
+        || source.base_devices().1
+}
+
+/// Whether one of `devs`' base devices lies on one of `disks`.
+fn on_disks(dev: &BlockDev, disks: &[BlockDev]) -> bool {
+    dev.base_devices()
+        .0
+        .iter()
+        .filter_map(|b| b.whole_disk().ok())
+        .any(|d| disks.iter().any(|x| x.devnum == d.devnum))
+}
+
+/// Check, before anything changes, that `target` can become a bootable installed system.
+pub fn preflight(
+    opts: Options,
+    source: Option<&BlockDev>,
+    live_source: bool,
+    target: &BlockDev,
+    root: Option<&Mount>,
+) -> Result<Plan> {
+    let Some(root) = root else {
+        return Err(refuse(
+            "--install needs the wrapper to be mounted as /; this one is not",
+            Some("migrate without --install"),
+        ));
+    };
+    if root.mount_point != Path::new("/") {
+        return Err(refuse(
+            format!(
+                "--install makes the root filesystem bootable, but this wrapper is mounted on {}",
+                root.mount_point.display()
+            ),
+            Some("migrate it without --install"),
+        ));
+    }
+    if !matches!(root.fs_type.as_str(), "ext4" | "ext3" | "ext2" | "xfs") {
+        return Err(refuse(
+            format!("--install supports ext4 and xfs roots; / is {}", root.fs_type),
+            Some("migrate without --install"),
+        ));
+    }
+    let boot = bootloader::plan(opts.bootloader, target)?;
+    let (initramfs_tool, kernels) = initramfs::check(opts.initramfs)?;
+    let mut leftovers = vec![];
+    if let (false, Some(source)) = (live_source, source) {
+        let old_disks: Vec<BlockDev> = source
+            .base_devices()
+            .0
+            .iter()
+            .filter_map(|b| b.whole_disk().ok())
+            .collect();
+        let mut refused = vec![];
+        for m in mounts::mounts()? {
+            if m.mount_point == Path::new("/") || m.devnum.major == 0 {
+                continue;
+            }
+            let Ok(dev) = BlockDev::from_devnum(m.devnum) else { continue };
+            if !on_disks(&dev, &old_disks) {
+                continue;
+            }
+            if m.mount_point == Path::new("/boot/efi") && m.fs_type == "vfat" && boot.bootloader.needs_esp() {
+                leftovers.push(Leftover::Esp(m));
+            } else {
+                refused.push(format!("{} on {} ({})", m.mount_point.display(), dev.display(), m.fs_type));
+            }
+        }
+        for s in Swaps::read()?.0 {
+            let Ok(dev) = BlockDev::from_path(&s.filename) else { continue };
+            if s.kind == "partition" && on_disks(&dev, &old_disks) {
+                leftovers.push(Leftover::Swap {
+                    bytes: dev.size().map(|b| *b as u64).unwrap_or(0),
+                    dev: s.filename.clone(),
+                });
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refuse(
+                format!(
+                    "the old disk still holds mounted filesystems besides /: {}; the installed system would \
+                     lose them when that disk is gone",
+                    refused.join(", ")
+                ),
+                Some("copy their contents into the root filesystem (or onto the target disk) and unmount them \
+                      first; rootshift moves only /, an ESP at /boot/efi and swap"),
+            ));
+        }
+    }
+    Ok(Plan {
+        boot,
+        initramfs: opts.initramfs,
+        initramfs_tool,
+        kernels,
+        live_source,
+        fs_type: root.fs_type.clone(),
+        leftovers,
+    })
+}
+
+/// The new system's facts, for the summary, the journal and the spin hooks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub bootloader: &'static str,
+    pub root_uuid: String,
+    pub disk: String,
+    pub target: String,
+    pub esp: Option<String>,
+    pub machine_id: Option<String>,
+}
+
+fn os_id() -> String {
+    fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("ID=").map(|v| v.trim_matches('"').to_string()))
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "linux".into())
+}
+
+/// Carry out the install step after the switch. `source` is the detached old device (None
+/// when unknown, e.g. `rootshift finish` without a journal).
+pub fn run(
+    plan: &Plan,
+    wrapper_node: &Path,
+    target: &BlockDev,
+    source: Option<&BlockDev>,
+    rec: &mut Record,
+    progress: &Progress,
+    mut save: impl FnMut(&Record),
+) -> Result<Outcome> {
+    let step = |rec: &mut Record, save: &mut dyn FnMut(&Record), name: &str, lines: Vec<String>| {
+        for l in &lines {
+            progress.event("install", &format!("install: {l}"), json!({"step": name, "detail": l}));
+        }
+        rec.steps.extend(lines.into_iter().map(|l| format!("{name}: {l}")));
+        save(rec);
+    };
+    rec.state = "running".into();
+    rec.steps.clear();
+    rec.error = None;
+    save(rec);
+    let wrapper = BlockDev::from_path(wrapper_node)
+        .map_err(|e| anyhow!("the wrapper {}: {e}", wrapper_node.display()))?;
+    let root = Path::new("/");
+
+    // ---- ids
+    let before = ids::uuid_on(&wrapper)?.ok_or_else(|| anyhow!("/ shows no filesystem UUID"))?;
+    rec.root_uuid_before = Some(before.clone());
+    let mut lines = vec![];
+    let mut changed_online = None;
+    if plan.fs_type.starts_with("ext") {
+        changed_online = ids::set_ext4_uuid_online(root)?;
+        if changed_online.is_none() {
+            lines.push("the kernel cannot change this ext4's UUID online (no metadata_csum_seed)".into());
+        }
+    }
+    if let Some(new) = &changed_online {
+        ids::make_visible(root, target, &wrapper, new)?;
+        lines.push(format!("new filesystem UUID {new} (was {before}), visible on {}", target.display()));
+        rec.uuid_changed_on = Some("target (online)".into());
+    } else if plan.live_source {
+        lines.push(format!("kept UUID {before}: the other copy is inside the read-only live image"));
+        rec.uuid_changed_on = Some("none (live medium)".into());
+    } else if let Some(src) = source {
+        let su = ids::set_uuid_offline(src, &plan.fs_type)?;
+        lines.push(format!("kept UUID {before} on the target; the detached source {} now has {su}", src.display()));
+        rec.source_uuid = Some(su);
+        rec.uuid_changed_on = Some("source (offline)".into());
+    } else {
+        bail!(
+            "the filesystem UUID {before} could not be changed online and the old device is unknown: two devices \
+             may carry it; change it on the old device (xfs_admin -U generate / tune2fs -U random) and run \
+             `rootshift finish` again"
+        );
+    }
+    let root_uuid = ids::uuid_on(target)?.ok_or_else(|| anyhow!("{} shows no UUID", target.display()))?;
+    rec.root_uuid = Some(root_uuid.clone());
+    step(rec, &mut save, "ids", lines);
+
+    // ---- machine-id (a live medium's is shared by every copy of it)
+    if plan.live_source {
+        let id = ids::new_machine_id();
+        ids::write_machine_id(root, &id)?;
+        rec.machine_id = Some(id.clone());
+        step(rec, &mut save, "machine-id", vec![format!("new /etc/machine-id {id}")]);
+    }
+
+    // ---- ESP
+    let fstab_text = fs::read_to_string("/etc/fstab").unwrap_or_default();
+    let mut tab: Fstab = fstab_text.parse().map_err(|e| anyhow!("/etc/fstab: {e}"))?;
+    let mut esp_uuid = None;
+    if let Some(esp) = &plan.boot.esp {
+        let mut lines = vec![];
+        if plan.boot.esp_mkfs {
+            tools::run("mkfs.vfat", &["-F", "32", "-n", "EFI", &esp.display()])?;
+            lines.push(format!("formatted {} (FAT32)", esp.display()));
+        }
+        let mp = Path::new("/boot/efi");
+        for l in &plan.leftovers {
+            if let Leftover::Esp(m) = l {
+                umount2(&m.mount_point, MntFlags::empty())
+                    .with_context(|| format!("unmounting the old ESP at {}", m.mount_point.display()))?;
+                lines.push(format!("unmounted the old ESP {} from {}", m.source, m.mount_point.display()));
+                tab.remove_where(|e| e.file == "/boot/efi");
+            }
+        }
+        let already = mounts::mounts()?
+            .iter()
+            .any(|m| m.mount_point == mp && m.devnum == esp.devnum);
+        if !already {
+            fs::create_dir_all(mp).context("creating /boot/efi")?;
+            mount(Some(esp.path.as_path()), mp, Some("vfat"), MsFlags::empty(), Some("umask=0077"))
+                .with_context(|| format!("mounting {} at /boot/efi", esp.display()))?;
+            lines.push(format!("mounted {} at /boot/efi", esp.display()));
+        }
+        let u = ids::uuid_on(esp)?.ok_or_else(|| anyhow!("{} shows no FAT volume id", esp.display()))?;
+        esp_uuid = Some(u);
+        step(rec, &mut save, "esp", lines);
+    }
+
+    // ---- swap: a partition on the old disk becomes a swap file on the new root
+    for l in &plan.leftovers {
+        if let Leftover::Swap { dev, bytes } = l {
+            let file = Path::new("/swapfile");
+            let mib = (bytes >> 20).max(1).to_string();
+            tools::run("swapoff", &[&dev.display().to_string()])?;
+            tools::run("dd", &["if=/dev/zero", "of=/swapfile", "bs=1M", &format!("count={mib}"), "status=none"])?;
+            fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            tools::run("mkswap", &["/swapfile"])?;
+            tools::run("swapon", &["/swapfile"])?;
+            let d = dev.display().to_string();
+            let spec_uuid = BlockDev::from_path(dev)
+                .ok()
+                .and_then(|b| ids::uuid_on(&b).ok().flatten());
+            tab.remove_where(|e| e.vfstype == "swap" && (e.spec == d || spec_uuid.as_deref().is_some_and(|u| e.spec == format!("UUID={u}"))));
+            tab.set(Entry::new("/swapfile", "none", "swap", "sw", 0), false);
+            step(rec, &mut save, "swap", vec![format!("swap moved from {d} to /swapfile ({mib} MiB)")]);
+        }
+    }
+
+    // ---- fstab
+    let removed = tab.remove_where(fstab::is_live_only);
+    let passno = if plan.fs_type.starts_with("ext") { 1 } else { 0 };
+    tab.set(Entry::new(&format!("UUID={root_uuid}"), "/", &plan.fs_type, "defaults", passno), true);
+    if let Some(u) = &esp_uuid {
+        tab.set(Entry::new(&format!("UUID={u}"), "/boot/efi", "vfat", "umask=0077", 2), false);
+    }
+    let new_text = tab.to_string();
+    let mut lines = vec![format!("/ is UUID={root_uuid}")];
+    lines.extend(removed.iter().map(|e| format!("dropped the live-only entry {e}")));
+    if new_text != fstab_text {
+        ids::write_atomic(Path::new("/etc/fstab"), new_text.as_bytes(), 0o644)?;
+    }
+    if let Ok(ct) = fs::read_to_string("/etc/crypttab") {
+        let nt = ct.replace(&format!("UUID={before}"), &format!("UUID={root_uuid}"));
+        if nt != ct {
+            ids::write_atomic(Path::new("/etc/crypttab"), nt.as_bytes(), 0o600)?;
+            lines.push("crypttab: root UUID updated".into());
+        }
+    }
+    step(rec, &mut save, "fstab", lines);
+
+    // ---- boot loader package, initramfs, boot loader
+    if let Some(l) = bootloader::ensure_package(plan.boot.bootloader)? {
+        step(rec, &mut save, "package", vec![l]);
+    }
+    let lines = match (plan.initramfs, plan.initramfs_tool) {
+        (initramfs::Mode::Regenerate, Some(t)) => initramfs::regenerate(t, &plan.kernels)?,
+        _ => plan
+            .kernels
+            .iter()
+            .map(|k| format!("kept the prebuilt {}", initramfs::initrd_path(k).display()))
+            .collect(),
+    };
+    step(rec, &mut save, "initramfs", lines);
+    let cmdline = Cmdline::read().context("reading /proc/cmdline")?.for_installed();
+    let mut binds = vec![];
+    if plan.boot.esp.is_some() {
+        binds.push(PathBuf::from("/boot/efi"));
+    }
+    let ctx = bootloader::Ctx {
+        plan: &plan.boot,
+        view: view::View {
+            part: target.path.clone(),
+            root_dev: wrapper_node.to_path_buf(),
+            fstype: plan.fs_type.clone(),
+            binds,
+        },
+        root_uuid: &root_uuid,
+        cmdline: &cmdline,
+        os_id: os_id(),
+        kernels: &plan.kernels,
+    };
+    let lines = bootloader::install(&ctx)?;
+    step(rec, &mut save, "bootloader", lines);
+
+    // ---- spin hooks
+    let disk = plan.boot.target.as_ref().map(|t| t.disk.display()).unwrap_or_default();
+    let env = vec![
+        ("ROOTSHIFT_TARGET", target.display()),
+        ("ROOTSHIFT_TARGET_DISK", disk.clone()),
+        ("ROOTSHIFT_ROOT_UUID", root_uuid.clone()),
+        ("ROOTSHIFT_BOOTLOADER", plan.boot.bootloader.as_str().to_string()),
+        ("ROOTSHIFT_SOURCE_KIND", if plan.live_source { "live" } else { "installed" }.to_string()),
+        ("ROOTSHIFT_ESP", plan.boot.esp.as_ref().map(|e| e.display()).unwrap_or_default()),
+    ];
+    let lines = hooks::run(Path::new(hooks::DIR), &env)?;
+    if !lines.is_empty() {
+        step(rec, &mut save, "hooks", lines);
+    }
+    nix::unistd::sync();
+    rec.state = "done".into();
+    save(rec);
+    Ok(Outcome {
+        bootloader: plan.boot.bootloader.as_str(),
+        root_uuid,
+        disk,
+        target: target.display(),
+        esp: plan.boot.esp.as_ref().map(|e| e.display()),
+        machine_id: rec.machine_id.clone(),
+    })
+}
+
+
+/// What a clone got.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneIds {
+    pub uuid: String,
+    pub label: String,
+    /// The check that ran (`e2fsck -f -y` / `xfs_repair -n`).
+    pub check: String,
+}
+
+/// A label with a suffix, cut to the filesystem's limit (ext: 16 bytes, xfs: 12).
+pub fn clone_label(base: &str, fs_type: &str, n: usize) -> String {
+    let max: usize = if fs_type == "xfs" { 12 } else { 16 };
+    let suffix = format!("-c{n}");
+    let keep = max.saturating_sub(suffix.len());
+    let mut b: String = base.chars().take(keep).collect();
+    while b.len() > keep {
+        b.pop();
+    }
+    if b.is_empty() {
+        format!("clone{n}")
+    } else {
+        format!("{b}{suffix}")
+    }
+}
+
+/// Give a detached clone its own identity, offline: check it, new filesystem UUID, label suffix
+/// (as KIWI does for its partition clones).
+pub fn clone_identity(dev: &BlockDev, fs_type: &str, n: usize) -> Result<CloneIds> {
+    let path = dev.display();
+    let (check, label_now) = match fs_type {
+        "xfs" => {
+            tools::run("xfs_repair", &["-n", &path])?;
+            let l = tools::run("xfs_admin", &["-l", &path]).unwrap_or_default();
+            let l = l.split('"').nth(1).unwrap_or("").to_string();
+            ("xfs_repair -n".to_string(), l)
+        }
+        t if t.starts_with("ext") => {
+            // -y: a clone taken from a frozen filesystem is clean; -y only matters if it is not
+            let out = std::process::Command::new(tools::find("e2fsck").context("e2fsck not found")?)
+                .args(["-f", "-y", &path])
+                .output()
+                .context("running e2fsck")?;
+            // 0 = clean, 1 = errors corrected: both leave a consistent filesystem
+            match out.status.code() {
+                Some(0) => {}
+                Some(1) => bail!(
+                    "e2fsck -f found errors on the clone {path} (it should have been a frozen, consistent image): {}",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                ),
+                _ => bail!(
+                    "e2fsck -f {path} failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            }
+            let l = tools::run("e2label", &[&path]).unwrap_or_default();
+            ("e2fsck -f (clean)".to_string(), l.trim().to_string())
+        }
+        other => bail!("rootshift cannot give a {other} clone its own identity"),
+    };
+    let uuid = ids::set_uuid_offline(dev, fs_type)?;
+    let label = clone_label(if label_now.is_empty() { "root" } else { &label_now }, fs_type, n);
+    if fs_type == "xfs" {
+        tools::run("xfs_admin", &["-L", &label, &path])?;
+    } else {
+        tools::run("e2label", &[&path, &label])?;
+    }
+    Ok(CloneIds { uuid, label, check })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_labels_fit_the_filesystem() {
+        assert_eq!(clone_label("Live-rootfs", "ext4", 1), "Live-rootfs-c1");
+        assert_eq!(clone_label("a-very-long-label", "ext4", 2), "a-very-long-l-c2");
+        assert_eq!(clone_label("a-very-long-label", "xfs", 3), "a-very-lo-c3");
+        assert_eq!(clone_label("", "ext4", 1), "clone1");
+        assert!(clone_label("rootfs", "xfs", 7).len() <= 12);
+    }
+}

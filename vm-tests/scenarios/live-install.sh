@@ -53,8 +53,14 @@ step prefill-4MiB prefill /data 4 1
 writer_start /live 200
 writer_wait_more 2 60; check writer-running-before-migrate "files=$(writer_count)" [ "$(writer_count)" -ge 2 ]
 B0=$(stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2}')
+# A live source is installed by default, and a whole disk without a layout cannot be: refused, nothing changed.
+rootshift migrate $TGT --yes > /tmp/refuse.out 2> /tmp/refuse.err; rc=$?
+assert_eq install-on-whole-disk-refused 2 "$rc"
+assert_contains install-refusal-says-whole-disk /tmp/refuse.err "is a whole disk"
+assert_contains install-refusal-names-the-way-out /tmp/refuse.err "rootshift install --disk $TGT"
+assert_eq refused-left-target-blank "" "$(blkid -o value -s TYPE $TGT)"
 t_start=$(now_cs)
-timeout 600 rootshift migrate $TGT --yes --json > /tmp/migrate.json 2> /tmp/migrate.err; rc=$?
+timeout 600 rootshift migrate $TGT --yes --no-install --json > /tmp/migrate.json 2> /tmp/migrate.err; rc=$?
 t_end=$(now_cs)
 cp /tmp/migrate.json /tmp/migrate.err "$RES/"
 say "migrate exit=$rc in $(fmt_cs $((t_end - t_start)))s; stderr: $(tail -5 /tmp/migrate.err | tr '\n' '|')"

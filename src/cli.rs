@@ -89,6 +89,62 @@ pub enum Command {
         #[command(flatten)]
         finish: FinishArgs,
     },
+    /// Lay out a whole disk (GPT), move the running root onto it and make it boot.
+    ///
+    /// Plans the table (BIOS boot, ESP, optional /boot, root clones, root, optional data
+    /// partition, or the existing last partition kept), shows it, asks, writes it in one go,
+    /// then runs `migrate --install` onto the root partition with the clones as extra legs
+    /// and writes /etc/rootshift/partids (KIWI's partids format).
+    Install {
+        /// The whole disk to lay out; everything on it is lost (except a --retain-last
+        /// partition).
+        #[arg(long)]
+        disk: PathBuf,
+        /// Size of the root partition, or `rest` for all the space left.
+        #[arg(long, default_value = "rest")]
+        root_size: crate::disk::layout::RootSize,
+        /// Size of the EFI System Partition (0 = none).
+        #[arg(long, default_value = "256M", value_parser = parse_size_or_zero)]
+        esp_size: u64,
+        /// A 1 MiB BIOS boot partition first, for GRUB on BIOS firmware (default: on unless
+        /// --bootloader grub-efi or systemd-boot).
+        #[arg(long, overrides_with = "no_bios_boot")]
+        bios_boot: bool,
+        /// No BIOS boot partition.
+        #[arg(long)]
+        no_bios_boot: bool,
+        /// A separate /boot partition of SIZE.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        boot_partition: Option<u64>,
+        /// N partitions the size of the root, before it, filled in the same pass (KIWI's
+        /// root clones: A/B updates, factory reset); each gets its own filesystem UUID.
+        #[arg(long, default_value_t = 0)]
+        root_clones: u32,
+        /// A spare partition of SIZE placed last.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        data_partition: Option<u64>,
+        /// Keep the disk's last partition (its entry and its data). exact: the new layout
+        /// must end exactly where it starts; fit: it must end before.
+        #[arg(long, value_enum)]
+        retain_last: Option<crate::disk::layout::Retain>,
+        /// Show the planned table and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print events as JSON lines on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Wrapper name (default: the one / is mounted from).
+        #[arg(long)]
+        name: Option<String>,
+        /// What to copy (see `migrate --copy`).
+        #[arg(long, value_enum, default_value = "auto")]
+        copy: crate::backend::CopyMode,
+        #[command(flatten)]
+        finish: FinishArgs,
+    },
     /// Make the system running from the target bootable on its own (after `migrate`).
     ///
     /// Fresh filesystem UUID (and machine-id for a live medium), fstab, initramfs, boot
@@ -166,7 +222,17 @@ impl FinishArgs {
         crate::finish::Options {
             bootloader: self.bootloader.unwrap_or(crate::finish::bootloader::Choice::Auto),
             initramfs: self.initramfs.unwrap_or(crate::finish::initramfs::Mode::Regenerate),
+            boot_partition: None,
         }
+    }
+}
+
+/// A size, where `0` is allowed (= none).
+pub fn parse_size_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_size(s)
     }
 }
 

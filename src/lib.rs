@@ -15,6 +15,7 @@ pub mod error;
 pub mod failpoint;
 pub mod finish;
 pub mod guardian;
+pub mod install;
 pub mod kernel;
 pub mod live;
 pub mod lock;

@@ -56,6 +56,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
             finish: finish.options(),
         }),
+        Command::Install {
+            disk,
+            root_size,
+            esp_size,
+            bios_boot,
+            no_bios_boot,
+            boot_partition,
+            root_clones,
+            data_partition,
+            retain_last,
+            dry_run,
+            yes,
+            json,
+            name,
+            copy,
+            finish,
+        } => {
+            use rootshift::finish::bootloader::Choice;
+            let efi_only = matches!(finish.bootloader, Some(Choice::GrubEfi | Choice::SystemdBoot));
+            rootshift::install::install(&rootshift::install::InstallOptions {
+                disk,
+                layout: rootshift::disk::layout::LayoutOptions {
+                    root_size,
+                    esp_size,
+                    bios_boot: if no_bios_boot { false } else { bios_boot || !efi_only },
+                    boot_partition,
+                    root_clones,
+                    data_partition,
+                    retain_last,
+                },
+                dry_run,
+                yes,
+                json,
+                name,
+                copy,
+                finish: finish.options(),
+            })
+        }
         Command::Finish {
             name,
             yes,

@@ -113,12 +113,22 @@ fn package_installed(pkg: &str) -> bool {
 /// Decide the boot loader for `target` and check that it can be installed, refusing (nothing
 /// changed) with what is missing.
 pub fn plan(choice: Choice, target: &BlockDev) -> Result<Plan> {
-    let efi_firmware = Path::new("/sys/firmware/efi").exists();
     let dp = if target.is_partition() {
         Some(disk::locate(target)?)
     } else {
         None
     };
+    plan_on(choice, dp, target, false)
+}
+
+/// [`plan`] for a layout `rootshift install` is about to write: `dp` is the planned table, its
+/// partitions have no devices yet, and the ESP will be new (formatted).
+pub fn plan_fresh(choice: Choice, dp: DiskPart, target: &BlockDev) -> Result<Plan> {
+    plan_on(choice, Some(dp), target, true)
+}
+
+fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool) -> Result<Plan> {
+    let efi_firmware = Path::new("/sys/firmware/efi").exists();
     let Some(dp) = dp else {
         if choice == Choice::None {
             return Ok(Plan {
@@ -207,34 +217,39 @@ pub fn plan(choice: Choice, target: &BlockDev) -> Result<Plan> {
                     Some("add an ESP (256 MiB, type EFI System), or use --bootloader grub-bios"),
                 ));
             };
-            let dev = disk::part_dev(&dp.disk, p.number).with_context(|| {
-                format!("the kernel has no device for partition {} of {disk_name}", p.number)
-            })?;
-            let head = dev.read_head(PROBE_BYTES)?;
-            match probe(&head) {
-                Some(Content::Vfat) => {}
-                None => {
-                    esp_mkfs = true;
-                    need_tools(&["mkfs.vfat"], "dosfstools")?;
+            if fresh {
+                esp_mkfs = true;
+                need_tools(&["mkfs.vfat"], "dosfstools")?;
+            } else {
+                let dev = disk::part_dev(&dp.disk, p.number).with_context(|| {
+                    format!("the kernel has no device for partition {} of {disk_name}", p.number)
+                })?;
+                let head = dev.read_head(PROBE_BYTES)?;
+                match probe(&head) {
+                    Some(Content::Vfat) => {}
+                    None => {
+                        esp_mkfs = true;
+                        need_tools(&["mkfs.vfat"], "dosfstools")?;
+                    }
+                    Some(other) => {
+                        return Err(refuse(
+                            format!(
+                                "the EFI System Partition {} holds {}, not a FAT filesystem",
+                                dev.display(),
+                                other.describe()
+                            ),
+                            Some("wipe it (wipefs -a) so rootshift formats it, or pick another disk"),
+                        ))
+                    }
                 }
-                Some(other) => {
+                if dev.devnum == target.devnum {
                     return Err(refuse(
-                        format!(
-                            "the EFI System Partition {} holds {}, not a FAT filesystem",
-                            dev.display(),
-                            other.describe()
-                        ),
-                        Some("wipe it (wipefs -a) so rootshift formats it, or pick another disk"),
-                    ))
+                        format!("the target {} is the EFI System Partition itself", target.display()),
+                        Some("migrate to the root partition"),
+                    ));
                 }
+                esp = Some(dev);
             }
-            if dev.devnum == target.devnum {
-                return Err(refuse(
-                    format!("the target {} is the EFI System Partition itself", target.display()),
-                    Some("migrate to the root partition"),
-                ));
-            }
-            esp = Some(dev);
             if bootloader == Bootloader::GrubEfi {
                 need_dir("/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin")?;
                 need_tools(&["grub-install", "grub-mkconfig", "grub-probe"], "grub2-common")?;

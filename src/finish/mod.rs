@@ -34,10 +34,13 @@ use cmdline::Cmdline;
 use fstab::{Entry, Fstab};
 
 /// What the user asked of the install step.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub bootloader: Choice,
     pub initramfs: initramfs::Mode,
+    /// A partition to become /boot (formatted ext4, /boot's files copied in): `rootshift install
+    /// --boot-partition`.
+    pub boot_partition: Option<PathBuf>,
 }
 
 /// Something of the old disk the running system still uses besides `/`.
@@ -60,6 +63,8 @@ pub struct Plan {
     pub live_source: bool,
     pub fs_type: String,
     pub leftovers: Vec<Leftover>,
+    /// The partition that becomes /boot.
+    pub boot_part: Option<BlockDev>,
 }
 
 /// The journal's record of the install step.
@@ -179,6 +184,20 @@ pub fn preflight(
             ));
         }
     }
+    let boot_part = match &opts.boot_partition {
+        Some(p) => {
+            let d = BlockDev::from_path(p).map_err(|e| refuse(format!("--boot-partition: {e}"), None))?;
+            if mounts::mounts()?.iter().any(|m| m.mount_point == Path::new("/boot")) {
+                return Err(refuse(
+                    "/boot is a separate mount already; --boot-partition would hide it",
+                    Some("leave out --boot-partition"),
+                ));
+            }
+            need_tool("mkfs.ext4", "e2fsprogs")?;
+            Some(d)
+        }
+        None => None,
+    };
     Ok(Plan {
         boot,
         initramfs: opts.initramfs,
@@ -187,7 +206,16 @@ pub fn preflight(
         live_source,
         fs_type: root.fs_type.clone(),
         leftovers,
+        boot_part,
     })
+}
+
+fn need_tool(name: &str, package: &str) -> Result<()> {
+    if tools::find(name).is_some() {
+        Ok(())
+    } else {
+        Err(refuse(format!("{name} is missing (package {package})"), None))
+    }
 }
 
 /// The new system's facts, for the summary, the journal and the spin hooks.
@@ -333,10 +361,33 @@ pub fn run(
         }
     }
 
+    // ---- a separate /boot: format, copy /boot's files in, mount it over /boot
+    let mut boot_uuid = None;
+    if let Some(bp) = &plan.boot_part {
+        let d = bp.display();
+        tools::run("mkfs.ext4", &["-q", "-F", "-L", "boot", &d])?;
+        let tmp = Path::new("/run/rootshift/newboot");
+        fs::create_dir_all(tmp)?;
+        mount(Some(bp.path.as_path()), tmp, Some("ext4"), MsFlags::empty(), None::<&str>)
+            .with_context(|| format!("mounting {d}"))?;
+        let copied = tools::run("cp", &["-a", "/boot/.", "/run/rootshift/newboot/"]);
+        let unmounted = umount2(tmp, MntFlags::empty());
+        copied.context("copying /boot onto the new /boot partition")?;
+        unmounted.with_context(|| format!("unmounting {d}"))?;
+        mount(Some(bp.path.as_path()), Path::new("/boot"), Some("ext4"), MsFlags::empty(), None::<&str>)
+            .with_context(|| format!("mounting {d} on /boot"))?;
+        let u = ids::uuid_on(bp)?.ok_or_else(|| anyhow!("{d} shows no UUID after mkfs"))?;
+        step(rec, &mut save, "boot", vec![format!("/boot is now {d} (UUID {u}), its files copied in")]);
+        boot_uuid = Some(u);
+    }
+
     // ---- fstab
     let removed = tab.remove_where(fstab::is_live_only);
     let passno = if plan.fs_type.starts_with("ext") { 1 } else { 0 };
     tab.set(Entry::new(&format!("UUID={root_uuid}"), "/", &plan.fs_type, "defaults", passno), true);
+    if let Some(u) = &boot_uuid {
+        tab.set(Entry::new(&format!("UUID={u}"), "/boot", "ext4", "defaults", 2), false);
+    }
     if let Some(u) = &esp_uuid {
         tab.set(Entry::new(&format!("UUID={u}"), "/boot/efi", "vfat", "umask=0077", 2), false);
     }
@@ -370,6 +421,9 @@ pub fn run(
     step(rec, &mut save, "initramfs", lines);
     let cmdline = Cmdline::read().context("reading /proc/cmdline")?.for_installed();
     let mut binds = vec![];
+    if plan.boot_part.is_some() {
+        binds.push(PathBuf::from("/boot"));
+    }
     if plan.boot.esp.is_some() {
         binds.push(PathBuf::from("/boot/efi"));
     }
@@ -481,8 +535,18 @@ pub fn clone_identity(dev: &BlockDev, fs_type: &str, n: usize) -> Result<CloneId
     let label = clone_label(if label_now.is_empty() { "root" } else { &label_now }, fs_type, n);
     if fs_type == "xfs" {
         tools::run("xfs_admin", &["-L", &label, &path])?;
+        // xfs grows only mounted: briefly, at a private place (its UUID is its own now)
+        let mp = PathBuf::from(format!("/run/rootshift/clone-{n}"));
+        fs::create_dir_all(&mp)?;
+        mount(Some(dev.path.as_path()), &mp, Some("xfs"), MsFlags::empty(), None::<&str>)
+            .with_context(|| format!("mounting the clone {path} to grow it"))?;
+        let grown = tools::run("xfs_growfs", &[&mp.display().to_string()]);
+        let _ = umount2(&mp, MntFlags::empty());
+        grown?;
     } else {
         tools::run("e2label", &[&path, &label])?;
+        // the clone was taken before the root grew: make it fill its partition too
+        tools::run("resize2fs", &[&path])?;
     }
     Ok(CloneIds { uuid, label, check })
 }

@@ -29,8 +29,10 @@ mod raw {
     nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
     nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
     nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
-    // linux/fs.h: BLKFLSBUF _IO(0x12, 97)
+    // linux/fs.h: BLKFLSBUF _IO(0x12, 97), BLKRRPART _IO(0x12, 95), BLKPG _IO(0x12, 105)
     nix::ioctl_none!(blkflsbuf, 0x12, 97);
+    nix::ioctl_none!(blkrrpart, 0x12, 95);
+    nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
     // fs/ext4/ext4.h: EXT4_IOC_SETFSUUID _IOW('f', 44, struct fsuuid); the struct ends in a flexible
     // array, so the size in the number is 8 (two u32) while the buffer carries the 16 UUID bytes too.
     nix::ioctl_write_ptr_bad!(
@@ -38,6 +40,63 @@ mod raw {
         nix::request_code_write!(b'f', 44, 8),
         Fsuuid16
     );
+}
+
+/// `struct blkpg_ioctl_arg` (linux/blkpg.h).
+#[repr(C)]
+#[derive(Debug)]
+pub struct BlkpgIoctlArg {
+    pub op: libc::c_int,
+    pub flags: libc::c_int,
+    pub datalen: libc::c_int,
+    pub data: *mut libc::c_void,
+}
+
+/// `struct blkpg_partition` (linux/blkpg.h): byte units.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BlkpgPartition {
+    pub start: libc::c_longlong,
+    pub length: libc::c_longlong,
+    pub pno: libc::c_int,
+    pub devname: [libc::c_char; 64],
+    pub volname: [libc::c_char; 64],
+}
+
+/// What BLKPG should do with one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlkpgOp {
+    Add = 1,
+    Del = 2,
+    Resize = 3,
+}
+
+/// Change the kernel's view of one partition of a disk in use (BLKPG): add, delete or resize
+/// partition `pno` (bytes). The on-disk table is not touched; write it first.
+pub fn blkpg(disk: BorrowedFd<'_>, op: BlkpgOp, pno: u32, start: u64, length: u64) -> io::Result<()> {
+    let mut part = BlkpgPartition {
+        start: start as libc::c_longlong,
+        length: length as libc::c_longlong,
+        pno: pno as libc::c_int,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let arg = BlkpgIoctlArg {
+        op: op as libc::c_int,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+        data: (&mut part as *mut BlkpgPartition).cast(),
+    };
+    // SAFETY: `arg.data` points to `part`, which lives until the call returns; the kernel copies
+    // `datalen` bytes from it.
+    io(unsafe { raw::blkpg(disk.as_raw_fd(), &arg) })
+}
+
+/// Ask the kernel to re-read a disk's partition table (BLKRRPART). EBUSY while any partition of
+/// the disk is open: use [`blkpg`] then.
+pub fn blk_reread_partitions(disk: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no argument.
+    io(unsafe { raw::blkrrpart(disk.as_raw_fd()) })
 }
 
 /// `struct fsuuid` followed by its 16 bytes of UUID.
@@ -338,6 +397,10 @@ mod tests {
             0x8070_5864
         ); // XFS_IOC_FSGEOMETRY_V1
         assert_eq!(nix::request_code_none!(0x12, 97), 0x1261); // BLKFLSBUF
+        assert_eq!(nix::request_code_none!(0x12, 95), 0x125F); // BLKRRPART
+        assert_eq!(nix::request_code_none!(0x12, 105), 0x1269); // BLKPG
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
         assert_eq!(request_code_write!(b'f', 44, 8), 0x4008662C); // EXT4_IOC_SETFSUUID
         assert_eq!(std::mem::size_of::<Fsuuid16>(), 24);
     }

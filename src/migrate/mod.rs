@@ -75,7 +75,8 @@ fn record(dev: &BlockDev, size: Bytes) -> DevRecord {
     }
 }
 
-fn confirm(question: &str, yes: bool) -> Result<()> {
+/// Ask on the terminal unless `yes`; refuse when there is no terminal to ask on.
+pub fn confirm(question: &str, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
@@ -451,6 +452,11 @@ impl Run {
 pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
+    migrate_locked(opts)
+}
+
+/// `migrate` for a caller that holds the lock already (`rootshift install`).
+pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     let dm = Dm::open().ok();
     let w = wrapper::find(dm.as_ref(), opts.name.as_deref())?;
     if opts.resume {
@@ -503,7 +509,7 @@ pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     let live_source = finish::is_live_source(&source);
     let install = if opts.install.unwrap_or(live_source) {
         Some(finish::preflight(
-            opts.finish,
+            opts.finish.clone(),
             Some(&source),
             live_source,
             &target,

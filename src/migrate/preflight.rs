@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use devicemapper::Bytes;
 
 use crate::error::refuse;
+use crate::kernel::devnum::DevNum;
 use crate::kernel::blockdev::{human, BlockDev, BlockDevError};
 use crate::kernel::fs::{probe, PROBE_BYTES};
 use crate::kernel::mounts::{self, Swaps};
@@ -139,7 +140,7 @@ pub fn check_target(
 /// Both stacks are followed down to real devices (dm/md slaves, loop backing files), so a dm
 /// device mapping part of the source disk is caught too. Two bases on one disk overlap unless
 /// both are partitions with disjoint ranges.
-fn check_overlap(source: &BlockDev, target: &BlockDev) -> Result<()> {
+pub fn check_overlap(source: &BlockDev, target: &BlockDev) -> Result<()> {
     let t = target.display();
     let (source_bases, through_loop) = source.base_devices();
     let (target_bases, _) = target.base_devices();
@@ -184,8 +185,14 @@ fn check_overlap(source: &BlockDev, target: &BlockDev) -> Result<()> {
 
 /// Not mounted, not swap, not held — the target and, for a whole disk, its partitions.
 fn check_unused(target: &BlockDev) -> Result<()> {
+    check_unused_except(target, None)
+}
+
+/// Nothing uses `target` or any of its partitions, except the partition `keep` (the partition
+/// `rootshift install --retain-last` leaves as it is, which may stay mounted).
+pub fn check_unused_except(target: &BlockDev, keep: Option<DevNum>) -> Result<()> {
     let mut devs = vec![target.clone()];
-    devs.extend(target.partitions());
+    devs.extend(target.partitions().into_iter().filter(|p| Some(p.devnum) != keep));
     let all_mounts = mounts::mounts()?;
     let swaps = Swaps::read().context("reading /proc/swaps")?;
     for d in &devs {

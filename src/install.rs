@@ -1,0 +1,353 @@
+//! `rootshift install --disk`: lay out a whole disk (GPT: BIOS boot, ESP, /boot, root clones, root,
+//! data, or the old table's last partition kept), then move the running root onto it and make it
+//! boot — the live equivalent of a KIWI OEM dump, without the reboot.
+//!
+//! Order: every check (layout, sizes, boot loader, initramfs, nothing on the disk in use) before
+//! the first write; the table is planned whole in memory and written in one go; the kernel is told
+//! (BLKRRPART, or BLKPG per partition while the kept partition is in use); the new partitions'
+//! first MiB is cleared; then the ordinary migrate + finish path runs on the root partition, with
+//! the clone partitions as extra mirror legs.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use devicemapper::Bytes;
+use serde_json::json;
+
+use crate::backend::{self, CopyMode};
+use crate::disk::layout::{last_entry, LayoutOptions, Plan, Role};
+use crate::disk::{self, DiskPart, Part, Table, TableKind};
+use crate::error::refuse;
+use crate::finish::{self, bootloader, initramfs};
+use crate::kernel::blockdev::{human, BlockDev};
+use crate::kernel::dm::Dm;
+use crate::kernel::ioctl::{self, BlkpgOp};
+use crate::lock::Lock;
+use crate::migrate::{self, preflight};
+use crate::progress::Progress;
+use crate::wrapper;
+
+/// Where the partition ids are written on the installed system (KIWI's `/config.partids` format).
+pub const PARTIDS: &str = "/etc/rootshift/partids";
+
+pub struct InstallOptions {
+    pub disk: PathBuf,
+    pub layout: LayoutOptions,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub json: bool,
+    pub name: Option<String>,
+    pub copy: CopyMode,
+    pub finish: finish::Options,
+}
+
+/// The planned table as a [`Table`], for the boot loader checks made before it exists.
+fn as_table(plan: &Plan) -> Table {
+    Table {
+        kind: TableKind::Gpt,
+        sector_size: plan.sector_size,
+        parts: plan
+            .parts
+            .iter()
+            .map(|p| Part {
+                number: p.number,
+                first_lba: p.first_lba,
+                last_lba: p.last_lba,
+                type_id: p.type_guid.to_string(),
+                guid: Some(p.guid),
+                name: p.name.clone(),
+            })
+            .collect(),
+        disk_guid: Some(plan.disk_guid),
+    }
+}
+
+/// `rootshift install --disk DISK`.
+pub fn install(opts: &InstallOptions) -> Result<()> {
+    preflight::require_root()?;
+    let _lock = Lock::acquire()?;
+    let progress = Progress::new(opts.json);
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), opts.name.as_deref())?;
+    let backend = backend::open(&w)?;
+    if backend.mirroring()? {
+        return Err(refuse(
+            format!("a migration of {} is in progress (a target is attached)", w.name),
+            Some("let it finish (`rootshift migrate --resume`) or abort it first"),
+        ));
+    }
+    let source_dev = *backend.legs()?.first().ok_or_else(|| anyhow!("{} maps no device", w.name))?;
+    let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
+    let disk = preflight::resolve_target(&opts.disk)?;
+    let d = disk.display();
+    if disk.is_partition() {
+        return Err(refuse(
+            format!("{d} is a partition; `rootshift install` lays out a whole disk"),
+            Some(&format!("name the disk, or move the root onto this partition with `rootshift migrate {d} --install`")),
+        ));
+    }
+    if disk.devnum == w.devnum || disk.dm_name().is_some() || disk.kname.starts_with("md") {
+        return Err(refuse(
+            format!("{d} is not a plain disk (a device-mapper or md device)"),
+            Some("name a whole disk, e.g. /dev/sdb (see lsblk)"),
+        ));
+    }
+    preflight::check_overlap(&source, &disk)?;
+
+    // The current table: what --retain-last keeps.
+    let existing = disk::read_disk(&disk)?;
+    let kept_entry = {
+        let mut f = File::open(&disk.path).with_context(|| format!("opening {d}"))?;
+        last_entry(&mut f)?
+    };
+    let (disk_bytes, lbs) = disk.geometry().with_context(|| format!("reading the size of {d}"))?;
+    let plan = Plan::plan(
+        *disk_bytes as u64,
+        u64::from(lbs),
+        Some(&existing),
+        kept_entry.as_ref(),
+        &opts.layout,
+    )
+    .map_err(|e| {
+        if crate::error::exit_code(&e) == crate::error::exit::REFUSED {
+            let hint = crate::error::hint(&e).map(str::to_string);
+            refuse(format!("{d}: {e}"), hint.as_deref())
+        } else {
+            e.context(format!("planning the layout of {d}"))
+        }
+    })?;
+    // The kept partition may stay in use (a mounted data partition); nothing else on the disk.
+    let kept_dev = plan
+        .retained()
+        .and_then(|k| existing.parts.iter().find(|p| p.first_lba == k.first_lba))
+        .and_then(|p| disk::part_dev(&disk, p.number));
+    preflight::check_unused_except(&disk, kept_dev.as_ref().map(|k| k.devnum))?;
+    let kept_in_use = kept_dev.as_ref().is_some_and(|k| preflight::check_unused_except(k, None).is_err());
+    if let (Some(k), Some(kd), true) = (plan.retained(), &kept_dev, kept_in_use) {
+        if kd.partition_number() != Some(k.number) {
+            return Err(refuse(
+                format!(
+                    "the partition to keep, {}, is in use and would become partition {} of the new table: the \
+                     kernel cannot renumber a partition in use",
+                    kd.display(),
+                    k.number
+                ),
+                Some("unmount it (and stop what uses it) for the install, or keep the same number of partitions before it"),
+            ));
+        }
+    }
+
+    let source_size = source.size()?;
+    let root = plan.root();
+    let root_bytes = Bytes(u128::from(root.sectors()) * u128::from(plan.sector_size));
+    if root_bytes < source_size {
+        return Err(refuse(
+            format!(
+                "the planned root partition is smaller than the source: {} < {}",
+                human(root_bytes),
+                human(source_size)
+            ),
+            Some("give the root more room (--root-size rest, a smaller --esp-size or fewer --root-clones)"),
+        ));
+    }
+    // The boot loader and initramfs checks, against the table about to be written.
+    let boot = bootloader::plan_fresh(
+        opts.finish.bootloader,
+        DiskPart {
+            disk: disk.clone(),
+            table: as_table(&plan),
+            number: root.number,
+        },
+        &disk,
+    )?;
+    initramfs::check(opts.finish.initramfs)?;
+    if plan.boot().is_some() && std::path::Path::new("/boot").exists() && boot_is_separate()? {
+        return Err(refuse(
+            "/boot is a separate mount already; --boot-partition would hide it",
+            Some("leave out --boot-partition"),
+        ));
+    }
+
+    progress.event(
+        "layout",
+        &format!("new partition table for {d} ({}):\n{plan}", human(disk_bytes)),
+        json!({"disk": d, "disk_guid": plan.disk_guid.to_string(), "bootloader": boot.bootloader.as_str(),
+               "partitions": plan.parts.iter().map(|p| json!({
+                   "number": p.number, "role": p.role.name(), "name": p.name, "first_lba": p.first_lba,
+                   "last_lba": p.last_lba, "bytes": p.sectors() * plan.sector_size,
+                   "type": p.type_guid.to_string(), "partuuid": p.guid.to_string()})).collect::<Vec<_>>()}),
+    );
+    if opts.dry_run {
+        progress.event("dry-run", "dry run: nothing was written", json!({}));
+        return Ok(());
+    }
+    let kept_note = plan
+        .retained()
+        .map(|k| format!(" except partition {} ({}), which is kept", k.number, k.name))
+        .unwrap_or_default();
+    migrate::confirm(
+        &format!(
+            "Write this table to {d}? Everything on it{kept_note} is lost; then / moves onto partition {} and \
+             is made bootable ({}).",
+            root.number,
+            boot.bootloader.as_str()
+        ),
+        opts.yes,
+    )?;
+
+    // ---- from here the disk changes
+    let how = write_table(&disk, &plan, &existing, kept_in_use)?;
+    let devs = wait_for_partitions(&disk, &plan)?;
+    for p in plan.parts.iter().filter(|p| p.role != Role::Retained) {
+        clear_start(&devs[&p.number]).with_context(|| format!("clearing the start of partition {}", p.number))?;
+    }
+    progress.event(
+        "partitioned",
+        &format!(
+            "wrote the table on {d}: {} partitions (the kernel told by {})",
+            plan.parts.len(),
+            if how == "blkpg" { "BLKPG, partition by partition: one is in use" } else { "BLKRRPART" }
+        ),
+        json!({"disk": d, "partitions": plan.parts.len(), "kernel": how}),
+    );
+    let target = &devs[&root.number];
+    let clones: Vec<PathBuf> = plan.clones().iter().map(|c| devs[&c.number].path.clone()).collect();
+    let mut finish_opts = opts.finish.clone();
+    finish_opts.boot_partition = plan.boot().map(|b| devs[&b.number].path.clone());
+    migrate::migrate_locked(&migrate::MigrateOptions {
+        target: target.path.clone(),
+        name: opts.name.clone(),
+        yes: true,
+        force: true, // the partitions were just created (and their first MiB cleared)
+        json: opts.json,
+        copy: opts.copy,
+        region_size: None,
+        rate_limit: None,
+        throttle: None,
+        resume: false,
+        clones,
+        install: Some(true),
+        finish: finish_opts,
+    })?;
+    let ids = plan.partids();
+    finish::ids::write_atomic(Path::new(PARTIDS), ids.as_bytes(), 0o644)?;
+    progress.event(
+        "partids",
+        &format!("wrote {PARTIDS}: {}", ids.trim().replace('\n', " ")),
+        json!({"path": PARTIDS, "partids": ids}),
+    );
+    Ok(())
+}
+
+fn boot_is_separate() -> Result<bool> {
+    Ok(crate::kernel::mounts::mounts()?
+        .iter()
+        .any(|m| m.mount_point == Path::new("/boot")))
+}
+
+/// Write the planned table in one go, then make the kernel see it: BLKRRPART, or — when a
+/// partition of the disk is in use (the kept one) — BLKPG: drop the old partitions the plan does
+/// not keep, add the new ones.
+fn write_table(disk: &BlockDev, plan: &Plan, old: &Table, kept_in_use: bool) -> Result<&'static str> {
+    let d = disk.display();
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk.path)
+        .with_context(|| format!("opening {d} for writing"))?;
+    plan.write(&mut f).with_context(|| format!("writing the partition table on {d}"))?;
+    f.sync_all().with_context(|| format!("flushing {d}"))?;
+    if !kept_in_use {
+        let mut last = None;
+        for _ in 0..5 {
+            match ioctl::blk_reread_partitions(f.as_fd()) {
+                Ok(()) => return Ok("blkrrpart"),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    last = Some(e);
+                    sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(anyhow!("re-reading the partition table of {d}: {e}")),
+            }
+        }
+        // Still busy (udev probing, say): fall through to BLKPG.
+        let _ = last;
+    }
+    let ss = plan.sector_size;
+    let kept = plan.retained().map(|k| (k.first_lba, k.last_lba));
+    for p in &old.parts {
+        if Some((p.first_lba, p.last_lba)) == kept {
+            continue;
+        }
+        if disk::part_dev(disk, p.number).is_some() {
+            ioctl::blkpg(f.as_fd(), BlkpgOp::Del, p.number, 0, 0).with_context(|| {
+                format!("BLKPG: removing the old partition {} of {d} from the kernel's view", p.number)
+            })?;
+        }
+    }
+    // A kept partition that is not in use but changed its number: re-add it under the new one.
+    if let Some(k) = plan.retained() {
+        if let Some(old_k) = old.parts.iter().find(|p| p.first_lba == k.first_lba) {
+            if old_k.number != k.number {
+                if disk::part_dev(disk, old_k.number).is_some() {
+                    ioctl::blkpg(f.as_fd(), BlkpgOp::Del, old_k.number, 0, 0)
+                        .with_context(|| format!("BLKPG: renumbering the kept partition {}", old_k.number))?;
+                }
+                ioctl::blkpg(f.as_fd(), BlkpgOp::Add, k.number, k.first_lba * ss, k.sectors() * ss)
+                    .with_context(|| format!("BLKPG: adding the kept partition as {}", k.number))?;
+            }
+        }
+    }
+    for p in plan.parts.iter().filter(|p| p.role != Role::Retained) {
+        ioctl::blkpg(f.as_fd(), BlkpgOp::Add, p.number, p.first_lba * ss, p.sectors() * ss)
+            .with_context(|| format!("BLKPG: adding partition {} of {d}", p.number))?;
+    }
+    Ok("blkpg")
+}
+
+/// The kernel devices of the planned partitions, once they exist (udev or devtmpfs makes them).
+fn wait_for_partitions(disk: &BlockDev, plan: &Plan) -> Result<std::collections::HashMap<u32, BlockDev>> {
+    if Path::new("/run/udev/control").exists() {
+        let _ = crate::tools::run("udevadm", &["settle", "--timeout=30"]);
+    }
+    let t0 = Instant::now();
+    loop {
+        let mut out = std::collections::HashMap::new();
+        for p in &plan.parts {
+            if let Some(dev) = disk::part_dev(disk, p.number) {
+                let (start, len) = dev.partition_range().unwrap_or((0, 0));
+                let ss = plan.sector_size / 512;
+                if start == p.first_lba * ss && len == p.sectors() * ss && dev.path.exists() {
+                    out.insert(p.number, dev);
+                }
+            }
+        }
+        if out.len() == plan.parts.len() {
+            return Ok(out);
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "the kernel shows {} of the {} new partitions of {} after 30 s",
+                out.len(),
+                plan.parts.len(),
+                disk.display()
+            );
+        }
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// Zero the first MiB of a new partition: no stale signature of an earlier layout survives
+/// to be mistaken for this partition's content.
+fn clear_start(dev: &BlockDev) -> Result<()> {
+    let mut f = OpenOptions::new().write(true).open(&dev.path)?;
+    let n = (*dev.size()? as u64).min(1 << 20) as usize;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&vec![0u8; n])?;
+    f.sync_all()?;
+    Ok(())
+}

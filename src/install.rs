@@ -173,9 +173,17 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         ));
     }
 
+    let table_text = format!("new partition table for {d} ({}):\n{plan}", human(disk_bytes));
+    if !opts.json {
+        // the plan is this command's answer (--dry-run): stdout, not the narration on stderr
+        print!("{table_text}");
+        if !table_text.ends_with('\n') {
+            println!();
+        }
+    }
     progress.event(
         "layout",
-        &format!("new partition table for {d} ({}):\n{plan}", human(disk_bytes)),
+        if opts.json { &table_text } else { "" },
         json!({"disk": d, "disk_guid": plan.disk_guid.to_string(), "bootloader": boot.bootloader.as_str(),
                "partitions": plan.parts.iter().map(|p| json!({
                    "number": p.number, "role": p.role.name(), "name": p.name, "first_lba": p.first_lba,

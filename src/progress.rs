@@ -142,6 +142,7 @@ impl Progress {
                 merge(&mut ev, fields);
                 emit(&ev);
             }
+            _ if human_line.is_empty() => {}
             Mode::Tty(Some(bar)) => bar.suspend(|| eprintln!("{human_line}")),
             Mode::Tty(None) | Mode::Plain { .. } => eprintln!("{human_line}"),
         }

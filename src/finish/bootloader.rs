@@ -206,6 +206,29 @@ fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool)
             need_dir("/usr/lib/grub/i386-pc", "grub-pc-bin")?;
             need_tools(&["grub-install", "grub-mkconfig", "grub-probe"], "grub2-common")?;
         }
+        _ => {}
+    }
+    // An ESP the boot loader does not need (a hybrid layout booted by BIOS) is still made a
+    // valid, mounted FAT filesystem: systemd's gpt-auto-generator mounts any ESP of the boot disk
+    // that fstab does not name, and a blank one would fail the boot ("degraded").
+    if !bootloader.needs_esp() {
+        if let Some(p) = table.esp() {
+            if fresh {
+                esp_mkfs = has_tool("mkfs.vfat");
+            } else if let Some(dev) = disk::part_dev(&dp.disk, p.number) {
+                match probe(&dev.read_head(PROBE_BYTES)?) {
+                    Some(Content::Vfat) => esp = Some(dev),
+                    None if has_tool("mkfs.vfat") => {
+                        esp_mkfs = true;
+                        esp = Some(dev);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    match bootloader {
+        Bootloader::None | Bootloader::GrubBios => {}
         Bootloader::GrubEfi | Bootloader::SystemdBoot => {
             let Some(p) = table.esp() else {
                 return Err(refuse(

@@ -46,6 +46,8 @@ main_extra() {
   check clone-holds-the-prefill "$(wc -l < /tmp/clone.sums) files: $(ls /mnt/clone/data | tr '\n' ' ')" $SHA256SUM -c --quiet /tmp/clone.sums
   check clone-holds-writer-files "$(ls /mnt/clone/live | wc -l) writer files in the clone" [ "$(ls /mnt/clone/live | wc -l)" -ge 1 ]
   umount /mnt/clone
+  # the ESP of the hybrid layout is a valid FAT filesystem even though GRUB boots by BIOS here
+  assert_eq esp-mounted-at-boot-efi /dev/vda2 "$(findmnt -no SOURCE /boot/efi)"
   # /boot is its own partition now
   assert_eq boot-is-vda3 /dev/vda3 "$(findmnt -no SOURCE /boot)"
   check fstab-has-boot "$(grep ' /boot ' /etc/fstab)" grep -qE '^UUID=[0-9a-f-]+ /boot ext4' /etc/fstab

@@ -1,0 +1,8 @@
+#!/bin/sh
+# Root clones on the dm backend: one pass fills the target and two clones (a 4-leg mirror), see _clones.inc.
+# vm-fs: ext4
+# vm-disks: 512M 1G 1G 1G
+# vm-timeout: 600
+# vm-host-fsck: vdb vdc vdd
+# vm-host-sums: vdb
+. /vmtest/scenarios/_clones.inc

@@ -8,6 +8,9 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     pub const REFUSED: i32 = 2;
     pub const INTERRUPTED: i32 = 3;
+    /// `wrap`: two devices carry the root's filesystem UUID and nothing says which one is
+    /// complete; the initrd must not boot either.
+    pub const AMBIGUOUS_ROOT: i32 = 4;
 }
 
 /// rootshift refused to act: the input or the system state is wrong, and nothing was changed.
@@ -55,6 +58,8 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         exit::REFUSED
     } else if e.downcast_ref::<Interrupted>().is_some() {
         exit::INTERRUPTED
+    } else if e.downcast_ref::<crate::migrate::recovery::Ambiguous>().is_some() {
+        exit::AMBIGUOUS_ROOT
     } else {
         exit::FAILED
     }

@@ -179,6 +179,12 @@ pub fn wrap(kind: Kind, source: &Path, name: &str) -> Result<PathBuf> {
             Some("wrap the device in the initrd, before the root is mounted (rd.rootshift=dm|md)"),
         ));
     }
+    // Another device with the same filesystem UUID means a migration was interrupted (a crash,
+    // a power cut): the journal inside the filesystems decides which one is complete.
+    let (src, why) = crate::migrate::recovery::choose_root(&src)?;
+    if let Some(why) = why {
+        eprintln!("rootshift: {why}");
+    }
     match kind {
         Kind::Dm => wrap_dm(&Dm::open()?, &src, &full),
         Kind::Md => crate::backend::md_raid1::wrap(&src, &full),

@@ -4,7 +4,9 @@
 #
 #   rootshift_wrap_root DEVICE   wrap DEVICE (the root filesystem's device) as configured by rd.rootshift=;
 #                                prints the wrapper node and returns 0, or logs one "rootshift: ..." line and
-#                                returns 1: the caller then mounts DEVICE unwrapped. Never fails the boot.
+#                                returns 1: the caller then mounts DEVICE unwrapped. Returns 2 only when two
+#                                devices carry the root filesystem after an interrupted migration and nothing
+#                                says which is complete: the caller must stop the boot (die/panic).
 #
 # State for the booted system and for tests: /run/rootshift/boot (key=value lines: state=wrapped|off|failed,
 # backend, component, wrapper, message) and /run/rootshift/components/MAJ:MIN (read by 69-rootshift.rules:
@@ -140,6 +142,17 @@ rootshift_wrap_root() {
     fi
     _rs_node=
     read -r _rs_node < "$ROOTSHIFT_STATE/wrap.out" 2> /dev/null || true
+    if [ $_rs_rc = 4 ]; then
+        # Two devices carry the root filesystem and no journal says which one is complete (an
+        # interrupted migration): booting either could lose data. Never boot unwrapped here.
+        _rs_err=
+        while read -r _rs_line; do
+            _rs_err="${_rs_err:+$_rs_err | }$_rs_line"
+        done < "$ROOTSHIFT_STATE/wrap.err"
+        rootshift_log 2 "NOT BOOTING: $_rs_err"
+        rootshift_state state=refused "backend=$_rs_backend" "component=$_rs_dev" wrapper= "message=$_rs_err"
+        return 2
+    fi
     if [ $_rs_rc != 0 ] || [ ! -b "$_rs_node" ]; then
         _rs_err=
         while read -r _rs_line; do
@@ -149,6 +162,19 @@ rootshift_wrap_root() {
         rootshift_fail "$_rs_dev" "$_rs_backend" "rootshift wrap --backend $_rs_backend $_rs_dev failed (exit $_rs_rc): ${_rs_err:-no message}"
         return 1
     fi
+    # rootshift wrap may have picked another device than the initrd resolved (see recovery.rs): the
+    # component is whatever the wrapper maps.
+    _rs_wk=$(rootshift_resolve "$_rs_node")
+    _rs_wk=${_rs_wk##*/}
+    for _rs_s in /sys/class/block/"$_rs_wk"/slaves/*; do
+        [ -e "$_rs_s" ] || continue
+        if [ "${_rs_s##*/}" != "$_rs_kname" ]; then
+            rootshift_log 5 "the root device is /dev/${_rs_s##*/}, not $_rs_dev (an interrupted migration; see rootshift status)"
+            _rs_kname=${_rs_s##*/}
+            _rs_dev=/dev/$_rs_kname
+            read -r _rs_majmin < "/sys/class/block/$_rs_kname/dev" 2> /dev/null || true
+        fi
+    done
     # The component is a leg of the wrapper from now on: no SYSTEMD_READY, no by-uuid link (69-rootshift.rules).
     if [ -n "$_rs_majmin" ]; then
         mkdir -p "$ROOTSHIFT_STATE/components"

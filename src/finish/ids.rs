@@ -102,11 +102,29 @@ pub fn set_uuid_offline(dev: &BlockDev, fstype: &str) -> Result<String> {
     let path = dev.display();
     match fstype {
         "xfs" => {
+            // A copy detached from a mounted filesystem has a dirty log, which xfs_admin refuses:
+            // replay it by mounting the device once (nouuid: the root with its UUID is mounted).
+            let mp = Path::new("/run/rootshift/replay");
+            fs::create_dir_all(mp)?;
+            nix::mount::mount(Some(dev.path.as_path()), mp, Some("xfs"), nix::mount::MsFlags::empty(), Some("nouuid"))
+                .with_context(|| format!("mounting {path} once to replay its log"))?;
+            umount2(mp, MntFlags::empty()).with_context(|| format!("unmounting {path}"))?;
             tools::run("xfs_admin", &["-U", "generate", &path])?;
         }
         "ext2" | "ext3" | "ext4" => {
-            // tune2fs wants a freshly checked filesystem before it rewrites every checksum
-            tools::run("e2fsck", &["-f", "-p", &path])?;
+            // tune2fs wants a freshly checked filesystem before it rewrites every checksum; a copy
+            // detached from a mounted filesystem needs its journal replayed (exit 1: fixed, fine)
+            let out = std::process::Command::new(tools::find("e2fsck").context("e2fsck not found")?)
+                .args(["-f", "-p", &path])
+                .output()
+                .context("running e2fsck")?;
+            if !matches!(out.status.code(), Some(0 | 1)) {
+                bail!(
+                    "e2fsck -f -p {path} failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
             tools::run("tune2fs", &["-U", "random", &path])?;
         }
         other => bail!("rootshift cannot change the UUID of a {other} filesystem"),

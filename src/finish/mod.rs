@@ -271,13 +271,19 @@ pub fn run(
     rec.root_uuid_before = Some(before.clone());
     let mut lines = vec![];
     let mut changed_online = None;
-    if plan.fs_type.starts_with("ext") {
+    if let (false, Some(su)) = (plan.live_source, rec.source_uuid.clone()) {
+        // the migration already gave the detached source a new UUID: the target keeps the one
+        // fstab and the boot loader know, and nothing else carries it
+        lines.push(format!("kept UUID {before} on the target; the detached source already got {su}"));
+        rec.uuid_changed_on = Some("source (offline)".into());
+    } else if plan.fs_type.starts_with("ext") {
         changed_online = ids::set_ext4_uuid_online(root)?;
         if changed_online.is_none() {
             lines.push("the kernel cannot change this ext4's UUID online (no metadata_csum_seed)".into());
         }
     }
-    if let Some(new) = &changed_online {
+    if rec.uuid_changed_on.is_some() {
+    } else if let Some(new) = &changed_online {
         ids::make_visible(root, target, &wrapper, new)?;
         lines.push(format!("new filesystem UUID {new} (was {before}), visible on {}", target.display()));
         rec.uuid_changed_on = Some("target (online)".into());

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -21,6 +21,9 @@ pub const VERSION: u32 = 1;
 pub enum Step {
     /// The target is a mirror leg; the copy runs. Abort goes back to the source.
     Mirroring,
+    /// The copy is complete and in sync, the switch is under way: after a crash the target is
+    /// the one to boot (every write reached it).
+    Switching,
     /// The wrapper maps the target alone. Only the target has every write from now on.
     Switched,
     /// The filesystem fills the target.
@@ -35,6 +38,7 @@ impl Step {
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Mirroring => "mirroring",
+            Step::Switching => "switching",
             Step::Switched => "switched",
             Step::Grown => "grown",
             Step::Done => "done",
@@ -47,12 +51,14 @@ impl Step {
     }
 }
 
-/// A device as recorded: number, path, size.
+/// A device as recorded: number, path, size, and how to recognise it after a reboot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DevRecord {
     pub dev: String,
     pub path: String,
     pub size_bytes: u64,
+    #[serde(default)]
+    pub identity: Option<super::recovery::Identity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +100,13 @@ pub struct Journal {
     /// How many of them already have their own ids.
     #[serde(default)]
     pub clones_done: usize,
+    /// The new filesystem UUID the detached source got right after the switch.
+    #[serde(default)]
+    pub source_uuid_changed: Option<String>,
+    /// A root filesystem to keep a copy of the journal in (`var/lib/rootshift/`), where it
+    /// survives a reboot; not serialised.
+    #[serde(skip)]
+    pub persist_root: Option<PathBuf>,
     /// The install step (`--install` / `rootshift finish`), when asked for.
     #[serde(default)]
     pub install: Option<crate::finish::Record>,
@@ -133,13 +146,22 @@ impl Journal {
             source_live: false,
             clones: vec![],
             clones_done: 0,
+            source_uuid_changed: None,
+            persist_root: None,
             install: None,
         }
     }
 
-    /// Read the journal of a wrapper; None when there is none.
+    /// Read the journal of a wrapper; None when there is none. After a reboot /run is empty:
+    /// then the copy kept in the root filesystem is read.
     pub fn load(wrapper: &str) -> Result<Option<Journal>> {
-        let p = path_for(wrapper);
+        let mut p = path_for(wrapper);
+        if !p.exists() {
+            let persisted = Path::new("/").join(super::recovery::PERSIST_DIR).join(format!("{wrapper}.json"));
+            if persisted.exists() {
+                p = persisted;
+            }
+        }
         let text = match fs::read_to_string(&p) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -166,13 +188,39 @@ impl Journal {
     pub fn save(&mut self) -> Result<()> {
         self.updated_unix = now_unix();
         fs::create_dir_all(DIR).with_context(|| format!("creating {DIR}"))?;
-        let p = path_for(&self.wrapper);
-        let tmp = p.with_extension("json.tmp");
-        let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(serde_json::to_string_pretty(self)?.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, &p).with_context(|| format!("renaming {} into place", tmp.display()))?;
+        let text = serde_json::to_string_pretty(self)?;
+        write_synced(&path_for(&self.wrapper), &text)?;
+        if let Some(root) = &self.persist_root {
+            let dir = root.join(super::recovery::PERSIST_DIR);
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            write_synced(&dir.join(format!("{}.json", self.wrapper)), &text)?;
+        }
         Ok(())
+    }
+}
+
+/// Write a file atomically and durably: temp file, fsync, rename, fsync of the directory.
+fn write_synced(p: &Path, text: &str) -> Result<()> {
+    let tmp = p.with_extension("json.tmp");
+    let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, p).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    if let Some(d) = p.parent() {
+        if let Ok(df) = fs::File::open(d) {
+            df.sync_all().with_context(|| format!("syncing {}", d.display()))?;
+        }
+    }
+    Ok(())
+}
+
+impl Journal {
+    /// Remove the copy kept in the root filesystem (a finished or aborted migration needs it no
+    /// more; the /run copy stays for `status`).
+    pub fn drop_persisted(&self) {
+        if let Some(root) = &self.persist_root {
+            let _ = fs::remove_file(root.join(super::recovery::PERSIST_DIR).join(format!("{}.json", self.wrapper)));
+        }
     }
 }
 
@@ -186,6 +234,7 @@ mod tests {
             dev: d.into(),
             path: "/dev/x".into(),
             size_bytes: 1,
+            identity: None,
         };
         let mut j = Journal::new("rootshift-root", "dm-mirror", rec("254:0"), rec("254:16"));
         j.step = Step::Switched;
@@ -201,6 +250,7 @@ mod tests {
         assert!(!Step::Mirroring.switched());
         assert!(!Step::Aborted.switched());
         assert!(Step::Switched.switched() && Step::Grown.switched() && Step::Done.switched());
-        assert!(Step::Mirroring < Step::Switched);
+        assert!(Step::Mirroring < Step::Switching && Step::Switching < Step::Switched);
+        assert!(!Step::Switching.switched());
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod journal;
 pub mod preflight;
+pub mod recovery;
 pub mod signals;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -68,10 +69,12 @@ pub struct MigrateOptions {
 }
 
 fn record(dev: &BlockDev, size: Bytes) -> DevRecord {
+    let id = recovery::Identity::of(dev);
     DevRecord {
         dev: dev.devnum.to_string(),
         path: dev.display(),
         size_bytes: *size as u64,
+        identity: id.is_known().then_some(id),
     }
 }
 
@@ -203,6 +206,11 @@ impl Run {
             }
             self.journal.copy_seconds = Some(self.progress.copy_elapsed().as_secs_f64());
             attempts += 1;
+            // Durably, before the switch (the mirror is in sync, so this reaches every leg): after a
+            // crash from here on, the boot hook picks the target (see recovery.rs).
+            if let Err(e) = self.journal.set_step(Step::Switching) {
+                return Err(self.roll_back(Stop::Error(e.context("recording the switch in the journal"))));
+            }
             // With clones, the filesystem is frozen across the switch: every detached leg then holds
             // a consistent image, not a crash image. (The guardian thaws it if we die in between.)
             let frozen = match (&self.mount, self.clones.is_empty()) {
@@ -228,6 +236,7 @@ impl Run {
             match switched {
                 Ok(SwitchOutcome::Switched { window }) => return Ok(window),
                 Ok(SwitchOutcome::NotInSync { status, window }) if attempts < SWITCH_ATTEMPTS => {
+                    let _ = self.journal.set_step(Step::Mirroring);
                     self.progress.event(
                         "switch-retry",
                         &format!("not switching: the mirror was not in sync inside the window ({status}); copying on"),
@@ -285,6 +294,9 @@ impl Run {
             &format!("aborted ({why}): back on {src} alone, nothing lost"),
             json!({"reason": why, "source": self.journal.source}),
         );
+        let mut targets = vec![self.target.clone()];
+        targets.extend(self.clones.iter().cloned());
+        clear_half_copies(&targets, &self.progress);
         err
     }
 
@@ -321,6 +333,32 @@ impl Run {
         }
         self.journal.set_step(Step::Grown)?;
         failpoint::hit("migrate::fs-grown")?;
+        // The detached source still carries the filesystem's UUID: give it a new one now, so no
+        // boot can ever take it for the root again (a live medium's image needs nothing).
+        if !self.journal.source_live && self.journal.source_uuid_changed.is_none() {
+            if let Some(m) = self.mount.as_ref().filter(|m| m.mount_point == std::path::Path::new("/")) {
+                match finish::ids::set_uuid_offline(&self.source, &m.fs_type) {
+                    Ok(u) => {
+                        self.journal.source_uuid_changed = Some(u.clone());
+                        self.journal.save()?;
+                        self.progress.event(
+                            "source-id",
+                            &format!("the old device {} got the new filesystem UUID {u}", self.source.display()),
+                            json!({"device": self.source.display(), "uuid": u}),
+                        );
+                    }
+                    Err(e) => self.progress.event(
+                        "warning",
+                        &format!(
+                            "the old device {} still carries the root's filesystem UUID ({e:#}); remove it or \
+                             change its UUID before the next boot",
+                            self.source.display()
+                        ),
+                        json!({"device": self.source.display(), "error": format!("{e:#}")}),
+                    ),
+                }
+            }
+        }
         match crate::live::release_old(&self.source) {
             Ok(r) if r.is_empty() => {}
             Ok(r) => self.progress.event(
@@ -413,6 +451,7 @@ impl Run {
             return Ok(());
         };
         let mut rec = self.journal.install.clone().unwrap_or_default();
+        rec.source_uuid = self.journal.source_uuid_changed.clone();
         let node = self.w.node();
         let journal = &mut self.journal;
         let res = finish::run(
@@ -562,6 +601,11 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         record(&target, checked.target_size),
     );
     journal.source_live = live_source;
+    // An installed system's root: keep the journal inside it too, where the boot hook finds it
+    // after a crash (a live medium's root lives in RAM: nothing would survive there).
+    if !live_source && mount.as_ref().is_some_and(|m| m.mount_point == std::path::Path::new("/")) {
+        journal.persist_root = Some(PathBuf::from("/"));
+    }
     journal.clones = clones.iter().map(|c| record(c, c.size().unwrap_or(Bytes(0)))).collect();
     journal.install = install.as_ref().map(|p| finish::Record {
         bootloader: p.boot.bootloader.as_str().into(),
@@ -634,6 +678,68 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     run.finish()?;
     run.finish_clones()?;
     run.install()
+}
+
+/// Keep the journal's copy in the root filesystem current too (installed systems).
+fn keep_persisted(j: &mut Journal, w: &Wrapper) {
+    let on_root = mounts::mounts_of(w.devnum)
+        .ok()
+        .and_then(|m| m.into_iter().next())
+        .is_some_and(|m| m.mount_point == std::path::Path::new("/"));
+    if on_root && !j.source_live {
+        j.persist_root = Some(PathBuf::from("/"));
+    }
+}
+
+/// The device a journal record names, in this boot: its number if it still has the recorded
+/// identity, else the device with that identity. Never `current` (the device / runs on).
+fn find_recorded(r: &DevRecord, current: DevNum) -> Option<BlockDev> {
+    let id = r.identity.clone();
+    let ok = |d: &BlockDev| d.devnum != current && id.as_ref().is_none_or(|i| i.matches(&recovery::Identity::of(d)));
+    if let Some(d) = r.dev.parse::<DevNum>().ok().and_then(|d| BlockDev::from_devnum(d).ok()) {
+        if ok(&d) {
+            return Some(d);
+        }
+    }
+    let id = id?;
+    std::fs::read_dir("/sys/class/block")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+        .filter_map(|s| s.trim().parse::<DevNum>().ok())
+        .filter_map(|d| BlockDev::from_devnum(d).ok())
+        .find(|d| d.devnum != current && id.matches(&recovery::Identity::of(d)))
+}
+
+/// After a roll-back: clear the first MiB of the targets, so no half copy carries the
+/// filesystem's UUID for a later boot to pick. Best effort (a failing target may refuse).
+fn clear_half_copies(targets: &[BlockDev], progress: &Progress) {
+    use std::io::Write;
+    for t in targets {
+        if !t.holders().is_empty() || mounts::mounts_of(t.devnum).is_ok_and(|m| !m.is_empty()) {
+            continue;
+        }
+        let res = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&t.path)
+            .and_then(|mut f| {
+                let n = t.size().map(|b| (*b as u64).min(1 << 20)).unwrap_or(0) as usize;
+                f.write_all(&vec![0u8; n])?;
+                f.sync_all()
+            });
+        match res {
+            Ok(()) => progress.event(
+                "cleared",
+                &format!("cleared the first MiB of {}: the half copy no longer carries the filesystem", t.display()),
+                json!({"device": t.display()}),
+            ),
+            Err(e) => progress.event(
+                "warning",
+                &format!("could not clear the half copy on {}: {e}", t.display()),
+                json!({"device": t.display(), "error": e.to_string()}),
+            ),
+        }
+    }
 }
 
 /// Report the install step's outcome (event, journal); on failure say where the system stands.
@@ -873,8 +979,14 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
         let source = BlockDev::from_devnum(first)?;
         let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
         let _guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
+        let attached: Vec<BlockDev> = legs
+            .iter()
+            .skip(1)
+            .filter_map(|d| BlockDev::from_devnum(*d).ok())
+            .collect();
         backend.detach_target(&source)?;
         if let Some(j) = journal.as_mut() {
+            keep_persisted(j, &w);
             j.error = Some("aborted by `rootshift abort`".into());
             j.set_step(Step::Aborted)?;
         }
@@ -883,17 +995,35 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
             &format!("aborted: {} maps {} alone again", w.name, source.display()),
             json!({"wrapper": w.name, "source": source.devnum}),
         );
+        clear_half_copies(&attached, &progress);
         return Ok(());
     }
     if let Some(j) = journal.as_mut() {
-        if j.step.switched() && j.target.dev == first.to_string()
-            || j.target.dev == first.to_string() && j.step == Step::Mirroring
-        {
+        keep_persisted(j, &w);
+        let leg = BlockDev::from_devnum(first)?;
+        let leg_id = recovery::Identity::of(&leg);
+        let is = |r: &DevRecord| {
+            r.dev == first.to_string() || r.identity.as_ref().is_some_and(|i| i.matches(&leg_id))
+        };
+        if is(&j.target) && j.step >= Step::Switching && j.step != Step::Aborted {
             return Err(switched_msg(&j.target.path));
         }
-        if j.step == Step::Mirroring {
-            j.error = Some("interrupted before the copy started; found on the source alone".into());
+        if matches!(j.step, Step::Mirroring | Step::Switching) {
+            // Interrupted (a crash, a reboot) while the source still had every write, and the
+            // system runs from it: the migration is abandoned and its half copy cleared.
+            j.error = Some("interrupted before the switch; found running on the source alone".into());
             j.set_step(Step::Aborted)?;
+            let half: Vec<BlockDev> = std::iter::once(&j.target)
+                .chain(j.clones.iter())
+                .filter_map(|r| find_recorded(r, first))
+                .collect();
+            progress.event(
+                "aborted",
+                &format!("the interrupted migration to {} is abandoned; {} maps {} alone", j.target.path, w.name, leg.display()),
+                json!({"wrapper": w.name, "source": first, "target": j.target.path}),
+            );
+            clear_half_copies(&half, &progress);
+            return Ok(());
         }
     }
     let dev = BlockDev::from_devnum(first)

@@ -26,7 +26,12 @@ rootshift_dracut() {
             return 0
             ;;
     esac
-    _node=$(rootshift_wrap_root "$_comp") || return 0
+    _node=$(rootshift_wrap_root "$_comp")
+    case $? in
+        0) ;;
+        2) die "rootshift: two devices carry the root filesystem after an interrupted migration and none is known to be complete; see the message above" ;;
+        *) return 0 ;;
+    esac
 
     if [ -n "$DRACUT_SYSTEMD" ]; then
         # sysroot.mount comes from a generator (systemd-fstab-generator, dracut-rootfs-generator or

@@ -74,6 +74,10 @@ pub enum Command {
         /// mirrors; dm-mirror has no per-device rate).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         throttle: Option<u32>,
+        /// Before the switch, compare source and target (O_DIRECT reads; the blocks in use
+        /// for a used-only copy) and refuse to switch on any difference.
+        #[arg(long)]
+        verify: bool,
         /// Also fill DEVICE in the same pass (repeatable): a clone of the root, detached at the
         /// switch with the filesystem frozen and given its own filesystem UUID.
         #[arg(long = "clone", value_name = "DEVICE")]
@@ -265,6 +269,8 @@ pub enum Testing {
     DmCreate { name: String, table: String },
     /// Remove a dm device.
     DmRemove { name: String },
+    /// Replace a dm device's table (table lines separated by ';').
+    DmReload { name: String, table: String },
     /// Time the switch's critical section N times on the wrapper's live table (dm).
     SwitchWindow {
         n: u32,

@@ -238,6 +238,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         rate_limit: None,
         throttle: None,
         resume: false,
+        verify: false,
         clones,
         install: Some(true),
         finish: finish_opts,

@@ -31,6 +31,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             region_size,
             rate_limit,
             throttle,
+            verify,
             clones,
             install,
             no_install,
@@ -46,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             region_size,
             rate_limit,
             throttle,
+            verify,
             clones,
             install: if no_install {
                 Some(false)
@@ -123,6 +125,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rootshift::testing::dm_create(&name, &table)
             }
             rootshift::cli::Testing::DmRemove { name } => rootshift::testing::dm_remove(&name),
+            rootshift::cli::Testing::DmReload { name, table } => {
+                rootshift::testing::dm_reload(&name, &table)
+            }
             rootshift::cli::Testing::SwitchWindow { n, name } => {
                 rootshift::testing::switch_window(n, name.as_deref())
             }
@@ -132,7 +137,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     rootshift::failpoint::init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // bad usage is bad input: one `rootshift: error:` line, the way out as a hint, exit 2
+            let text = e.render().to_string();
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines.next().unwrap_or("bad command line").trim_start_matches("error: ").to_string();
+            let mut rest: Vec<&str> = lines.collect();
+            if first.ends_with(':') && !rest.is_empty() {
+                first = format!("{first} {}", rest.remove(0));
+            }
+            eprintln!("rootshift: error: {first}");
+            if !rest.is_empty() {
+                eprintln!("hint: {}", rest.join("; "));
+            }
+            return ExitCode::from(rootshift::error::exit::REFUSED as u8);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

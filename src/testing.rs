@@ -23,6 +23,17 @@ pub fn dm_create(name: &str, table: &str) -> Result<()> {
     Ok(())
 }
 
+/// Replace a fixture's table (load + resume), e.g. with `error` to make a target vanish.
+pub fn dm_reload(name: &str, table: &str) -> Result<()> {
+    let dm = Dm::open()?;
+    let lines = table
+        .split(';')
+        .map(|l| l.trim().parse::<TableLine>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("parsing the fixture table")?;
+    dm.reload(name, &lines)
+}
+
 pub fn dm_remove(name: &str) -> Result<()> {
     Dm::open()?.remove(name)
 }

@@ -100,6 +100,9 @@ pub struct Journal {
     /// How many of them already have their own ids.
     #[serde(default)]
     pub clones_done: usize,
+    /// Bytes `--verify` compared (identical).
+    #[serde(default)]
+    pub verified_bytes: Option<u64>,
     /// The new filesystem UUID the detached source got right after the switch.
     #[serde(default)]
     pub source_uuid_changed: Option<String>,
@@ -146,6 +149,7 @@ impl Journal {
             source_live: false,
             clones: vec![],
             clones_done: 0,
+            verified_bytes: None,
             source_uuid_changed: None,
             persist_root: None,
             install: None,

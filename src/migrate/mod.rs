@@ -13,6 +13,7 @@
 pub mod journal;
 pub mod preflight;
 pub mod recovery;
+pub mod verify;
 pub mod signals;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -63,6 +64,8 @@ pub struct MigrateOptions {
     /// Devices filled in the same pass as the target, detached at the switch with the
     /// filesystem frozen, then given their own filesystem UUID (root clones).
     pub clones: Vec<PathBuf>,
+    /// Compare source and target before the switch (see verify.rs).
+    pub verify: bool,
     /// Run the install step after the migration (None: when the source is a live medium).
     pub install: Option<bool>,
     pub finish: finish::Options,
@@ -136,6 +139,7 @@ struct Run {
     /// The install step, checked in the preflight.
     install: Option<finish::Plan>,
     clones: Vec<BlockDev>,
+    verify: bool,
     _guardian: Guardian,
 }
 
@@ -200,6 +204,11 @@ impl Run {
             if let Err(e) = failpoint::hit("migrate::synced") {
                 return Err(self.roll_back(Stop::Error(e)));
             }
+            if self.verify && self.journal.verified_bytes.is_none() {
+                if let Err(e) = self.verify_copy() {
+                    return Err(self.roll_back(Stop::Error(e)));
+                }
+            }
             // Last look before the point of no return; from the switch on signals wait.
             if let Some(sig) = self.signals.pending() {
                 return Err(self.roll_back(Stop::Signal(sig)));
@@ -251,6 +260,43 @@ impl Run {
                 Err(e) => return Err(self.roll_back(Stop::Error(e))),
             }
         }
+    }
+
+    /// `--verify`: compare the source with the target (and clones) while they are in sync.
+    fn verify_copy(&mut self) -> Result<()> {
+        let used_only = self.info.as_ref().is_some_and(|i| i.mode == "used");
+        let mount = self.mount.as_ref().map(|m| m.mount_point.clone());
+        let size = self.journal.source.size_bytes;
+        let ranges = verify::ranges(mount.as_deref(), self.w.devnum, size, used_only)?;
+        let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
+        self.progress.event(
+            "verifying",
+            &format!(
+                "verifying: comparing {} of {} with {} ({})",
+                human(Bytes(total.into())),
+                self.source.display(),
+                self.target.display(),
+                if used_only { "the blocks in use" } else { "the whole device" }
+            ),
+            json!({"bytes": total, "used_only": used_only}),
+        );
+        let mut legs = vec![self.target.clone()];
+        legs.extend(self.clones.iter().cloned());
+        let t = Instant::now();
+        let v = verify::verify(&self.source, &legs, &ranges, mount.as_deref())?;
+        self.journal.verified_bytes = Some(v.bytes);
+        self.journal.save()?;
+        self.progress.event(
+            "verified",
+            &format!(
+                "verified {} in {:.1} s: identical{}",
+                human(Bytes(v.bytes.into())),
+                t.elapsed().as_secs_f64(),
+                if v.transient > 0 { format!(" ({} difference(s) from writes in flight settled on re-read)", v.transient) } else { String::new() }
+            ),
+            json!({"verified_bytes": v.bytes, "mismatches": 0, "transient": v.transient}),
+        );
+        Ok(())
     }
 
     /// Before the switch: put the wrapper back on the source and record why.
@@ -627,6 +673,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         info: None,
         install,
         clones,
+        verify: opts.verify,
         _guardian: guardian,
     };
     run.journal.save()?;
@@ -894,6 +941,8 @@ fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
     }
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
     let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
+    let mut journal = journal;
+    keep_persisted(&mut journal, &w);
     let mut run = Run {
         to_copy: Bytes(u128::from(
             journal.copied_bytes.unwrap_or(journal.source.size_bytes),
@@ -910,6 +959,7 @@ fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         info: None,
         install: None,
         clones: vec![],
+        verify: opts.verify,
         _guardian: guardian,
     };
     run.clones = run

@@ -92,6 +92,12 @@ verify_sums() {
   fi
 }
 
+# ---- the fault report (vm-tests/RESULTS.md) ------------------------------------------------------------------------
+# sums_bytes [SUMSFILE] : bytes of all the checksummed files listed (what a verify_sums re-reads)
+sums_bytes() { awk '{print $2}' "${1:-$SUMS}" | while read -r f; do stat -c %s "$f" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+# fault_row FAULT BACKEND OUTCOME BYTES_VERIFIED : one row of the fault table (tab-separated in $RES/faults)
+fault_row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RES/faults"; say "fault row: $1 | $2 | $3 | $4 bytes verified"; }
+
 # ---- block device facts ---------------------------------------------------------------------------------------
 devnum() { cat "/sys/class/block/$(basename "$(readlink -f "$1")")/dev"; }        # /dev/vdb -> 254:16
 sectors() { blockdev --getsz "$1"; }

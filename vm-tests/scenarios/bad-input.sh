@@ -96,6 +96,18 @@ refuse lock-held       "another rootshift is running"    /dev/vdh  $M /dev/vdh -
 kill $FP 2>/dev/null; wait $FP 2>/dev/null
 check lock-released "$(flock -n /run/rootshift/lock true 2>&1 && echo free || echo busy)" flock -n /run/rootshift/lock true
 
+# one sector short: a linear fixture over vdh of exactly the source's size minus 512 bytes
+step setup-short-fixture rootshift testing dm-create short "0 $((SRC_SZ - 1)) linear /dev/vdh 0"
+refuse one-sector-short "is smaller than the source"     /dev/mapper/short $M /dev/mapper/short --yes
+check one-sector-short-names-sizes "$(head -1 /tmp/err)" grep -qw "$(( (SRC_SZ - 1) * 512 ))" /tmp/err
+step remove-short-fixture rootshift testing dm-remove short
+refuse unknown-backend  "invalid value 'raid5'"          /dev/vdh  rootshift wrap /dev/vdh --backend raid5 --name other
+refuse bad-region-size  "must be a power of two"         /dev/vdh  $M /dev/vdh --yes --region-size 3M
+refuse rate-limit-on-dm "no per-device copy rate"        /dev/vdh  $M /dev/vdh --yes --rate-limit 10M
+refuse install-whole-disk "is a whole disk"              /dev/vdh  $M /dev/vdh --yes --install
+refuse install-on-dm    "is not a plain disk"            /dev/mapper/overlap rootshift install --disk /dev/mapper/overlap --yes
+refuse clone-is-target  "named twice"                    /dev/vdh  $M /dev/vdh --clone /dev/vdh --yes
+refuse no-confirmation  "confirmation needed"            /dev/vdh  sh -c "$M /dev/vdh < /dev/null"
 refuse status-no-such-name   "rootshift: error: "        ""        rootshift status --json --name nosuch
 refuse migrate-no-such-name  "rootshift: error: "        /dev/vdh  $M /dev/vdh --yes --name nosuch
 
@@ -107,4 +119,5 @@ figure refusal_cases "$N"
 umount /tmp/chroot/proc /tmp/chroot/sys /tmp/chroot/dev /tmp/chroot 2>/dev/null
 swapoff /dev/vde 2>/dev/null
 umount /mnt/vdd 2>/dev/null
+[ "$FAILS" = 0 ] && fault_row "$(grep -c 'STEP refuse-' "$RES/steps.txt") bad inputs (preflight refusals)" dm "each refused with exit 2 and its message; state unchanged" 0
 scenario_done

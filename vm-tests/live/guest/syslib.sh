@@ -45,3 +45,15 @@ ship_results() {
   sync
   if tar -C "$RES" -cf "$VMTEST_DISK" . && sync; then echo "VMTEST-RESULTS-WRITTEN"; else echo "VMTEST-NO-RESULTS"; fi
 }
+
+# host_put NAME FILE : keep FILE among the results even if the VM is killed (run-system-vm `put`)
+host_put() { [ -f "$2" ] && host_request "put $1 $(base64 -w0 < "$2")" > /dev/null; }
+
+# pull_the_plug : ship what the results need now, then ask the host to SIGKILL the VM (a power cut)
+pull_the_plug() {
+  echo "$(now_cs)" > "$RES/complete"
+  for f in "$RES"/*; do [ -f "$f" ] && host_put "$(basename "$f")" "$f"; done
+  echo "VMTEST-PULLING-THE-PLUG uptime=$(cut -d' ' -f1 /proc/uptime)"
+  host_request kill
+  sleep 600
+}

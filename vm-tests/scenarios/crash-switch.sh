@@ -1,0 +1,23 @@
+#!/bin/bash
+# Power cut right after the switch (installed system, dm): the next boot must come up on the target vdb — the
+# journal there says the switch happened — with every file written before the cut; `rootshift migrate --resume`
+# then finishes the migration (grow, the old device's new UUID).
+# vm-system: installed
+# vm-disks: 2G
+# vm-then: after firmware=bios boot=same
+# vm-timeout: 900
+CRASH_AT=switch
+. "$VMTEST_IN/_crash.inc"
+assert_eq booted-the-target vdb "$(slaves_of "$ROOTK")"
+step=$(jq -r .journal.step /tmp/st.json)
+check journal-past-the-switch "step $step" sh -c "echo '$step' | grep -qE '^(switching|switched|grown|done)$'"
+timeout 600 rootshift migrate --resume --yes --json > /tmp/r.json 2> /tmp/r.err; rc=$?
+say "resume: exit $rc: $(tail -3 /tmp/r.err | tr '\n' '|') events: $(jq -r .event /tmp/r.json | uniq | tr '\n' ' ')"
+check resume-exit-0-or-done "exit $rc" sh -c "[ $rc = 0 ] || grep -q 'already' /tmp/r.err"
+rootshift status --json > /tmp/st2.json
+assert_eq state-done done "$(jq -r .state /tmp/st2.json)"
+size=$(stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2 / 1048576}')
+check fs-fills-vdb "statfs $size MiB" [ "$size" -gt 1800 ]
+check only-vdb-carries-the-uuid "$(blkid -t UUID=$UUID -o device | tr '\n' ' ')" sh -c "[ \"\$(blkid -p -s UUID -o value /dev/vda1)\" != '$UUID' ]"
+step verify-all verify_sums && [ "$FAILS" = 0 ] && crash_row "next boot on the target (journal: $step), intact; --resume finished"
+scenario_done

@@ -162,6 +162,10 @@ rootshift_wrap_root() {
         rootshift_fail "$_rs_dev" "$_rs_backend" "rootshift wrap --backend $_rs_backend $_rs_dev failed (exit $_rs_rc): ${_rs_err:-no message}"
         return 1
     fi
+    # what rootshift said on success (e.g. which leg an interrupted migration left to boot) goes to the journal
+    while read -r _rs_line; do
+        [ -n "$_rs_line" ] && rootshift_log 5 "${_rs_line#rootshift: }"
+    done < "$ROOTSHIFT_STATE/wrap.err"
     # rootshift wrap may have picked another device than the initrd resolved (see recovery.rs): the
     # component is whatever the wrapper maps.
     _rs_wk=$(rootshift_resolve "$_rs_node")

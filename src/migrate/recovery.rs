@@ -160,7 +160,9 @@ pub fn devices_with_uuid(uuid: &str) -> Vec<BlockDev> {
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !["loop", "ram", "sr", "zram", "fd"].iter().any(|p| n.starts_with(p)))
+        // legs of a migration are disks and partitions: not stacked devices (a live medium's
+        // live-base and live-rw carry the same UUID by design), not loops, RAM or optical drives
+        .filter(|n| !["loop", "ram", "sr", "zram", "fd", "dm-", "md"].iter().any(|p| n.starts_with(p)))
         .collect();
     names.sort();
     for n in names {
@@ -170,7 +172,8 @@ pub fn devices_with_uuid(uuid: &str) -> Vec<BlockDev> {
         else {
             continue;
         };
-        if !dev.holders().is_empty() || !dev.path.exists() {
+        let read_only = read_trim(&dev.sysfs.join("ro")).as_deref() == Some("1");
+        if !dev.holders().is_empty() || !dev.path.exists() || read_only {
             continue;
         }
         let Ok(head) = dev.read_head(PROBE_BYTES) else { continue };
@@ -225,6 +228,11 @@ pub fn journal_on(dev: &BlockDev) -> Result<Option<Journal>> {
 /// `rootshift wrap`'s choice of the device to wrap: `given` unless another device carries the
 /// same filesystem UUID, in which case the journals decide (or nothing is booted).
 pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
+    // A stacked root (dmsquash-live's live-rw, an LVM volume, an md array) is what the initrd
+    // built for this boot: it is the root whatever disk carries a copy of its filesystem.
+    if given.dm_name().is_some() || given.kname.starts_with("md") || given.loop_backing_file().is_some() {
+        return Ok((given.clone(), None));
+    }
     let head = given.read_head(PROBE_BYTES)?;
     let Some(uuid) = fs_uuid(&head) else {
         return Ok((given.clone(), None));

@@ -64,7 +64,7 @@ pub enum Command {
         /// everything otherwise.
         #[arg(long, value_enum, default_value = "auto")]
         copy: crate::backend::CopyMode,
-        /// dm region size (e.g. 512K, 4M; a power of two). Default: 4M.
+        /// dm region size (e.g. 512K, 4M; a power of two). Default: 1M used-only, 4M full.
         #[arg(long, value_parser = parse_size)]
         region_size: Option<u64>,
         /// md backend: copy at most RATE bytes per second (e.g. 50M).

@@ -40,8 +40,10 @@ pub const REGION_FULL: Sectors = Sectors(8192);
 /// Region size for a used-only copy: small enough that a mostly free region is not copied for
 /// a few used blocks, large enough that one-region-at-a-time recovery keeps near full speed.
 /// Measured (bench/RESULTS.md, 2 GiB ext4 at 10 % used): 4 MiB regions copied 3 % more bytes
-/// than 1 MiB ones but finished 21 % sooner (0.93 s vs 1.18 s): the per-region cost dominates.
-pub const REGION_USED: Sectors = Sectors(8192);
+/// than 1 MiB ones and finished 21 % sooner (0.93 s vs 1.18 s) — but on a live medium's
+/// dm-snapshot source (live-rw) under TCG they stalled a kworker for 52 s ("soft lockup") at the
+/// start of the copy, which 1 MiB regions never did: 1 MiB it stays.
+pub const REGION_USED: Sectors = Sectors(2048);
 /// dm_mirror's global recovery throttle (percent of time kcopyd may use).
 const THROTTLE_PARAM: &str = "/sys/module/dm_mirror/parameters/raid1_resync_throttle";
 

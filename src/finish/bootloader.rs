@@ -373,7 +373,13 @@ pub fn grub_dropin(cmdline: &Cmdline) -> String {
          # or md md_rootshift-*) that GRUB cannot see through: point grub-mkconfig at the partition the\n\
          # wrapper maps, so root=UUID= and `search` name the real filesystem.\n",
     );
-    let _ = writeln!(s, "GRUB_CMDLINE_LINUX=\"{}\"", cmdline.to_string().replace('"', "\\\""));
+    // Debian's scheme: quiet/splash belong to GRUB_CMDLINE_LINUX_DEFAULT (left out of recovery
+    // entries), everything else to GRUB_CMDLINE_LINUX
+    let (default, rest): (Vec<String>, Vec<String>) =
+        cmdline.0.iter().cloned().partition(|w| w == "quiet" || w == "splash");
+    let q = |v: &[String]| v.join(" ").replace('"', "\\\"");
+    let _ = writeln!(s, "GRUB_CMDLINE_LINUX=\"{}\"", q(&rest));
+    let _ = writeln!(s, "GRUB_CMDLINE_LINUX_DEFAULT=\"{}\"", q(&default));
     if let Some((unit, speed)) = cmdline.serial_console() {
         let _ = writeln!(s, "GRUB_TERMINAL=\"console serial\"");
         let _ = writeln!(s, "GRUB_SERIAL_COMMAND=\"serial --unit={unit} --speed={speed}\"");
@@ -492,7 +498,8 @@ mod tests {
     fn grub_dropin_carries_the_cmdline_and_serial_console_and_is_valid_sh() {
         let c: Cmdline = "console=ttyS0,115200 quiet opt=\"x y\"".parse().unwrap();
         let d = grub_dropin(&c);
-        assert!(d.contains("GRUB_CMDLINE_LINUX=\"console=ttyS0,115200 quiet opt=\\\"x y\\\"\"\n"), "{d}");
+        assert!(d.contains("GRUB_CMDLINE_LINUX=\"console=ttyS0,115200 opt=\\\"x y\\\"\"\n"), "{d}");
+        assert!(d.contains("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n"), "{d}");
         assert!(d.contains("GRUB_TERMINAL=\"console serial\"\n"));
         assert!(d.contains("GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n"));
         assert!(d.contains("GRUB_DEVICE=/dev/$rootshift_leg"));

@@ -111,6 +111,16 @@ refuse no-confirmation  "confirmation needed"            /dev/vdh  sh -c "$M /de
 refuse status-no-such-name   "rootshift: error: "        ""        rootshift status --json --name nosuch
 refuse migrate-no-such-name  "rootshift: error: "        /dev/vdh  $M /dev/vdh --yes --name nosuch
 
+# The boot-time guard: two devices with the same filesystem UUID and no journal saying which one is complete (what
+# an interrupted migration could leave) -> `rootshift wrap` refuses to pick (exit 4; the initrd hooks stop the boot).
+step setup-twin dd if=/dev/vdc of=/dev/vdh bs=64k count=2 conv=notrunc status=none
+timeout 60 rootshift wrap /dev/vdc --name twin > /tmp/out 2> /tmp/err; rc=$?
+say "wrap with a twin: exit $rc: $(tr '\n' '|' < /tmp/err)"
+assert_eq ambiguous-root-exit-4 4 "$rc"
+assert_contains ambiguous-root-message /tmp/err "refusing to pick the root device: 2 devices carry the root filesystem's UUID"
+check ambiguous-root-no-wrapper "$(ls /dev/mapper | tr '\n' ' ')" [ ! -e /dev/mapper/rootshift-twin ]
+step remove-twin dd if=/dev/zero of=/dev/vdh bs=64k count=2 conv=notrunc status=none
+
 # Last, because a failure here can really migrate / onto the overlap device and change the state for what follows.
 # --force: the overlap device shows the source's own filesystem, so without it "already holds" would answer first.
 refuse overlap         "overlaps the source"             /dev/mapper/overlap $M /dev/mapper/overlap --yes --force

@@ -113,7 +113,7 @@ refuse migrate-no-such-name  "rootshift: error: "        /dev/vdh  $M /dev/vdh -
 
 # The boot-time guard: two devices with the same filesystem UUID and no journal saying which one is complete (what
 # an interrupted migration could leave) -> `rootshift wrap` refuses to pick (exit 4; the initrd hooks stop the boot).
-step setup-twin dd if=/dev/vdc of=/dev/vdh bs=64k count=2 conv=notrunc status=none
+step setup-twin dd if=/dev/vdc of=/dev/vdh bs=4M conv=notrunc status=none   # a whole copy: it mounts cleanly
 timeout 60 rootshift wrap /dev/vdc --name twin > /tmp/out 2> /tmp/err; rc=$?
 say "wrap with a twin: exit $rc: $(tr '\n' '|' < /tmp/err)"
 assert_eq ambiguous-root-exit-4 4 "$rc"

@@ -6,13 +6,18 @@ use anyhow::{Context, Result};
 use crate::kernel::dm::{ensure_node, Dm};
 use crate::kernel::dmtable::TableLine;
 
-pub fn dm_create(name: &str, table: &str) -> Result<()> {
-    let dm = Dm::open()?;
-    let lines = table
+/// Table lines separated by ';'.
+fn parse_table(table: &str) -> Result<Vec<TableLine>> {
+    table
         .split(';')
         .map(|l| l.trim().parse::<TableLine>())
         .collect::<Result<Vec<_>, _>>()
-        .context("parsing the fixture table")?;
+        .context("parsing the fixture table")
+}
+
+pub fn dm_create(name: &str, table: &str) -> Result<()> {
+    let dm = Dm::open()?;
+    let lines = parse_table(table)?;
     if let Some(t) = lines.first() {
         let module = format!("dm_{}", t.target);
         dm.ensure_target(&t.target, &module)?;
@@ -25,13 +30,7 @@ pub fn dm_create(name: &str, table: &str) -> Result<()> {
 
 /// Replace a fixture's table (load + resume), e.g. with `error` to make a target vanish.
 pub fn dm_reload(name: &str, table: &str) -> Result<()> {
-    let dm = Dm::open()?;
-    let lines = table
-        .split(';')
-        .map(|l| l.trim().parse::<TableLine>())
-        .collect::<Result<Vec<_>, _>>()
-        .context("parsing the fixture table")?;
-    dm.reload(name, &lines)
+    Dm::open()?.reload(name, &parse_table(table)?)
 }
 
 pub fn dm_remove(name: &str) -> Result<()> {

@@ -407,6 +407,15 @@ unset rootshift_dev rootshift_leg
     s
 }
 
+/// Whether a Boot Loader Specification entry (`options …` lines) carries `want`, e.g.
+/// `root=UUID=…`, as a whole word.
+fn loader_entry_boots(entry: &str, want: &str) -> bool {
+    entry.lines().any(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some("options") && w.any(|x| x == want)
+    })
+}
+
 /// Install and configure the boot loader. Returns one line per thing done.
 pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
     let mut done = vec![];
@@ -465,11 +474,14 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
             done.push(format!("grub-mkconfig: /boot/grub/grub.cfg boots {want}"));
         }
         Bootloader::SystemdBoot => {
-            let kernel_cmdline = format!("root=UUID={} rw {}", ctx.root_uuid, ctx.cmdline);
+            let kernel_cmdline = format!("root=UUID={} ro {}", ctx.root_uuid, ctx.cmdline);
             write_atomic(Path::new("/etc/kernel/cmdline"), format!("{}\n", kernel_cmdline.trim()).as_bytes(), 0o644)?;
             done.push(format!("wrote /etc/kernel/cmdline: {}", kernel_cmdline.trim()));
             let mut c = Command::new(tools::find("bootctl").expect("checked in plan"));
-            c.args(["install", "--esp-path=/boot/efi"]);
+            // --make-entry-directory=yes: $ESP/<machine-id>/ makes kernel-install (and Debian's
+            // postinst.d/zz-systemd-boot on later kernel updates) choose the BLS layout, whatever
+            // bootctl's "auto" decides about a machine-id it has just seen change.
+            c.args(["install", "--esp-path=/boot/efi", "--make-entry-directory=yes"]);
             if !plan.efi_firmware {
                 c.arg("--no-variables");
             }
@@ -485,6 +497,27 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
                 run_checked(c, &format!("kernel-install add {k}"))?;
                 done.push(format!("kernel-install add {k}"));
             }
+            // as for grub.cfg: a loader entry that does not name the new root would boot nothing
+            let want = format!("root=UUID={}", ctx.root_uuid);
+            let entries = Path::new("/boot/efi/loader/entries");
+            let mut booting = vec![];
+            for e in fs::read_dir(entries).with_context(|| format!("reading {}", entries.display()))? {
+                let p = e?.path();
+                if p.extension().is_some_and(|x| x == "conf")
+                    && fs::read_to_string(&p).is_ok_and(|t| loader_entry_boots(&t, &want))
+                {
+                    booting.push(p.file_name().unwrap_or_default().to_string_lossy().into_owned());
+                }
+            }
+            if booting.is_empty() {
+                bail!(
+                    "kernel-install wrote no loader entry under {} whose options carry {want}: the new \
+                     system would not find its root",
+                    entries.display()
+                );
+            }
+            booting.sort();
+            done.push(format!("systemd-boot entries booting {want}: {}", booting.join(", ")));
         }
     }
     Ok(done)
@@ -493,6 +526,15 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loader_entry_options_must_name_the_root_as_a_word() {
+        let e = "title Debian GNU/Linux 12 (bookworm)\nversion 6.1.0-41-amd64\nmachine-id 0f1e\n\
+                 options root=UUID=1234-5 rw console=ttyS0,115200\nlinux /0f1e/6.1.0-41-amd64/linux\n";
+        assert!(loader_entry_boots(e, "root=UUID=1234-5"));
+        assert!(!loader_entry_boots(e, "root=UUID=1234"));
+        assert!(!loader_entry_boots("title root=UUID=1234-5\n", "root=UUID=1234-5"));
+    }
 
     #[test]
     fn grub_dropin_carries_the_cmdline_and_serial_console_and_is_valid_sh() {

@@ -127,6 +127,8 @@ pub fn fs_uuid(buf: &[u8]) -> Option<String> {
         Content::Xfs => uuid_at(32),
         // btrfs superblock at 64 KiB, fsid at +0x20
         Content::Btrfs => uuid_at(65536 + 0x20),
+        // swap header v1 (SWAPSPACE2): 1024 boot bytes, version, last_page, nr_badpages, then the uuid
+        Content::Swap if at(buf, 4086, b"SWAPSPACE2") => uuid_at(1024 + 12),
         Content::Vfat => {
             // FAT32 keeps the volume id at 0x43, FAT12/16 at 0x27
             let off = if at(buf, 82, b"FAT32") { 0x43 } else { 0x27 };
@@ -282,6 +284,11 @@ mod tests {
         let mut b = blank();
         b[4086..4096].copy_from_slice(b"SWAPSPACE2");
         assert_eq!(probe(&b), Some(Content::Swap));
+        // what `mkswap -U 4c44d9e3-cf22-4238-8e76-85e1c3eb1b0e` writes at byte 1036
+        b[1036..1052].copy_from_slice(&[
+            0x4c, 0x44, 0xd9, 0xe3, 0xcf, 0x22, 0x42, 0x38, 0x8e, 0x76, 0x85, 0xe1, 0xc3, 0xeb, 0x1b, 0x0e,
+        ]);
+        assert_eq!(fs_uuid(&b).as_deref(), Some("4c44d9e3-cf22-4238-8e76-85e1c3eb1b0e"));
         let mut b = blank();
         b[32769..32774].copy_from_slice(b"CD001");
         assert_eq!(probe(&b), Some(Content::Iso9660));

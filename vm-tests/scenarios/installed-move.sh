@@ -1,0 +1,110 @@
+#!/bin/bash
+# Move an installed system to a new disk without a reboot, then boot the new disk alone: the installed Debian
+# system (root=UUID=… on vda1, wrapped at boot by the dracut hook; a swap partition vda2 in fstab) →
+# `rootshift migrate /dev/vdb2 --install` (vdb: GPT, BIOS boot + root) with a writer running. The move keeps the
+# machine's identity (machine-id, hostname, the root's UUID: the old disk got a fresh one right after the switch),
+# replaces the swap partition left on the old disk by a swap file on the new root, rewrites fstab (the old swap
+# entry goes), installs grub-bios on vdb.
+# Then SeaBIOS boots vdb alone (the guest sees it as vda) through that GRUB.
+# vm-system: installed
+# vm-firmware: bios
+# vm-disks: 3G
+# vm-then: target firmware=bios disk=vdb
+# vm-timeout: 1200
+# vm-host-fsck: vdb2
+# vm-host-sums: vdb2
+. "$VMTEST_IN/lib.sh"
+. "$VMTEST_IN/syslib.sh"
+MiB=1048576
+LAYOUT='label: gpt
+size=1MiB, type=21686148-6449-6E6F-744E-656564454649, name=bios
+type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root'
+active_swaps() { swapon --show=NAME --noheadings 2>/dev/null | tr '\n' ' ' | sed 's/ $//'; }
+
+if [ "$VMTEST_PHASE" = main ]; then
+  state=$(wait_running 300)
+  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
+  figure boot_s "$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)"
+  ROOTK=$(kname_of "$(root_majmin)")
+  assert_eq root-on-wrapper-over-vda1 "rootshift-root vda1" "$(dm_name "$ROOTK") $(slaves_of "$ROOTK")"
+  OLD_UUID=$(blkid -s UUID -o value "/dev/$ROOTK"); echo "$OLD_UUID" > "$RES/old-uuid"
+  cat /etc/machine-id > "$RES/machine-id"
+  SWAP_UUID=$(blkid -p -s UUID -o value /dev/vda2)
+  assert_eq old-swap-partition-active /dev/vda2 "$(active_swaps)"
+  step partition-vdb sh -c "echo '$LAYOUT' | sfdisk -q /dev/vdb && udevadm settle"
+  step prefill-4MiB prefill /data 4 1
+  writer_start /live 600 2
+  writer_wait_more 2 60; check writer-running-before-migrate "files=$(writer_count)" [ "$(writer_count)" -ge 2 ]
+  t_start=$(now_cs)
+  timeout 1200 rootshift migrate /dev/vdb2 --install --initramfs keep --yes --json > /tmp/migrate.json 2> /tmp/migrate.err; rc=$?
+  t_end=$(now_cs)
+  cp /tmp/migrate.json /tmp/migrate.err "$RES/"
+  figure migrate_install_s "$(fmt_cs $((t_end - t_start)))"
+  check migrate-exit-0 "exit=$rc; stderr: $(tail -3 /tmp/migrate.err | tr '\n' '|' | cut -c1-400)" [ $rc = 0 ]
+  jq -r 'select(.event=="install") | .detail' /tmp/migrate.json > "$RES/install-steps.txt" 2>/dev/null
+  say "install steps: $(tr '\n' '|' < "$RES/install-steps.txt")"
+  during=$(writer_count_between "$t_start" "$t_end")
+  check writer-wrote-during-migrate "$during files between migrate start and end" [ "$during" -ge 1 ]
+
+  NEW_UUID=$(jq -r 'select(.event=="installed") | .root_uuid' /tmp/migrate.json); echo "$NEW_UUID" > "$RES/new-uuid"
+  assert_eq root-now-over-vdb2 "rootshift-root vdb2" "$(dm_name "$ROOTK") $(slaves_of "$ROOTK")"
+  # an installed source got a fresh UUID right after the switch (so that a crash can never boot the stale
+  # copy by root=UUID=): the moved root keeps the system's UUID and only vdb2 carries it
+  assert_eq moved-root-keeps-its-uuid "$OLD_UUID" "$NEW_UUID"
+  assert_eq raw-partition-shows-the-uuid "$NEW_UUID" "$(blkid -p -s UUID -o value /dev/vdb2)"
+  OLD_NOW=$(blkid -p -s UUID -o value /dev/vda1); echo "$OLD_NOW" > "$RES/old-disk-uuid"
+  check old-disk-has-a-fresh-uuid "vda1: $OLD_NOW" [ -n "$OLD_NOW" -a "$OLD_NOW" != "$NEW_UUID" ]
+  assert_eq only-vdb2-carries-the-uuid /dev/vdb2 "$(for p in /dev/vd[a-z][0-9]*; do [ "$(blkid -p -s UUID -o value "$p")" = "$NEW_UUID" ] && echo "$p"; done | tr '\n' ' ' | sed 's/ $//')"
+  assert_eq old-disk-released "" "$(holders_of vda1)"
+  assert_eq machine-id-kept "$(cat "$RES/machine-id")" "$(cat /etc/machine-id)"
+  cp /etc/fstab "$RES/fstab"
+  check fstab-root-is-new-uuid "$(grep -v '^#' /etc/fstab | tr '\n' '|')" grep -qE "^UUID=$NEW_UUID[[:space:]]+/[[:space:]]+ext4" /etc/fstab
+  # the swap partition stays behind with the old disk: a swap file of its size on the new root replaces it
+  assert_eq swap-now-a-file-on-the-new-root /swapfile "$(active_swaps)"
+  check fstab-swap-is-the-file "$(grep -v '^#' /etc/fstab | tr '\n' '|')" \
+    sh -c "grep -qE '^/swapfile[[:space:]]+none[[:space:]]+swap' /etc/fstab && ! grep -q '$SWAP_UUID' /etc/fstab"
+  assert_eq swapfile-size-of-the-partition "$(blockdev --getsize64 /dev/vda2)" "$(stat -c %s /swapfile)"
+  check grub-cfg-boots-new-uuid "$(grep -m1 -E '^\s*linux\s' /boot/grub/grub.cfg)" \
+    sh -c "grep -E '^\s*linux\s' /boot/grub/grub.cfg | head -1 | grep -q 'root=UUID=$NEW_UUID'"
+  check mbr-of-vdb-has-grub "$(dd if=/dev/vdb bs=512 count=1 2>/dev/null | strings | tr '\n' ' ')" \
+    sh -c "dd if=/dev/vdb bs=512 count=1 2>/dev/null | grep -aq GRUB"
+  check mbr-of-vda-untouched "$(dd if=/dev/vda bs=512 count=1 2>/dev/null | strings | tr '\n' ' ')" \
+    sh -c "! dd if=/dev/vda bs=512 count=1 2>/dev/null | grep -aq GRUB"
+  rootshift status --json > "$RES/status.json" 2>&1
+  assert_eq journal-install-done done "$(jget "$RES/status.json" '.journal.install.state')"
+  n0=$(writer_count); writer_wait_more 2 90
+  step writer-stop-no-errors writer_stop
+  figure writer_files "$(writer_count)"
+  step verify-all-checksums verify_sums
+  figure fs_mib $(( $(stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2}') / MiB ))
+  scenario_done
+  exit 0
+fi
+
+# ---- phase "target": vdb alone (the guest's vda), through SeaBIOS and the GRUB rootshift installed ----------------
+state=$(wait_running 300)
+figure target_boot_s "$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)"
+check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
+PREV=$VMTEST_IN/prev
+NEW_UUID=$(cat "$PREV/new-uuid")
+say "cmdline: $(cat /proc/cmdline)"
+lsblk -o NAME,MAJ:MIN,TYPE,FSTYPE,UUID,MOUNTPOINT | sed 's/^/    | /'
+assert_eq vda-is-the-3GiB-disk 3221225472 "$(blockdev --getsize64 /dev/vda)"
+check booted-with-bios "no /sys/firmware/efi" [ ! -d /sys/firmware/efi ]
+ROOTK=$(kname_of "$(root_majmin)")
+assert_eq root-on-wrapper-over-vda2 "rootshift-root vda2" "$(dm_name "$ROOTK") $(slaves_of "$ROOTK")"
+assert_eq root-uuid "$NEW_UUID" "$(blkid -s UUID -o value "/dev/$ROOTK")"
+check cmdline-root-uuid "$(cat /proc/cmdline)" grep -q "root=UUID=$NEW_UUID" /proc/cmdline
+check booted-through-grub "$(cat /proc/cmdline)" grep -q 'BOOT_IMAGE=' /proc/cmdline
+assert_eq machine-id-kept "$(cat "$PREV/machine-id")" "$(cat /etc/machine-id)"
+assert_eq hostname-kept rootshift-installed "$(hostname)"
+assert_eq swap-file-active /swapfile "$(active_swaps)"
+journalctl -b --no-pager -o short-monotonic 2>/dev/null | grep -E 'systemd-fsck' > "$RES/fsck-lines.txt"
+check root-fsck-clean "$(tr '\n' '|' < "$RES/fsck-lines.txt" | cut -c1-300)" grep -qE 'systemd-fsck\[[0-9]+\]: .*: clean, ' "$RES/fsck-lines.txt"
+sync; echo 3 > /proc/sys/vm/drop_caches
+n=$(wc -l < "$PREV/sums")
+check all-files-intact "$n files written before, during and after the move" $SHA256SUM -c --quiet "$PREV/sums"
+figure files_verified "$n"
+step write-on-moved-system mkfile /moved-write.bin 2
+step verify-new-write verify_sums
+scenario_done

@@ -197,10 +197,53 @@ impl Journal {
         if let Some(root) = &self.persist_root {
             let dir = root.join(super::recovery::PERSIST_DIR);
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            write_synced(&dir.join(format!("{}.json", self.wrapper)), &text)?;
+            let checkpoint = || -> Result<()> {
+                // FIFREEZE writes the whole log out to the home blocks; thaw right away
+                let frozen = crate::kernel::fs::Frozen::freeze(root)
+                    .with_context(|| format!("freezing {} to checkpoint the journal file", root.display()))?;
+                frozen.thaw().with_context(|| format!("thawing {}", root.display()))?;
+                Ok(())
+            };
+            write_persisted(&dir.join(format!("{}.json", self.wrapper)), &text, checkpoint)?;
         }
         Ok(())
     }
+}
+
+/// The size of the journal's copy inside the root filesystem. Fixed, so that every save after
+/// the first overwrites the same blocks of the same inode.
+pub const PERSIST_BYTES: usize = 64 * 1024;
+
+/// The journal's copy inside the root filesystem, readable by the boot hook, which mounts that
+/// filesystem read-only *without replaying its log* (ext4 `noload`, xfs `norecovery`: the device
+/// may be a twin that must not be written). Such a mount sees only what has reached the blocks'
+/// home locations. A rename-into-place save makes a new inode each time, which lives in the fs
+/// log until the next checkpoint, so the hook met "iget: checksum invalid" on it after a power
+/// cut (crash-copy) and could not tell the legs apart. Hence: the file is created once (padded to
+/// [`PERSIST_BYTES`]), then the filesystem is frozen and thawed — a freeze checkpoints the whole
+/// log — so its inode, extents and directory entry are at home; every later save rewrites its
+/// data blocks in place (data goes straight to the home blocks; only the timestamps go through
+/// the log) and fsyncs. The JSON is followed by spaces, which the parser skips.
+fn write_persisted(p: &Path, text: &str, checkpoint: impl FnOnce() -> Result<()>) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = text.as_bytes().to_vec();
+    buf.push(b'\n');
+    if buf.len() > PERSIST_BYTES {
+        anyhow::bail!("the journal grew past {PERSIST_BYTES} bytes ({}); not saving it to {}", buf.len(), p.display());
+    }
+    buf.resize(PERSIST_BYTES, b' ');
+    let in_place = fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == PERSIST_BYTES as u64);
+    if in_place {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .with_context(|| format!("opening {}", p.display()))?;
+        f.write_all_at(&buf, 0).with_context(|| format!("writing {}", p.display()))?;
+        f.sync_all().with_context(|| format!("syncing {}", p.display()))?;
+        return Ok(());
+    }
+    write_synced(p, std::str::from_utf8(&buf).expect("JSON and spaces"))?;
+    checkpoint()
 }
 
 /// Write a file atomically and durably: temp file, fsync, rename, fsync of the directory.
@@ -247,6 +290,35 @@ mod tests {
         assert!(text.contains("\"step\":\"switched\""));
         let back: Journal = serde_json::from_str(&text).unwrap();
         assert_eq!(back, j);
+    }
+
+    #[test]
+    fn persisted_copy_has_a_fixed_size_and_parses_with_its_padding() {
+        let dir = std::env::temp_dir().join(format!("rootshift-journal-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("rootshift-root.json");
+        let rec = |d: &str| DevRecord { dev: d.into(), path: "/dev/x".into(), size_bytes: 1, identity: None };
+        let mut j = Journal::new("rootshift-root", "dm-mirror", rec("254:0"), rec("254:16"));
+        // the first save creates the file and asks for the checkpoint (not a real freeze here)
+        let mut checkpoints = 0;
+        write_persisted(&p, &serde_json::to_string_pretty(&j).unwrap(), || {
+            checkpoints += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(checkpoints, 1);
+        assert_eq!(fs::metadata(&p).unwrap().len(), PERSIST_BYTES as u64);
+        use std::os::unix::fs::MetadataExt;
+        let ino = fs::metadata(&p).unwrap().ino();
+        j.step = Step::Switching;
+        write_persisted(&p, &serde_json::to_string_pretty(&j).unwrap(), || panic!("no checkpoint in place")).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().ino(), ino, "later saves rewrite the same inode");
+        assert_eq!(fs::metadata(&p).unwrap().len(), PERSIST_BYTES as u64);
+        let back: Journal = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(back.step, Step::Switching);
+        let huge = "x".repeat(PERSIST_BYTES);
+        assert!(write_persisted(&p, &huge, || Ok(())).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

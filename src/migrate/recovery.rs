@@ -241,13 +241,23 @@ pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
     if devs.len() <= 1 {
         return Ok((given.clone(), None));
     }
-    let mut cands = vec![];
-    for d in &devs {
-        cands.push(Candidate {
+    let mut cands: Vec<Candidate> = devs
+        .iter()
+        .map(|d| Candidate {
             path: d.path.clone(),
             identity: Identity::of(d),
-            journal: journal_on(d).unwrap_or(None),
-        });
+            journal: None,
+        })
+        .collect();
+    // Read the journals one device at a time and stop at the first that decides: one readable
+    // journal is enough (before the switch the source's is the newest and the target's a copy of
+    // it or missing; from `switching` on, either says "the target"), and each device not mounted
+    // is a half-copied twin the kernel was not made to parse (it logs ext4 errors for one).
+    for (i, d) in devs.iter().enumerate() {
+        cands[i].journal = journal_on(d).unwrap_or(None);
+        if cands[i].journal.is_some() && matches!(decide(&cands), Verdict::Boot(_)) {
+            break;
+        }
     }
     match decide(&cands) {
         Verdict::Boot(i) => {

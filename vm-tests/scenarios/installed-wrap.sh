@@ -21,7 +21,7 @@ echo "VMTEST-SYSTEM-RUNNING $state uptime=$(cut -d' ' -f1 /proc/uptime)"
 figure boot_s "$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)"
 check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
 ROOT=$(root_majmin); ROOTK=$(kname_of "$ROOT")
-UUID=$(sed -n 's/^UUID=\([^ ]*\) .*/\1/p' /etc/fstab)
+UUID=$(awk '$2 == "/" && sub(/^UUID=/, "", $1) { print $1 }' /etc/fstab)   # the root's entry (a swap entry follows)
 BYUUID=$(basename "$(readlink -f "/dev/disk/by-uuid/$UUID")")
 BYLABEL=$(basename "$(readlink -f /dev/disk/by-label/installed-root)")
 kernel_rootshift_lines > "$RES/kernel-rootshift.txt"

@@ -224,8 +224,12 @@ impl FinishArgs {
     }
     pub fn options(&self) -> crate::finish::Options {
         crate::finish::Options {
-            bootloader: self.bootloader.unwrap_or(crate::finish::bootloader::Choice::Auto),
-            initramfs: self.initramfs.unwrap_or(crate::finish::initramfs::Mode::Regenerate),
+            bootloader: self
+                .bootloader
+                .unwrap_or(crate::finish::bootloader::Choice::Auto),
+            initramfs: self
+                .initramfs
+                .unwrap_or(crate::finish::initramfs::Mode::Regenerate),
             boot_partition: None,
         }
     }

@@ -58,7 +58,10 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         exit::REFUSED
     } else if e.downcast_ref::<Interrupted>().is_some() {
         exit::INTERRUPTED
-    } else if e.downcast_ref::<crate::migrate::recovery::Ambiguous>().is_some() {
+    } else if e
+        .downcast_ref::<crate::migrate::recovery::Ambiguous>()
+        .is_some()
+    {
         exit::AMBIGUOUS_ROOT
     } else {
         exit::FAILED

@@ -67,7 +67,10 @@ mod imp {
             a if a.starts_with("sleep:") => {
                 let ms: u64 = a["sleep:".len()..].parse().unwrap_or(1000);
                 // A marker for the test (its stderr is on tmpfs; never on the suspended device).
-                let _ = nix::unistd::write(std::io::stderr(), format!("rootshift: failpoint {name}: sleeping {ms} ms\n").as_bytes());
+                let _ = nix::unistd::write(
+                    std::io::stderr(),
+                    format!("rootshift: failpoint {name}: sleeping {ms} ms\n").as_bytes(),
+                );
                 std::thread::sleep(Duration::from_millis(ms));
                 Ok(())
             }

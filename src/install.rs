@@ -77,11 +77,17 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     let backend = backend::open(&w)?;
     if backend.mirroring()? {
         return Err(refuse(
-            format!("a migration of {} is in progress (a target is attached)", w.name),
+            format!(
+                "a migration of {} is in progress (a target is attached)",
+                w.name
+            ),
             Some("let it finish (`rootshift migrate --resume`) or abort it first"),
         ));
     }
-    let source_dev = *backend.legs()?.first().ok_or_else(|| anyhow!("{} maps no device", w.name))?;
+    let source_dev = *backend
+        .legs()?
+        .first()
+        .ok_or_else(|| anyhow!("{} maps no device", w.name))?;
     let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
     let disk = preflight::resolve_target(&opts.disk)?;
     let d = disk.display();
@@ -105,7 +111,9 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         let mut f = File::open(&disk.path).with_context(|| format!("opening {d}"))?;
         last_entry(&mut f)?
     };
-    let (disk_bytes, lbs) = disk.geometry().with_context(|| format!("reading the size of {d}"))?;
+    let (disk_bytes, lbs) = disk
+        .geometry()
+        .with_context(|| format!("reading the size of {d}"))?;
     let plan = Plan::plan(
         *disk_bytes as u64,
         u64::from(lbs),
@@ -127,7 +135,9 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         .and_then(|k| existing.parts.iter().find(|p| p.first_lba == k.first_lba))
         .and_then(|p| disk::part_dev(&disk, p.number));
     preflight::check_unused_except(&disk, kept_dev.as_ref().map(|k| k.devnum))?;
-    let kept_in_use = kept_dev.as_ref().is_some_and(|k| preflight::check_unused_except(k, None).is_err());
+    let kept_in_use = kept_dev
+        .as_ref()
+        .is_some_and(|k| preflight::check_unused_except(k, None).is_err());
     if let (Some(k), Some(kd), true) = (plan.retained(), &kept_dev, kept_in_use) {
         if kd.partition_number() != Some(k.number) {
             return Err(refuse(
@@ -173,7 +183,10 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         ));
     }
 
-    let table_text = format!("new partition table for {d} ({}):\n{plan}", human(disk_bytes));
+    let table_text = format!(
+        "new partition table for {d} ({}):\n{plan}",
+        human(disk_bytes)
+    );
     if !opts.json {
         // the plan is this command's answer (--dry-run): stdout, not the narration on stderr
         print!("{table_text}");
@@ -212,19 +225,28 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     let how = write_table(&disk, &plan, &existing, kept_in_use)?;
     let devs = wait_for_partitions(&disk, &plan)?;
     for p in plan.parts.iter().filter(|p| p.role != Role::Retained) {
-        clear_start(&devs[&p.number]).with_context(|| format!("clearing the start of partition {}", p.number))?;
+        clear_start(&devs[&p.number])
+            .with_context(|| format!("clearing the start of partition {}", p.number))?;
     }
     progress.event(
         "partitioned",
         &format!(
             "wrote the table on {d}: {} partitions (the kernel told by {})",
             plan.parts.len(),
-            if how == "blkpg" { "BLKPG, partition by partition: one is in use" } else { "BLKRRPART" }
+            if how == "blkpg" {
+                "BLKPG, partition by partition: one is in use"
+            } else {
+                "BLKRRPART"
+            }
         ),
         json!({"disk": d, "partitions": plan.parts.len(), "kernel": how}),
     );
     let target = &devs[&root.number];
-    let clones: Vec<PathBuf> = plan.clones().iter().map(|c| devs[&c.number].path.clone()).collect();
+    let clones: Vec<PathBuf> = plan
+        .clones()
+        .iter()
+        .map(|c| devs[&c.number].path.clone())
+        .collect();
     let mut finish_opts = opts.finish.clone();
     finish_opts.boot_partition = plan.boot().map(|b| devs[&b.number].path.clone());
     migrate::migrate_locked(&migrate::MigrateOptions {
@@ -262,14 +284,20 @@ fn boot_is_separate() -> Result<bool> {
 /// Write the planned table in one go, then make the kernel see it: BLKRRPART, or — when a
 /// partition of the disk is in use (the kept one) — BLKPG: drop the old partitions the plan does
 /// not keep, add the new ones.
-fn write_table(disk: &BlockDev, plan: &Plan, old: &Table, kept_in_use: bool) -> Result<&'static str> {
+fn write_table(
+    disk: &BlockDev,
+    plan: &Plan,
+    old: &Table,
+    kept_in_use: bool,
+) -> Result<&'static str> {
     let d = disk.display();
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
         .open(&disk.path)
         .with_context(|| format!("opening {d} for writing"))?;
-    plan.write(&mut f).with_context(|| format!("writing the partition table on {d}"))?;
+    plan.write(&mut f)
+        .with_context(|| format!("writing the partition table on {d}"))?;
     f.sync_all().with_context(|| format!("flushing {d}"))?;
     if !kept_in_use {
         let mut last = None;
@@ -294,7 +322,10 @@ fn write_table(disk: &BlockDev, plan: &Plan, old: &Table, kept_in_use: bool) -> 
         }
         if disk::part_dev(disk, p.number).is_some() {
             ioctl::blkpg(f.as_fd(), BlkpgOp::Del, p.number, 0, 0).with_context(|| {
-                format!("BLKPG: removing the old partition {} of {d} from the kernel's view", p.number)
+                format!(
+                    "BLKPG: removing the old partition {} of {d} from the kernel's view",
+                    p.number
+                )
             })?;
         }
     }
@@ -303,23 +334,39 @@ fn write_table(disk: &BlockDev, plan: &Plan, old: &Table, kept_in_use: bool) -> 
         if let Some(old_k) = old.parts.iter().find(|p| p.first_lba == k.first_lba) {
             if old_k.number != k.number {
                 if disk::part_dev(disk, old_k.number).is_some() {
-                    ioctl::blkpg(f.as_fd(), BlkpgOp::Del, old_k.number, 0, 0)
-                        .with_context(|| format!("BLKPG: renumbering the kept partition {}", old_k.number))?;
+                    ioctl::blkpg(f.as_fd(), BlkpgOp::Del, old_k.number, 0, 0).with_context(
+                        || format!("BLKPG: renumbering the kept partition {}", old_k.number),
+                    )?;
                 }
-                ioctl::blkpg(f.as_fd(), BlkpgOp::Add, k.number, k.first_lba * ss, k.sectors() * ss)
-                    .with_context(|| format!("BLKPG: adding the kept partition as {}", k.number))?;
+                ioctl::blkpg(
+                    f.as_fd(),
+                    BlkpgOp::Add,
+                    k.number,
+                    k.first_lba * ss,
+                    k.sectors() * ss,
+                )
+                .with_context(|| format!("BLKPG: adding the kept partition as {}", k.number))?;
             }
         }
     }
     for p in plan.parts.iter().filter(|p| p.role != Role::Retained) {
-        ioctl::blkpg(f.as_fd(), BlkpgOp::Add, p.number, p.first_lba * ss, p.sectors() * ss)
-            .with_context(|| format!("BLKPG: adding partition {} of {d}", p.number))?;
+        ioctl::blkpg(
+            f.as_fd(),
+            BlkpgOp::Add,
+            p.number,
+            p.first_lba * ss,
+            p.sectors() * ss,
+        )
+        .with_context(|| format!("BLKPG: adding partition {} of {d}", p.number))?;
     }
     Ok("blkpg")
 }
 
 /// The kernel devices of the planned partitions, once they exist (udev or devtmpfs makes them).
-fn wait_for_partitions(disk: &BlockDev, plan: &Plan) -> Result<std::collections::HashMap<u32, BlockDev>> {
+fn wait_for_partitions(
+    disk: &BlockDev,
+    plan: &Plan,
+) -> Result<std::collections::HashMap<u32, BlockDev>> {
     if Path::new("/run/udev/control").exists() {
         let _ = crate::tools::run("udevadm", &["settle", "--timeout=30"]);
     }

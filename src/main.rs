@@ -76,13 +76,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             finish,
         } => {
             use rootshift::finish::bootloader::Choice;
-            let efi_only = matches!(finish.bootloader, Some(Choice::GrubEfi | Choice::SystemdBoot));
+            let efi_only = matches!(
+                finish.bootloader,
+                Some(Choice::GrubEfi | Choice::SystemdBoot)
+            );
             rootshift::install::install(&rootshift::install::InstallOptions {
                 disk,
                 layout: rootshift::disk::layout::LayoutOptions {
                     root_size,
                     esp_size,
-                    bios_boot: if no_bios_boot { false } else { bios_boot || !efi_only },
+                    bios_boot: if no_bios_boot {
+                        false
+                    } else {
+                        bios_boot || !efi_only
+                    },
                     boot_partition,
                     root_clones,
                     data_partition,
@@ -144,7 +151,11 @@ fn main() -> ExitCode {
             // bad usage is bad input: one `rootshift: error:` line, the way out as a hint, exit 2
             let text = e.render().to_string();
             let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let mut first = lines.next().unwrap_or("bad command line").trim_start_matches("error: ").to_string();
+            let mut first = lines
+                .next()
+                .unwrap_or("bad command line")
+                .trim_start_matches("error: ")
+                .to_string();
             let mut rest: Vec<&str> = lines.collect();
             if first.ends_with(':') && !rest.is_empty() {
                 first = format!("{first} {}", rest.remove(0));

@@ -18,7 +18,9 @@ use crate::kernel::fs::{probe, Content, PROBE_BYTES};
 use crate::tools;
 
 /// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Choice {
     /// UEFI firmware and an ESP on the target disk: grub-efi; otherwise grub-bios.
@@ -204,7 +206,10 @@ fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool)
                 _ => {}
             }
             need_dir("/usr/lib/grub/i386-pc", "grub-pc-bin")?;
-            need_tools(&["grub-install", "grub-mkconfig", "grub-probe"], "grub2-common")?;
+            need_tools(
+                &["grub-install", "grub-mkconfig", "grub-probe"],
+                "grub2-common",
+            )?;
         }
         _ => {}
     }
@@ -245,7 +250,10 @@ fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool)
                 need_tools(&["mkfs.vfat"], "dosfstools")?;
             } else {
                 let dev = disk::part_dev(&dp.disk, p.number).with_context(|| {
-                    format!("the kernel has no device for partition {} of {disk_name}", p.number)
+                    format!(
+                        "the kernel has no device for partition {} of {disk_name}",
+                        p.number
+                    )
                 })?;
                 let head = dev.read_head(PROBE_BYTES)?;
                 match probe(&head) {
@@ -261,13 +269,18 @@ fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool)
                                 dev.display(),
                                 other.describe()
                             ),
-                            Some("wipe it (wipefs -a) so rootshift formats it, or pick another disk"),
+                            Some(
+                                "wipe it (wipefs -a) so rootshift formats it, or pick another disk",
+                            ),
                         ))
                     }
                 }
                 if dev.devnum == target.devnum {
                     return Err(refuse(
-                        format!("the target {} is the EFI System Partition itself", target.display()),
+                        format!(
+                            "the target {} is the EFI System Partition itself",
+                            target.display()
+                        ),
                         Some("migrate to the root partition"),
                     ));
                 }
@@ -275,7 +288,10 @@ fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool)
             }
             if bootloader == Bootloader::GrubEfi {
                 need_dir("/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin")?;
-                need_tools(&["grub-install", "grub-mkconfig", "grub-probe"], "grub2-common")?;
+                need_tools(
+                    &["grub-install", "grub-mkconfig", "grub-probe"],
+                    "grub2-common",
+                )?;
             } else {
                 need_tools(&["bootctl", "kernel-install"], "systemd-boot")?;
                 need_dir("/usr/lib/systemd/boot/efi", "systemd-boot-efi")?;
@@ -297,7 +313,10 @@ fn need_tools(names: &[&str], package: &str) -> Result<()> {
         return Ok(());
     }
     Err(refuse(
-        format!("{} missing on this system (package {package})", missing.join(", ")),
+        format!(
+            "{} missing on this system (package {package})",
+            missing.join(", ")
+        ),
         Some("install it, or choose another --bootloader (none installs no boot loader)"),
     ))
 }
@@ -331,7 +350,11 @@ fn run_checked(mut cmd: Command, what: &str) -> Result<String> {
             "{what} failed ({}): {}{}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim(),
-            if out.stderr.is_empty() { String::from_utf8_lossy(&out.stdout).trim().to_string() } else { String::new() }
+            if out.stderr.is_empty() {
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            } else {
+                String::new()
+            }
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -375,14 +398,20 @@ pub fn grub_dropin(cmdline: &Cmdline) -> String {
     );
     // Debian's scheme: quiet/splash belong to GRUB_CMDLINE_LINUX_DEFAULT (left out of recovery
     // entries), everything else to GRUB_CMDLINE_LINUX
-    let (default, rest): (Vec<String>, Vec<String>) =
-        cmdline.0.iter().cloned().partition(|w| w == "quiet" || w == "splash");
+    let (default, rest): (Vec<String>, Vec<String>) = cmdline
+        .0
+        .iter()
+        .cloned()
+        .partition(|w| w == "quiet" || w == "splash");
     let q = |v: &[String]| v.join(" ").replace('"', "\\\"");
     let _ = writeln!(s, "GRUB_CMDLINE_LINUX=\"{}\"", q(&rest));
     let _ = writeln!(s, "GRUB_CMDLINE_LINUX_DEFAULT=\"{}\"", q(&default));
     if let Some((unit, speed)) = cmdline.serial_console() {
         let _ = writeln!(s, "GRUB_TERMINAL=\"console serial\"");
-        let _ = writeln!(s, "GRUB_SERIAL_COMMAND=\"serial --unit={unit} --speed={speed}\"");
+        let _ = writeln!(
+            s,
+            "GRUB_SERIAL_COMMAND=\"serial --unit={unit} --speed={speed}\""
+        );
     }
     s.push_str(
         r#"rootshift_dev=$(mountpoint -d / 2>/dev/null)
@@ -427,13 +456,21 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
     match plan.bootloader {
         Bootloader::None => {}
         Bootloader::GrubBios | Bootloader::GrubEfi => {
-            write_atomic(Path::new(GRUB_DROPIN), grub_dropin(ctx.cmdline).as_bytes(), 0o644)?;
+            write_atomic(
+                Path::new(GRUB_DROPIN),
+                grub_dropin(ctx.cmdline).as_bytes(),
+                0o644,
+            )?;
             done.push(format!("wrote {GRUB_DROPIN}"));
             let grub_install = tools::find("grub-install").context("grub-install vanished")?;
             if plan.bootloader == Bootloader::GrubBios {
                 let mut c = ctx.view.command(&grub_install)?;
-                c.args(["--target=i386-pc", "--boot-directory=/boot"]).arg(&disk.path);
-                run_checked(c, &format!("grub-install --target=i386-pc {}", disk.display()))?;
+                c.args(["--target=i386-pc", "--boot-directory=/boot"])
+                    .arg(&disk.path);
+                run_checked(
+                    c,
+                    &format!("grub-install --target=i386-pc {}", disk.display()),
+                )?;
                 done.push(format!("grub-install --target=i386-pc {}", disk.display()));
             } else {
                 let nvram = plan.efi_firmware && has_tool("efibootmgr");
@@ -453,7 +490,13 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
                     }
                     let what = format!(
                         "grub-install --target=x86_64-efi{}",
-                        if removable { " --removable" } else if nvram { "" } else { " --no-nvram" }
+                        if removable {
+                            " --removable"
+                        } else if nvram {
+                            ""
+                        } else {
+                            " --no-nvram"
+                        }
                     );
                     run_checked(c, &what)?;
                     done.push(what);
@@ -461,10 +504,12 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
             }
             // grub-mkconfig the way a later kernel update runs it: in the normal namespace, with
             // the drop-in pointing it at the partition.
-            let mut c = Command::new(tools::find("grub-mkconfig").context("grub-mkconfig vanished")?);
+            let mut c =
+                Command::new(tools::find("grub-mkconfig").context("grub-mkconfig vanished")?);
             c.args(["-o", "/boot/grub/grub.cfg"]);
             run_checked(c, "grub-mkconfig -o /boot/grub/grub.cfg")?;
-            let cfg = fs::read_to_string("/boot/grub/grub.cfg").context("reading /boot/grub/grub.cfg")?;
+            let cfg =
+                fs::read_to_string("/boot/grub/grub.cfg").context("reading /boot/grub/grub.cfg")?;
             let want = format!("root=UUID={}", ctx.root_uuid);
             if !cfg.contains(&want) {
                 bail!(
@@ -475,13 +520,24 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
         }
         Bootloader::SystemdBoot => {
             let kernel_cmdline = format!("root=UUID={} ro {}", ctx.root_uuid, ctx.cmdline);
-            write_atomic(Path::new("/etc/kernel/cmdline"), format!("{}\n", kernel_cmdline.trim()).as_bytes(), 0o644)?;
-            done.push(format!("wrote /etc/kernel/cmdline: {}", kernel_cmdline.trim()));
+            write_atomic(
+                Path::new("/etc/kernel/cmdline"),
+                format!("{}\n", kernel_cmdline.trim()).as_bytes(),
+                0o644,
+            )?;
+            done.push(format!(
+                "wrote /etc/kernel/cmdline: {}",
+                kernel_cmdline.trim()
+            ));
             let mut c = Command::new(tools::find("bootctl").expect("checked in plan"));
             // --make-entry-directory=yes: $ESP/<machine-id>/ makes kernel-install (and Debian's
             // postinst.d/zz-systemd-boot on later kernel updates) choose the BLS layout, whatever
             // bootctl's "auto" decides about a machine-id it has just seen change.
-            c.args(["install", "--esp-path=/boot/efi", "--make-entry-directory=yes"]);
+            c.args([
+                "install",
+                "--esp-path=/boot/efi",
+                "--make-entry-directory=yes",
+            ]);
             if !plan.efi_firmware {
                 c.arg("--no-variables");
             }
@@ -501,12 +557,19 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
             let want = format!("root=UUID={}", ctx.root_uuid);
             let entries = Path::new("/boot/efi/loader/entries");
             let mut booting = vec![];
-            for e in fs::read_dir(entries).with_context(|| format!("reading {}", entries.display()))? {
+            for e in
+                fs::read_dir(entries).with_context(|| format!("reading {}", entries.display()))?
+            {
                 let p = e?.path();
                 if p.extension().is_some_and(|x| x == "conf")
                     && fs::read_to_string(&p).is_ok_and(|t| loader_entry_boots(&t, &want))
                 {
-                    booting.push(p.file_name().unwrap_or_default().to_string_lossy().into_owned());
+                    booting.push(
+                        p.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
                 }
             }
             if booting.is_empty() {
@@ -517,7 +580,10 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
                 );
             }
             booting.sort();
-            done.push(format!("systemd-boot entries booting {want}: {}", booting.join(", ")));
+            done.push(format!(
+                "systemd-boot entries booting {want}: {}",
+                booting.join(", ")
+            ));
         }
     }
     Ok(done)
@@ -533,14 +599,20 @@ mod tests {
                  options root=UUID=1234-5 rw console=ttyS0,115200\nlinux /0f1e/6.1.0-41-amd64/linux\n";
         assert!(loader_entry_boots(e, "root=UUID=1234-5"));
         assert!(!loader_entry_boots(e, "root=UUID=1234"));
-        assert!(!loader_entry_boots("title root=UUID=1234-5\n", "root=UUID=1234-5"));
+        assert!(!loader_entry_boots(
+            "title root=UUID=1234-5\n",
+            "root=UUID=1234-5"
+        ));
     }
 
     #[test]
     fn grub_dropin_carries_the_cmdline_and_serial_console_and_is_valid_sh() {
         let c: Cmdline = "console=ttyS0,115200 quiet opt=\"x y\"".parse().unwrap();
         let d = grub_dropin(&c);
-        assert!(d.contains("GRUB_CMDLINE_LINUX=\"console=ttyS0,115200 opt=\\\"x y\\\"\"\n"), "{d}");
+        assert!(
+            d.contains("GRUB_CMDLINE_LINUX=\"console=ttyS0,115200 opt=\\\"x y\\\"\"\n"),
+            "{d}"
+        );
         assert!(d.contains("GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n"), "{d}");
         assert!(d.contains("GRUB_TERMINAL=\"console serial\"\n"));
         assert!(d.contains("GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n"));
@@ -552,13 +624,20 @@ mod tests {
             .args(["-n", "-c", &d])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]
     fn names_and_esp_needs() {
         assert_eq!(Bootloader::GrubEfi.as_str(), "grub-efi");
         assert!(Bootloader::SystemdBoot.needs_esp() && !Bootloader::GrubBios.needs_esp());
-        assert_eq!(Bootloader::GrubBios.debian_package(), Some(("grub-pc", "grub-efi-amd64")));
+        assert_eq!(
+            Bootloader::GrubBios.debian_package(),
+            Some(("grub-pc", "grub-efi-amd64"))
+        );
     }
 }

@@ -116,9 +116,23 @@ mod tests {
 
     #[test]
     fn parses_and_prints_back() {
-        let c: Cmdline = "  BOOT_IMAGE=/vmlinuz root=UUID=1 ro  quiet  opt=\"a b\" ".parse().unwrap();
-        assert_eq!(c.0, ["BOOT_IMAGE=/vmlinuz", "root=UUID=1", "ro", "quiet", "opt=\"a b\""]);
-        assert_eq!(c.to_string(), "BOOT_IMAGE=/vmlinuz root=UUID=1 ro quiet opt=\"a b\"");
+        let c: Cmdline = "  BOOT_IMAGE=/vmlinuz root=UUID=1 ro  quiet  opt=\"a b\" "
+            .parse()
+            .unwrap();
+        assert_eq!(
+            c.0,
+            [
+                "BOOT_IMAGE=/vmlinuz",
+                "root=UUID=1",
+                "ro",
+                "quiet",
+                "opt=\"a b\""
+            ]
+        );
+        assert_eq!(
+            c.to_string(),
+            "BOOT_IMAGE=/vmlinuz root=UUID=1 ro quiet opt=\"a b\""
+        );
         assert!("a=\"b".parse::<Cmdline>().is_err());
         assert_eq!(c.get("root"), Some("UUID=1"));
         assert_eq!(c.get("quiet"), Some(""));
@@ -136,10 +150,14 @@ mod tests {
             live.for_installed().to_string(),
             "console=ttyS0,115200 panic=-1 rd.shell=0 systemd.unit=multi-user.target rd.rootshift=md quiet"
         );
-        let debian_live: Cmdline = "boot=live components findiso=/x.iso live-media=/dev/sdb nomodeset"
-            .parse()
-            .unwrap();
-        assert_eq!(debian_live.for_installed().to_string(), "components nomodeset");
+        let debian_live: Cmdline =
+            "boot=live components findiso=/x.iso live-media=/dev/sdb nomodeset"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            debian_live.for_installed().to_string(),
+            "components nomodeset"
+        );
     }
 
     #[test]

@@ -44,11 +44,16 @@ impl FromStr for Entry {
     fn from_str(s: &str) -> Result<Entry, String> {
         let w: Vec<&str> = s.split_whitespace().collect();
         if w.len() < 2 || w.len() > 6 {
-            return Err(format!("fstab line {s:?}: expected 2 to 6 fields, found {}", w.len()));
+            return Err(format!(
+                "fstab line {s:?}: expected 2 to 6 fields, found {}",
+                w.len()
+            ));
         }
         let num = |i: usize, what: &str| -> Result<u32, String> {
-            w.get(i)
-                .map_or(Ok(0), |v| v.parse().map_err(|_| format!("fstab line {s:?}: {what} {v:?} is not a number")))
+            w.get(i).map_or(Ok(0), |v| {
+                v.parse()
+                    .map_err(|_| format!("fstab line {s:?}: {what} {v:?} is not a number"))
+            })
         };
         Ok(Entry {
             spec: w[0].into(),
@@ -197,7 +202,10 @@ mod tests {
         let f: Fstab = DEBIAN.parse().unwrap();
         assert_eq!(f.entries().count(), 4);
         let root = f.entry_for("/").unwrap();
-        assert_eq!((root.spec.as_str(), root.mntops.as_str(), root.passno), ("UUID=1111", "errors=remount-ro", 1));
+        assert_eq!(
+            (root.spec.as_str(), root.mntops.as_str(), root.passno),
+            ("UUID=1111", "errors=remount-ro", 1)
+        );
         let tmp = f.entry_for("/tmp").unwrap();
         assert_eq!((tmp.freq, tmp.passno), (0, 0));
         let text = f.to_string();
@@ -215,18 +223,25 @@ mod tests {
         let removed = f.remove_where(is_live_only);
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].file, "/media/cdrom0");
-        assert_eq!(f.entry_for("/").unwrap().to_string(), "UUID=2222 / ext4 errors=remount-ro 0 1");
+        assert_eq!(
+            f.entry_for("/").unwrap().to_string(),
+            "UUID=2222 / ext4 errors=remount-ro 0 1"
+        );
         assert_eq!(f.entries().filter(|e| e.file == "/").count(), 1);
     }
 
     #[test]
     fn live_image_fstab_gets_a_root_entry_first() {
-        let mut f: Fstab = "# live system: / is mounted by the initrd\n/dev/root / ext4 defaults 0 0\n"
-            .parse()
-            .unwrap();
+        let mut f: Fstab =
+            "# live system: / is mounted by the initrd\n/dev/root / ext4 defaults 0 0\n"
+                .parse()
+                .unwrap();
         f.remove_where(is_live_only);
         f.set(Entry::new("UUID=2222", "/", "ext4", "defaults", 1), true);
-        f.set(Entry::new("UUID=AB-CD", "/boot/efi", "vfat", "umask=0077", 2), false);
+        f.set(
+            Entry::new("UUID=AB-CD", "/boot/efi", "vfat", "umask=0077", 2),
+            false,
+        );
         assert_eq!(
             f.to_string(),
             "# live system: / is mounted by the initrd\nUUID=2222 / ext4 defaults 0 1\nUUID=AB-CD /boot/efi vfat umask=0077 0 2\n"
@@ -235,10 +250,15 @@ mod tests {
 
     #[test]
     fn swap_entries_are_keyed_by_spec() {
-        let mut f: Fstab = "UUID=1 / ext4 defaults 0 1\n/dev/sda2 none swap sw 0 0\n".parse().unwrap();
+        let mut f: Fstab = "UUID=1 / ext4 defaults 0 1\n/dev/sda2 none swap sw 0 0\n"
+            .parse()
+            .unwrap();
         f.set(Entry::new("/swapfile", "none", "swap", "sw", 0), false);
         assert_eq!(f.entries().filter(|e| e.vfstype == "swap").count(), 2);
         f.remove_where(|e| e.spec == "/dev/sda2");
-        assert_eq!(f.to_string(), "UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n");
+        assert_eq!(
+            f.to_string(),
+            "UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n"
+        );
     }
 }

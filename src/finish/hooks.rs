@@ -69,8 +69,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rootshift-hooks-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");
-        script(&dir, "20-second", &format!("echo second $ROOTSHIFT_ROOT_UUID >> {}", log.display()), 0o755);
-        script(&dir, "10-first", &format!("echo first >> {}", log.display()), 0o755);
+        script(
+            &dir,
+            "20-second",
+            &format!("echo second $ROOTSHIFT_ROOT_UUID >> {}", log.display()),
+            0o755,
+        );
+        script(
+            &dir,
+            "10-first",
+            &format!("echo first >> {}", log.display()),
+            0o755,
+        );
         script(&dir, "15-not-executable", "exit 1", 0o644);
         script(&dir, "30-backup~", "exit 1", 0o755);
         let done = run(&dir, &[("ROOTSHIFT_ROOT_UUID", "u-1".into())]).unwrap();

@@ -106,18 +106,25 @@ pub fn set_uuid_offline(dev: &BlockDev, fstype: &str) -> Result<String> {
             // replay it by mounting the device once (nouuid: the root with its UUID is mounted).
             let mp = Path::new("/run/rootshift/replay");
             fs::create_dir_all(mp)?;
-            nix::mount::mount(Some(dev.path.as_path()), mp, Some("xfs"), nix::mount::MsFlags::empty(), Some("nouuid"))
-                .with_context(|| format!("mounting {path} once to replay its log"))?;
+            nix::mount::mount(
+                Some(dev.path.as_path()),
+                mp,
+                Some("xfs"),
+                nix::mount::MsFlags::empty(),
+                Some("nouuid"),
+            )
+            .with_context(|| format!("mounting {path} once to replay its log"))?;
             umount2(mp, MntFlags::empty()).with_context(|| format!("unmounting {path}"))?;
             tools::run("xfs_admin", &["-U", "generate", &path])?;
         }
         "ext2" | "ext3" | "ext4" => {
             // tune2fs wants a freshly checked filesystem before it rewrites every checksum; a copy
             // detached from a mounted filesystem needs its journal replayed (exit 1: fixed, fine)
-            let out = std::process::Command::new(tools::find("e2fsck").context("e2fsck not found")?)
-                .args(["-f", "-p", &path])
-                .output()
-                .context("running e2fsck")?;
+            let out =
+                std::process::Command::new(tools::find("e2fsck").context("e2fsck not found")?)
+                    .args(["-f", "-p", &path])
+                    .output()
+                    .context("running e2fsck")?;
             if !matches!(out.status.code(), Some(0 | 1)) {
                 bail!(
                     "e2fsck -f -p {path} failed ({}): {}",
@@ -161,7 +168,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(
         ".{}.rootshift-tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let mut f = OpenOptions::new()
         .write(true)
@@ -188,7 +197,9 @@ mod tests {
     fn machine_ids_are_32_hex_digits_and_differ() {
         let a = new_machine_id();
         assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, new_machine_id());
     }
 

@@ -11,7 +11,9 @@ use crate::error::refuse;
 use crate::tools;
 
 /// What to do with the initramfs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Rebuild it for every installed kernel with the distribution's tool.
@@ -79,7 +81,10 @@ pub fn check(mode: Mode) -> Result<(Option<Tool>, Vec<String>)> {
                 .collect();
             if !missing.is_empty() {
                 return Err(refuse(
-                    format!("--initramfs keep, but {} does not exist", missing.join(", ")),
+                    format!(
+                        "--initramfs keep, but {} does not exist",
+                        missing.join(", ")
+                    ),
                     Some("use --initramfs regenerate"),
                 ));
             }
@@ -120,8 +125,11 @@ pub fn regenerate(t: Tool, kernels: &[String]) -> Result<Vec<String>> {
         let out = initrd_path(k);
         let mut c = match t {
             Tool::UpdateInitramfs => {
-                let mut c = Command::new(tools::find("update-initramfs").context("update-initramfs vanished")?);
-                c.arg(if out.exists() { "-u" } else { "-c" }).args(["-k", k]);
+                let mut c = Command::new(
+                    tools::find("update-initramfs").context("update-initramfs vanished")?,
+                );
+                c.arg(if out.exists() { "-u" } else { "-c" })
+                    .args(["-k", k]);
                 c
             }
             Tool::Dracut => {
@@ -140,7 +148,10 @@ pub fn regenerate(t: Tool, kernels: &[String]) -> Result<Vec<String>> {
             );
         }
         if !out.exists() {
-            bail!("the initramfs tool succeeded but {} does not exist", out.display());
+            bail!(
+                "the initramfs tool succeeded but {} does not exist",
+                out.display()
+            );
         }
         done.push(format!("regenerated {}", out.display()));
     }

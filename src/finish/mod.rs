@@ -134,7 +134,10 @@ pub fn preflight(
     }
     if !matches!(root.fs_type.as_str(), "ext4" | "ext3" | "ext2" | "xfs") {
         return Err(refuse(
-            format!("--install supports ext4 and xfs roots; / is {}", root.fs_type),
+            format!(
+                "--install supports ext4 and xfs roots; / is {}",
+                root.fs_type
+            ),
             Some("migrate without --install"),
         ));
     }
@@ -153,18 +156,30 @@ pub fn preflight(
             if m.mount_point == Path::new("/") || m.devnum.major == 0 {
                 continue;
             }
-            let Ok(dev) = BlockDev::from_devnum(m.devnum) else { continue };
+            let Ok(dev) = BlockDev::from_devnum(m.devnum) else {
+                continue;
+            };
             if !on_disks(&dev, &old_disks) {
                 continue;
             }
-            if m.mount_point == Path::new("/boot/efi") && m.fs_type == "vfat" && boot.bootloader.needs_esp() {
+            if m.mount_point == Path::new("/boot/efi")
+                && m.fs_type == "vfat"
+                && boot.bootloader.needs_esp()
+            {
                 leftovers.push(Leftover::Esp(m));
             } else {
-                refused.push(format!("{} on {} ({})", m.mount_point.display(), dev.display(), m.fs_type));
+                refused.push(format!(
+                    "{} on {} ({})",
+                    m.mount_point.display(),
+                    dev.display(),
+                    m.fs_type
+                ));
             }
         }
         for s in Swaps::read()?.0 {
-            let Ok(dev) = BlockDev::from_path(&s.filename) else { continue };
+            let Ok(dev) = BlockDev::from_path(&s.filename) else {
+                continue;
+            };
             if s.kind == "partition" && on_disks(&dev, &old_disks) {
                 leftovers.push(Leftover::Swap {
                     bytes: dev.size().map(|b| *b as u64).unwrap_or(0),
@@ -186,8 +201,12 @@ pub fn preflight(
     }
     let boot_part = match &opts.boot_partition {
         Some(p) => {
-            let d = BlockDev::from_path(p).map_err(|e| refuse(format!("--boot-partition: {e}"), None))?;
-            if mounts::mounts()?.iter().any(|m| m.mount_point == Path::new("/boot")) {
+            let d = BlockDev::from_path(p)
+                .map_err(|e| refuse(format!("--boot-partition: {e}"), None))?;
+            if mounts::mounts()?
+                .iter()
+                .any(|m| m.mount_point == Path::new("/boot"))
+            {
                 return Err(refuse(
                     "/boot is a separate mount already; --boot-partition would hide it",
                     Some("leave out --boot-partition"),
@@ -228,7 +247,10 @@ fn need_tool(name: &str, package: &str) -> Result<()> {
     if tools::find(name).is_some() {
         Ok(())
     } else {
-        Err(refuse(format!("{name} is missing (package {package})"), None))
+        Err(refuse(
+            format!("{name} is missing (package {package})"),
+            None,
+        ))
     }
 }
 
@@ -247,8 +269,10 @@ fn os_id() -> String {
     fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("ID=").map(|v| v.trim_matches('"').to_string()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("ID=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "linux".into())
@@ -267,9 +291,14 @@ pub fn run(
 ) -> Result<Outcome> {
     let step = |rec: &mut Record, save: &mut dyn FnMut(&Record), name: &str, lines: Vec<String>| {
         for l in &lines {
-            progress.event("install", &format!("install: {l}"), json!({"step": name, "detail": l}));
+            progress.event(
+                "install",
+                &format!("install: {l}"),
+                json!({"step": name, "detail": l}),
+            );
         }
-        rec.steps.extend(lines.into_iter().map(|l| format!("{name}: {l}")));
+        rec.steps
+            .extend(lines.into_iter().map(|l| format!("{name}: {l}")));
         save(rec);
     };
     rec.state = "running".into();
@@ -288,25 +317,37 @@ pub fn run(
     if let (false, Some(su)) = (plan.live_source, rec.source_uuid.clone()) {
         // the migration already gave the detached source a new UUID: the target keeps the one
         // fstab and the boot loader know, and nothing else carries it
-        lines.push(format!("kept UUID {before} on the target; the detached source already got {su}"));
+        lines.push(format!(
+            "kept UUID {before} on the target; the detached source already got {su}"
+        ));
         rec.uuid_changed_on = Some("source (offline)".into());
     } else if plan.fs_type.starts_with("ext") {
         changed_online = ids::set_ext4_uuid_online(root)?;
         if changed_online.is_none() {
-            lines.push("the kernel cannot change this ext4's UUID online (no metadata_csum_seed)".into());
+            lines.push(
+                "the kernel cannot change this ext4's UUID online (no metadata_csum_seed)".into(),
+            );
         }
     }
     if rec.uuid_changed_on.is_some() {
     } else if let Some(new) = &changed_online {
         ids::make_visible(root, target, &wrapper, new)?;
-        lines.push(format!("new filesystem UUID {new} (was {before}), visible on {}", target.display()));
+        lines.push(format!(
+            "new filesystem UUID {new} (was {before}), visible on {}",
+            target.display()
+        ));
         rec.uuid_changed_on = Some("target (online)".into());
     } else if plan.live_source {
-        lines.push(format!("kept UUID {before}: the other copy is inside the read-only live image"));
+        lines.push(format!(
+            "kept UUID {before}: the other copy is inside the read-only live image"
+        ));
         rec.uuid_changed_on = Some("none (live medium)".into());
     } else if let Some(src) = source {
         let su = ids::set_uuid_offline(src, &plan.fs_type)?;
-        lines.push(format!("kept UUID {before} on the target; the detached source {} now has {su}", src.display()));
+        lines.push(format!(
+            "kept UUID {before} on the target; the detached source {} now has {su}",
+            src.display()
+        ));
         rec.source_uuid = Some(su);
         rec.uuid_changed_on = Some("source (offline)".into());
     } else {
@@ -316,7 +357,8 @@ pub fn run(
              `rootshift finish` again"
         );
     }
-    let root_uuid = ids::uuid_on(target)?.ok_or_else(|| anyhow!("{} shows no UUID", target.display()))?;
+    let root_uuid =
+        ids::uuid_on(target)?.ok_or_else(|| anyhow!("{} shows no UUID", target.display()))?;
     rec.root_uuid = Some(root_uuid.clone());
     step(rec, &mut save, "ids", lines);
 
@@ -325,7 +367,12 @@ pub fn run(
         let id = ids::new_machine_id();
         ids::write_machine_id(root, &id)?;
         rec.machine_id = Some(id.clone());
-        step(rec, &mut save, "machine-id", vec![format!("new /etc/machine-id {id}")]);
+        step(
+            rec,
+            &mut save,
+            "machine-id",
+            vec![format!("new /etc/machine-id {id}")],
+        );
     }
 
     // ---- ESP
@@ -341,9 +388,14 @@ pub fn run(
         let mp = Path::new("/boot/efi");
         for l in &plan.leftovers {
             if let Leftover::Esp(m) = l {
-                umount2(&m.mount_point, MntFlags::empty())
-                    .with_context(|| format!("unmounting the old ESP at {}", m.mount_point.display()))?;
-                lines.push(format!("unmounted the old ESP {} from {}", m.source, m.mount_point.display()));
+                umount2(&m.mount_point, MntFlags::empty()).with_context(|| {
+                    format!("unmounting the old ESP at {}", m.mount_point.display())
+                })?;
+                lines.push(format!(
+                    "unmounted the old ESP {} from {}",
+                    m.source,
+                    m.mount_point.display()
+                ));
                 tab.remove_where(|e| e.file == "/boot/efi");
             }
         }
@@ -352,11 +404,18 @@ pub fn run(
             .any(|m| m.mount_point == mp && m.devnum == esp.devnum);
         if !already {
             fs::create_dir_all(mp).context("creating /boot/efi")?;
-            mount(Some(esp.path.as_path()), mp, Some("vfat"), MsFlags::empty(), Some("umask=0077"))
-                .with_context(|| format!("mounting {} at /boot/efi", esp.display()))?;
+            mount(
+                Some(esp.path.as_path()),
+                mp,
+                Some("vfat"),
+                MsFlags::empty(),
+                Some("umask=0077"),
+            )
+            .with_context(|| format!("mounting {} at /boot/efi", esp.display()))?;
             lines.push(format!("mounted {} at /boot/efi", esp.display()));
         }
-        let u = ids::uuid_on(esp)?.ok_or_else(|| anyhow!("{} shows no FAT volume id", esp.display()))?;
+        let u = ids::uuid_on(esp)?
+            .ok_or_else(|| anyhow!("{} shows no FAT volume id", esp.display()))?;
         esp_uuid = Some(u);
         step(rec, &mut save, "esp", lines);
     }
@@ -367,7 +426,16 @@ pub fn run(
             let file = Path::new("/swapfile");
             let mib = (bytes >> 20).max(1).to_string();
             tools::run("swapoff", &[&dev.display().to_string()])?;
-            tools::run("dd", &["if=/dev/zero", "of=/swapfile", "bs=1M", &format!("count={mib}"), "status=none"])?;
+            tools::run(
+                "dd",
+                &[
+                    "if=/dev/zero",
+                    "of=/swapfile",
+                    "bs=1M",
+                    &format!("count={mib}"),
+                    "status=none",
+                ],
+            )?;
             fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             tools::run("mkswap", &["/swapfile"])?;
             tools::run("swapon", &["/swapfile"])?;
@@ -375,11 +443,18 @@ pub fn run(
             if let Ok(b) = BlockDev::from_path(dev) {
                 // the swap header's UUID, read before anything else could touch the old partition
                 let uuid = ids::uuid_on(&b).ok().flatten();
-                tab.remove_where(|e| e.vfstype == "swap" && fstab_spec_is(&e.spec, &b, uuid.as_deref()));
+                tab.remove_where(|e| {
+                    e.vfstype == "swap" && fstab_spec_is(&e.spec, &b, uuid.as_deref())
+                });
             }
             tab.remove_where(|e| e.vfstype == "swap" && e.spec == d);
             tab.set(Entry::new("/swapfile", "none", "swap", "sw", 0), false);
-            step(rec, &mut save, "swap", vec![format!("swap moved from {d} to /swapfile ({mib} MiB)")]);
+            step(
+                rec,
+                &mut save,
+                "swap",
+                vec![format!("swap moved from {d} to /swapfile ({mib} MiB)")],
+            );
         }
     }
 
@@ -390,32 +465,72 @@ pub fn run(
         tools::run("mkfs.ext4", &["-q", "-F", "-L", "boot", &d])?;
         let tmp = Path::new("/run/rootshift/newboot");
         fs::create_dir_all(tmp)?;
-        mount(Some(bp.path.as_path()), tmp, Some("ext4"), MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("mounting {d}"))?;
+        mount(
+            Some(bp.path.as_path()),
+            tmp,
+            Some("ext4"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting {d}"))?;
         let copied = tools::run("cp", &["-a", "/boot/.", "/run/rootshift/newboot/"]);
         let unmounted = umount2(tmp, MntFlags::empty());
         copied.context("copying /boot onto the new /boot partition")?;
         unmounted.with_context(|| format!("unmounting {d}"))?;
-        mount(Some(bp.path.as_path()), Path::new("/boot"), Some("ext4"), MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("mounting {d} on /boot"))?;
+        mount(
+            Some(bp.path.as_path()),
+            Path::new("/boot"),
+            Some("ext4"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting {d} on /boot"))?;
         let u = ids::uuid_on(bp)?.ok_or_else(|| anyhow!("{d} shows no UUID after mkfs"))?;
-        step(rec, &mut save, "boot", vec![format!("/boot is now {d} (UUID {u}), its files copied in")]);
+        step(
+            rec,
+            &mut save,
+            "boot",
+            vec![format!("/boot is now {d} (UUID {u}), its files copied in")],
+        );
         boot_uuid = Some(u);
     }
 
     // ---- fstab
     let removed = tab.remove_where(fstab::is_live_only);
-    let passno = if plan.fs_type.starts_with("ext") { 1 } else { 0 };
-    tab.set(Entry::new(&format!("UUID={root_uuid}"), "/", &plan.fs_type, "defaults", passno), true);
+    let passno = if plan.fs_type.starts_with("ext") {
+        1
+    } else {
+        0
+    };
+    tab.set(
+        Entry::new(
+            &format!("UUID={root_uuid}"),
+            "/",
+            &plan.fs_type,
+            "defaults",
+            passno,
+        ),
+        true,
+    );
     if let Some(u) = &boot_uuid {
-        tab.set(Entry::new(&format!("UUID={u}"), "/boot", "ext4", "defaults", 2), false);
+        tab.set(
+            Entry::new(&format!("UUID={u}"), "/boot", "ext4", "defaults", 2),
+            false,
+        );
     }
     if let Some(u) = &esp_uuid {
-        tab.set(Entry::new(&format!("UUID={u}"), "/boot/efi", "vfat", "umask=0077", 2), false);
+        tab.set(
+            Entry::new(&format!("UUID={u}"), "/boot/efi", "vfat", "umask=0077", 2),
+            false,
+        );
     }
     let new_text = tab.to_string();
     let mut lines = vec![format!("/ is UUID={root_uuid}")];
-    lines.extend(removed.iter().map(|e| format!("dropped the live-only entry {e}")));
+    lines.extend(
+        removed
+            .iter()
+            .map(|e| format!("dropped the live-only entry {e}")),
+    );
     if new_text != fstab_text {
         ids::write_atomic(Path::new("/etc/fstab"), new_text.as_bytes(), 0o644)?;
     }
@@ -441,7 +556,9 @@ pub fn run(
             .collect(),
     };
     step(rec, &mut save, "initramfs", lines);
-    let cmdline = Cmdline::read().context("reading /proc/cmdline")?.for_installed();
+    let cmdline = Cmdline::read()
+        .context("reading /proc/cmdline")?
+        .for_installed();
     let mut binds = vec![];
     if plan.boot_part.is_some() {
         binds.push(PathBuf::from("/boot"));
@@ -466,14 +583,37 @@ pub fn run(
     step(rec, &mut save, "bootloader", lines);
 
     // ---- spin hooks
-    let disk = plan.boot.target.as_ref().map(|t| t.disk.display()).unwrap_or_default();
+    let disk = plan
+        .boot
+        .target
+        .as_ref()
+        .map(|t| t.disk.display())
+        .unwrap_or_default();
     let env = vec![
         ("ROOTSHIFT_TARGET", target.display()),
         ("ROOTSHIFT_TARGET_DISK", disk.clone()),
         ("ROOTSHIFT_ROOT_UUID", root_uuid.clone()),
-        ("ROOTSHIFT_BOOTLOADER", plan.boot.bootloader.as_str().to_string()),
-        ("ROOTSHIFT_SOURCE_KIND", if plan.live_source { "live" } else { "installed" }.to_string()),
-        ("ROOTSHIFT_ESP", plan.boot.esp.as_ref().map(|e| e.display()).unwrap_or_default()),
+        (
+            "ROOTSHIFT_BOOTLOADER",
+            plan.boot.bootloader.as_str().to_string(),
+        ),
+        (
+            "ROOTSHIFT_SOURCE_KIND",
+            if plan.live_source {
+                "live"
+            } else {
+                "installed"
+            }
+            .to_string(),
+        ),
+        (
+            "ROOTSHIFT_ESP",
+            plan.boot
+                .esp
+                .as_ref()
+                .map(|e| e.display())
+                .unwrap_or_default(),
+        ),
     ];
     let lines = hooks::run(Path::new(hooks::DIR), &env)?;
     if !lines.is_empty() {
@@ -491,7 +631,6 @@ pub fn run(
         machine_id: rec.machine_id.clone(),
     })
 }
-
 
 /// What a clone got.
 #[derive(Debug, Clone, Serialize)]
@@ -531,10 +670,11 @@ pub fn clone_identity(dev: &BlockDev, fs_type: &str, n: usize) -> Result<CloneId
         }
         t if t.starts_with("ext") => {
             // -y: a clone taken from a frozen filesystem is clean; -y only matters if it is not
-            let out = std::process::Command::new(tools::find("e2fsck").context("e2fsck not found")?)
-                .args(["-f", "-y", &path])
-                .output()
-                .context("running e2fsck")?;
+            let out =
+                std::process::Command::new(tools::find("e2fsck").context("e2fsck not found")?)
+                    .args(["-f", "-y", &path])
+                    .output()
+                    .context("running e2fsck")?;
             // 0 = clean, 1 = errors corrected: both leave a consistent filesystem
             match out.status.code() {
                 Some(0) => {}
@@ -554,14 +694,28 @@ pub fn clone_identity(dev: &BlockDev, fs_type: &str, n: usize) -> Result<CloneId
         other => bail!("rootshift cannot give a {other} clone its own identity"),
     };
     let uuid = ids::set_uuid_offline(dev, fs_type)?;
-    let label = clone_label(if label_now.is_empty() { "root" } else { &label_now }, fs_type, n);
+    let label = clone_label(
+        if label_now.is_empty() {
+            "root"
+        } else {
+            &label_now
+        },
+        fs_type,
+        n,
+    );
     if fs_type == "xfs" {
         tools::run("xfs_admin", &["-L", &label, &path])?;
         // xfs grows only mounted: briefly, at a private place (its UUID is its own now)
         let mp = PathBuf::from(format!("/run/rootshift/clone-{n}"));
         fs::create_dir_all(&mp)?;
-        mount(Some(dev.path.as_path()), &mp, Some("xfs"), MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("mounting the clone {path} to grow it"))?;
+        mount(
+            Some(dev.path.as_path()),
+            &mp,
+            Some("xfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .with_context(|| format!("mounting the clone {path} to grow it"))?;
         let grown = tools::run("xfs_growfs", &[&mp.display().to_string()]);
         let _ = umount2(&mp, MntFlags::empty());
         grown?;
@@ -580,7 +734,10 @@ mod tests {
     #[test]
     fn clone_labels_fit_the_filesystem() {
         assert_eq!(clone_label("Live-rootfs", "ext4", 1), "Live-rootfs-c1");
-        assert_eq!(clone_label("a-very-long-label", "ext4", 2), "a-very-long-l-c2");
+        assert_eq!(
+            clone_label("a-very-long-label", "ext4", 2),
+            "a-very-long-l-c2"
+        );
         assert_eq!(clone_label("a-very-long-label", "xfs", 3), "a-very-lo-c3");
         assert_eq!(clone_label("", "ext4", 1), "clone1");
         assert!(clone_label("rootfs", "xfs", 7).len() <= 12);

@@ -106,7 +106,12 @@ pub fn exec(view: &View, argv: &[String]) -> Result<Infallible> {
         )
     })?;
     let root = Path::new(VIEW_DIR);
-    for (src, rec) in [("/proc", true), ("/sys", true), ("/dev", true), ("/run", false)] {
+    for (src, rec) in [
+        ("/proc", true),
+        ("/sys", true),
+        ("/dev", true),
+        ("/run", false),
+    ] {
         bind(Path::new(src), &root.join(&src[1..]), rec)?;
     }
     for b in &view.binds {
@@ -128,6 +133,11 @@ fn bind(src: &Path, dst: &Path, recursive: bool) -> Result<()> {
     if recursive {
         flags |= MsFlags::MS_REC;
     }
-    mount(Some(src), dst, none, flags, none)
-        .with_context(|| format!("binding {} into the view at {}", src.display(), dst.display()))
+    mount(Some(src), dst, none, flags, none).with_context(|| {
+        format!(
+            "binding {} into the view at {}",
+            src.display(),
+            dst.display()
+        )
+    })
 }

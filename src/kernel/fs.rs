@@ -241,11 +241,17 @@ mod tests {
         b[1024 + 0x60] = 0x40; // extents: ext4
         let u = uuid::Uuid::parse_str("3e4fb094-2b7c-436c-8af5-ba861c002d33").unwrap();
         b[1024 + 0x68..1024 + 0x78].copy_from_slice(u.as_bytes());
-        assert_eq!(fs_uuid(&b).as_deref(), Some("3e4fb094-2b7c-436c-8af5-ba861c002d33"));
+        assert_eq!(
+            fs_uuid(&b).as_deref(),
+            Some("3e4fb094-2b7c-436c-8af5-ba861c002d33")
+        );
         let mut x = blank();
         x[..4].copy_from_slice(b"XFSB");
         x[32..48].copy_from_slice(u.as_bytes());
-        assert_eq!(fs_uuid(&x).as_deref(), Some("3e4fb094-2b7c-436c-8af5-ba861c002d33"));
+        assert_eq!(
+            fs_uuid(&x).as_deref(),
+            Some("3e4fb094-2b7c-436c-8af5-ba861c002d33")
+        );
         let mut v = blank();
         v[510] = 0x55;
         v[511] = 0xAA;
@@ -286,9 +292,13 @@ mod tests {
         assert_eq!(probe(&b), Some(Content::Swap));
         // what `mkswap -U 4c44d9e3-cf22-4238-8e76-85e1c3eb1b0e` writes at byte 1036
         b[1036..1052].copy_from_slice(&[
-            0x4c, 0x44, 0xd9, 0xe3, 0xcf, 0x22, 0x42, 0x38, 0x8e, 0x76, 0x85, 0xe1, 0xc3, 0xeb, 0x1b, 0x0e,
+            0x4c, 0x44, 0xd9, 0xe3, 0xcf, 0x22, 0x42, 0x38, 0x8e, 0x76, 0x85, 0xe1, 0xc3, 0xeb,
+            0x1b, 0x0e,
         ]);
-        assert_eq!(fs_uuid(&b).as_deref(), Some("4c44d9e3-cf22-4238-8e76-85e1c3eb1b0e"));
+        assert_eq!(
+            fs_uuid(&b).as_deref(),
+            Some("4c44d9e3-cf22-4238-8e76-85e1c3eb1b0e")
+        );
         let mut b = blank();
         b[32769..32774].copy_from_slice(b"CD001");
         assert_eq!(probe(&b), Some(Content::Iso9660));

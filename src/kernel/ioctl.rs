@@ -73,7 +73,13 @@ pub enum BlkpgOp {
 
 /// Change the kernel's view of one partition of a disk in use (BLKPG): add, delete or resize
 /// partition `pno` (bytes). The on-disk table is not touched; write it first.
-pub fn blkpg(disk: BorrowedFd<'_>, op: BlkpgOp, pno: u32, start: u64, length: u64) -> io::Result<()> {
+pub fn blkpg(
+    disk: BorrowedFd<'_>,
+    op: BlkpgOp,
+    pno: u32,
+    start: u64,
+    length: u64,
+) -> io::Result<()> {
     let mut part = BlkpgPartition {
         start: start as libc::c_longlong,
         length: length as libc::c_longlong,

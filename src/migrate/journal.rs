@@ -161,7 +161,9 @@ impl Journal {
     pub fn load(wrapper: &str) -> Result<Option<Journal>> {
         let mut p = path_for(wrapper);
         if !p.exists() {
-            let persisted = Path::new("/").join(super::recovery::PERSIST_DIR).join(format!("{wrapper}.json"));
+            let persisted = Path::new("/")
+                .join(super::recovery::PERSIST_DIR)
+                .join(format!("{wrapper}.json"));
             if persisted.exists() {
                 p = persisted;
             }
@@ -199,12 +201,19 @@ impl Journal {
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let checkpoint = || -> Result<()> {
                 // FIFREEZE writes the whole log out to the home blocks; thaw right away
-                let frozen = crate::kernel::fs::Frozen::freeze(root)
-                    .with_context(|| format!("freezing {} to checkpoint the journal file", root.display()))?;
-                frozen.thaw().with_context(|| format!("thawing {}", root.display()))?;
+                let frozen = crate::kernel::fs::Frozen::freeze(root).with_context(|| {
+                    format!("freezing {} to checkpoint the journal file", root.display())
+                })?;
+                frozen
+                    .thaw()
+                    .with_context(|| format!("thawing {}", root.display()))?;
                 Ok(())
             };
-            write_persisted(&dir.join(format!("{}.json", self.wrapper)), &text, checkpoint)?;
+            write_persisted(
+                &dir.join(format!("{}.json", self.wrapper)),
+                &text,
+                checkpoint,
+            )?;
         }
         Ok(())
     }
@@ -229,7 +238,11 @@ fn write_persisted(p: &Path, text: &str, checkpoint: impl FnOnce() -> Result<()>
     let mut buf = text.as_bytes().to_vec();
     buf.push(b'\n');
     if buf.len() > PERSIST_BYTES {
-        anyhow::bail!("the journal grew past {PERSIST_BYTES} bytes ({}); not saving it to {}", buf.len(), p.display());
+        anyhow::bail!(
+            "the journal grew past {PERSIST_BYTES} bytes ({}); not saving it to {}",
+            buf.len(),
+            p.display()
+        );
     }
     buf.resize(PERSIST_BYTES, b' ');
     let in_place = fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == PERSIST_BYTES as u64);
@@ -238,8 +251,10 @@ fn write_persisted(p: &Path, text: &str, checkpoint: impl FnOnce() -> Result<()>
             .write(true)
             .open(p)
             .with_context(|| format!("opening {}", p.display()))?;
-        f.write_all_at(&buf, 0).with_context(|| format!("writing {}", p.display()))?;
-        f.sync_all().with_context(|| format!("syncing {}", p.display()))?;
+        f.write_all_at(&buf, 0)
+            .with_context(|| format!("writing {}", p.display()))?;
+        f.sync_all()
+            .with_context(|| format!("syncing {}", p.display()))?;
         return Ok(());
     }
     write_synced(p, std::str::from_utf8(&buf).expect("JSON and spaces"))?;
@@ -255,7 +270,8 @@ fn write_synced(p: &Path, text: &str) -> Result<()> {
     fs::rename(&tmp, p).with_context(|| format!("renaming {} into place", tmp.display()))?;
     if let Some(d) = p.parent() {
         if let Ok(df) = fs::File::open(d) {
-            df.sync_all().with_context(|| format!("syncing {}", d.display()))?;
+            df.sync_all()
+                .with_context(|| format!("syncing {}", d.display()))?;
         }
     }
     Ok(())
@@ -266,7 +282,10 @@ impl Journal {
     /// more; the /run copy stays for `status`).
     pub fn drop_persisted(&self) {
         if let Some(root) = &self.persist_root {
-            let _ = fs::remove_file(root.join(super::recovery::PERSIST_DIR).join(format!("{}.json", self.wrapper)));
+            let _ = fs::remove_file(
+                root.join(super::recovery::PERSIST_DIR)
+                    .join(format!("{}.json", self.wrapper)),
+            );
         }
     }
 }
@@ -294,10 +313,16 @@ mod tests {
 
     #[test]
     fn persisted_copy_has_a_fixed_size_and_parses_with_its_padding() {
-        let dir = std::env::temp_dir().join(format!("rootshift-journal-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("rootshift-journal-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let p = dir.join("rootshift-root.json");
-        let rec = |d: &str| DevRecord { dev: d.into(), path: "/dev/x".into(), size_bytes: 1, identity: None };
+        let rec = |d: &str| DevRecord {
+            dev: d.into(),
+            path: "/dev/x".into(),
+            size_bytes: 1,
+            identity: None,
+        };
         let mut j = Journal::new("rootshift-root", "dm-mirror", rec("254:0"), rec("254:16"));
         // the first save creates the file and asks for the checkpoint (not a real freeze here)
         let mut checkpoints = 0;
@@ -311,8 +336,15 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let ino = fs::metadata(&p).unwrap().ino();
         j.step = Step::Switching;
-        write_persisted(&p, &serde_json::to_string_pretty(&j).unwrap(), || panic!("no checkpoint in place")).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().ino(), ino, "later saves rewrite the same inode");
+        write_persisted(&p, &serde_json::to_string_pretty(&j).unwrap(), || {
+            panic!("no checkpoint in place")
+        })
+        .unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().ino(),
+            ino,
+            "later saves rewrite the same inode"
+        );
         assert_eq!(fs::metadata(&p).unwrap().len(), PERSIST_BYTES as u64);
         let back: Journal = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(back.step, Step::Switching);

@@ -13,8 +13,8 @@
 pub mod journal;
 pub mod preflight;
 pub mod recovery;
-pub mod verify;
 pub mod signals;
+pub mod verify;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -218,7 +218,9 @@ impl Run {
             // Durably, before the switch (the mirror is in sync, so this reaches every leg): after a
             // crash from here on, the boot hook picks the target (see recovery.rs).
             if let Err(e) = self.journal.set_step(Step::Switching) {
-                return Err(self.roll_back(Stop::Error(e.context("recording the switch in the journal"))));
+                return Err(self.roll_back(Stop::Error(
+                    e.context("recording the switch in the journal"),
+                )));
             }
             // With clones, the filesystem is frozen across the switch: every detached leg then holds
             // a consistent image, not a crash image. (The guardian thaws it if we die in between.)
@@ -226,7 +228,10 @@ impl Run {
                 (Some(m), false) => match crate::kernel::fs::Frozen::freeze(&m.mount_point) {
                     Ok(f) => Some(f),
                     Err(e) => {
-                        let e = anyhow!("freezing {} to detach the clones: {e}", m.mount_point.display());
+                        let e = anyhow!(
+                            "freezing {} to detach the clones: {e}",
+                            m.mount_point.display()
+                        );
                         return Err(self.roll_back(Stop::Error(e)));
                     }
                 },
@@ -237,7 +242,9 @@ impl Run {
                 if let Err(e) = f.thaw() {
                     self.progress.event(
                         "warning",
-                        &format!("thawing after the switch failed: {e} (the guardian thaws on exit)"),
+                        &format!(
+                            "thawing after the switch failed: {e} (the guardian thaws on exit)"
+                        ),
                         json!({"error": e.to_string()}),
                     );
                 }
@@ -276,7 +283,11 @@ impl Run {
                 human(Bytes(total.into())),
                 self.source.display(),
                 self.target.display(),
-                if used_only { "the blocks in use" } else { "the whole device" }
+                if used_only {
+                    "the blocks in use"
+                } else {
+                    "the whole device"
+                }
             ),
             json!({"bytes": total, "used_only": used_only}),
         );
@@ -292,7 +303,14 @@ impl Run {
                 "verified {} in {:.1} s: identical{}",
                 human(Bytes(v.bytes.into())),
                 t.elapsed().as_secs_f64(),
-                if v.transient > 0 { format!(" ({} difference(s) from writes in flight settled on re-read)", v.transient) } else { String::new() }
+                if v.transient > 0 {
+                    format!(
+                        " ({} difference(s) from writes in flight settled on re-read)",
+                        v.transient
+                    )
+                } else {
+                    String::new()
+                }
             ),
             json!({"verified_bytes": v.bytes, "mismatches": 0, "transient": v.transient}),
         );
@@ -382,7 +400,11 @@ impl Run {
         // The detached source still carries the filesystem's UUID: give it a new one now, so no
         // boot can ever take it for the root again (a live medium's image needs nothing).
         if !self.journal.source_live && self.journal.source_uuid_changed.is_none() {
-            if let Some(m) = self.mount.as_ref().filter(|m| m.mount_point == std::path::Path::new("/")) {
+            if let Some(m) = self
+                .mount
+                .as_ref()
+                .filter(|m| m.mount_point == std::path::Path::new("/"))
+            {
                 match finish::ids::set_uuid_offline(&self.source, &m.fs_type) {
                     Ok(u) => {
                         self.journal.source_uuid_changed = Some(u.clone());
@@ -422,7 +444,9 @@ impl Run {
         if let Some(sig) = self.signals.pending() {
             self.progress.event(
                 "signal-deferred",
-                &format!("{sig} arrived after the point of no return: the migration was finished first"),
+                &format!(
+                    "{sig} arrived after the point of no return: the migration was finished first"
+                ),
                 json!({"signal": sig}),
             );
         }
@@ -466,7 +490,11 @@ impl Run {
     /// After the switch: every clone is checked and gets its own filesystem UUID and a label
     /// suffix, offline (it is detached and unmounted), so no two devices share an identity.
     fn finish_clones(&mut self) -> Result<()> {
-        let fs_type = self.mount.as_ref().map(|m| m.fs_type.clone()).unwrap_or_default();
+        let fs_type = self
+            .mount
+            .as_ref()
+            .map(|m| m.fs_type.clone())
+            .unwrap_or_default();
         for (i, c) in self.clones.clone().iter().enumerate() {
             if i < self.journal.clones_done {
                 continue;
@@ -512,7 +540,13 @@ impl Run {
                 let _ = journal.save();
             },
         );
-        installed(res, &mut rec, &mut self.journal, &self.progress, &self.target)
+        installed(
+            res,
+            &mut rec,
+            &mut self.journal,
+            &self.progress,
+            &self.target,
+        )
     }
 
     fn switched(&mut self, window: Duration) -> Result<()> {
@@ -566,11 +600,15 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         let dev = preflight::resolve_target(c)?;
         if dev.devnum == target.devnum || clones.iter().any(|x| x.devnum == dev.devnum) {
             return Err(refuse(
-                format!("{} is named twice (target and clones must be distinct devices)", dev.display()),
+                format!(
+                    "{} is named twice (target and clones must be distinct devices)",
+                    dev.display()
+                ),
                 None,
             ));
         }
-        preflight::check_target(&w, &source, &dev, opts.force).context("checking a clone device")?;
+        preflight::check_target(&w, &source, &dev, opts.force)
+            .context("checking a clone device")?;
         clones.push(dev);
     }
     crate::live::overlay_check(&source, crate::live::OVERLAY_NEED_BYTES)?;
@@ -584,7 +622,11 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         clones: clones.clone(),
     };
     backend.check_plan(&plan)?;
-    if !clones.is_empty() && !mount.as_ref().is_some_and(|m| m.fs_type.starts_with("ext") || m.fs_type == "xfs") {
+    if !clones.is_empty()
+        && !mount
+            .as_ref()
+            .is_some_and(|m| m.fs_type.starts_with("ext") || m.fs_type == "xfs")
+    {
         return Err(refuse(
             "clones need the wrapper's ext4 or xfs filesystem mounted: each clone is detached with it frozen \
              and then gets its own filesystem UUID",
@@ -613,7 +655,11 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             format!(
                 " Then make it boot on its own ({}, {} initramfs).",
                 p.boot.bootloader.as_str(),
-                if p.initramfs == finish::initramfs::Mode::Keep { "prebuilt" } else { "regenerated" }
+                if p.initramfs == finish::initramfs::Mode::Keep {
+                    "prebuilt"
+                } else {
+                    "regenerated"
+                }
             )
         })
         .unwrap_or_default();
@@ -649,10 +695,17 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     journal.source_live = live_source;
     // An installed system's root: keep the journal inside it too, where the boot hook finds it
     // after a crash (a live medium's root lives in RAM: nothing would survive there).
-    if !live_source && mount.as_ref().is_some_and(|m| m.mount_point == std::path::Path::new("/")) {
+    if !live_source
+        && mount
+            .as_ref()
+            .is_some_and(|m| m.mount_point == std::path::Path::new("/"))
+    {
         journal.persist_root = Some(PathBuf::from("/"));
     }
-    journal.clones = clones.iter().map(|c| record(c, c.size().unwrap_or(Bytes(0)))).collect();
+    journal.clones = clones
+        .iter()
+        .map(|c| record(c, c.size().unwrap_or(Bytes(0))))
+        .collect();
     journal.install = install.as_ref().map(|p| finish::Record {
         bootloader: p.boot.bootloader.as_str().into(),
         initramfs: format!("{:?}", p.initramfs).to_lowercase(),
@@ -742,8 +795,18 @@ fn keep_persisted(j: &mut Journal, w: &Wrapper) {
 /// identity, else the device with that identity. Never `current` (the device / runs on).
 fn find_recorded(r: &DevRecord, current: DevNum) -> Option<BlockDev> {
     let id = r.identity.clone();
-    let ok = |d: &BlockDev| d.devnum != current && id.as_ref().is_none_or(|i| i.matches(&recovery::Identity::of(d)));
-    if let Some(d) = r.dev.parse::<DevNum>().ok().and_then(|d| BlockDev::from_devnum(d).ok()) {
+    let ok = |d: &BlockDev| {
+        d.devnum != current
+            && id
+                .as_ref()
+                .is_none_or(|i| i.matches(&recovery::Identity::of(d)))
+    };
+    if let Some(d) = r
+        .dev
+        .parse::<DevNum>()
+        .ok()
+        .and_then(|d| BlockDev::from_devnum(d).ok())
+    {
         if ok(&d) {
             return Some(d);
         }
@@ -777,7 +840,10 @@ fn clear_half_copies(targets: &[BlockDev], progress: &Progress) {
         match res {
             Ok(()) => progress.event(
                 "cleared",
-                &format!("cleared the first MiB of {}: the half copy no longer carries the filesystem", t.display()),
+                &format!(
+                    "cleared the first MiB of {}: the half copy no longer carries the filesystem",
+                    t.display()
+                ),
                 json!({"device": t.display()}),
             ),
             Err(e) => progress.event(
@@ -808,7 +874,10 @@ fn installed(
                     o.target,
                     o.bootloader,
                     o.root_uuid,
-                    o.machine_id.as_ref().map(|m| format!(", new machine-id {m}")).unwrap_or_default()
+                    o.machine_id
+                        .as_ref()
+                        .map(|m| format!(", new machine-id {m}"))
+                        .unwrap_or_default()
                 ),
                 serde_json::to_value(&o).unwrap_or_default(),
             );
@@ -828,7 +897,12 @@ fn installed(
 }
 
 /// `rootshift finish`: make the system that runs from its target bootable on its own.
-pub fn finish_command(name: Option<&str>, yes: bool, json_out: bool, opts: finish::Options) -> Result<()> {
+pub fn finish_command(
+    name: Option<&str>,
+    yes: bool,
+    json_out: bool,
+    opts: finish::Options,
+) -> Result<()> {
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
     let dm = Dm::open().ok();
@@ -836,7 +910,10 @@ pub fn finish_command(name: Option<&str>, yes: bool, json_out: bool, opts: finis
     let backend = backend::open(&w)?;
     if backend.mirroring()? {
         return Err(refuse(
-            format!("a migration of {} is in progress (a target is attached)", w.name),
+            format!(
+                "a migration of {} is in progress (a target is attached)",
+                w.name
+            ),
             Some("let it finish (`rootshift migrate --resume`) or abort it first"),
         ));
     }
@@ -872,18 +949,29 @@ pub fn finish_command(name: Option<&str>, yes: bool, json_out: bool, opts: finis
         ..Default::default()
     };
     let node = w.node();
-    let res = finish::run(&plan, &node, &target, source.as_ref(), &mut rec, &progress, |r| {
-        if let Some(j) = journal.as_mut() {
-            j.install = Some(r.clone());
-            let _ = j.save();
-        }
-    });
+    let res = finish::run(
+        &plan,
+        &node,
+        &target,
+        source.as_ref(),
+        &mut rec,
+        &progress,
+        |r| {
+            if let Some(j) = journal.as_mut() {
+                j.install = Some(r.clone());
+                let _ = j.save();
+            }
+        },
+    );
     match journal.as_mut() {
         Some(j) => installed(res, &mut rec, j, &progress, &target),
         None => res.map(|o| {
             progress.event(
                 "installed",
-                &format!("installed: {} boots on its own ({}, root UUID {})", o.target, o.bootloader, o.root_uuid),
+                &format!(
+                    "installed: {} boots on its own ({}, root UUID {})",
+                    o.target, o.bootloader, o.root_uuid
+                ),
                 serde_json::to_value(&o).unwrap_or_default(),
             )
         }),
@@ -987,7 +1075,12 @@ fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
     }
     run.finish()?;
     run.finish_clones()?;
-    if run.journal.install.as_ref().is_some_and(|r| r.state != "done") {
+    if run
+        .journal
+        .install
+        .as_ref()
+        .is_some_and(|r| r.state != "done")
+    {
         run.progress.event(
             "install-pending",
             "the migration was asked to install the target: run `rootshift finish` to do it now",
@@ -1061,7 +1154,8 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
         if matches!(j.step, Step::Mirroring | Step::Switching) {
             // Interrupted (a crash, a reboot) while the source still had every write, and the
             // system runs from it: the migration is abandoned and its half copy cleared.
-            j.error = Some("interrupted before the switch; found running on the source alone".into());
+            j.error =
+                Some("interrupted before the switch; found running on the source alone".into());
             j.set_step(Step::Aborted)?;
             let half: Vec<BlockDev> = std::iter::once(&j.target)
                 .chain(j.clones.iter())
@@ -1069,7 +1163,12 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
                 .collect();
             progress.event(
                 "aborted",
-                &format!("the interrupted migration to {} is abandoned; {} maps {} alone", j.target.path, w.name, leg.display()),
+                &format!(
+                    "the interrupted migration to {} is abandoned; {} maps {} alone",
+                    j.target.path,
+                    w.name,
+                    leg.display()
+                ),
                 json!({"wrapper": w.name, "source": first, "target": j.target.path}),
             );
             clear_half_copies(&half, &progress);

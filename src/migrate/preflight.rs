@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use devicemapper::Bytes;
 
 use crate::error::refuse;
-use crate::kernel::devnum::DevNum;
 use crate::kernel::blockdev::{human, BlockDev, BlockDevError};
+use crate::kernel::devnum::DevNum;
 use crate::kernel::fs::{probe, PROBE_BYTES};
 use crate::kernel::mounts::{self, Swaps};
 use crate::wrapper::{self, Wrapper};
@@ -192,7 +192,12 @@ fn check_unused(target: &BlockDev) -> Result<()> {
 /// `rootshift install --retain-last` leaves as it is, which may stay mounted).
 pub fn check_unused_except(target: &BlockDev, keep: Option<DevNum>) -> Result<()> {
     let mut devs = vec![target.clone()];
-    devs.extend(target.partitions().into_iter().filter(|p| Some(p.devnum) != keep));
+    devs.extend(
+        target
+            .partitions()
+            .into_iter()
+            .filter(|p| Some(p.devnum) != keep),
+    );
     let all_mounts = mounts::mounts()?;
     let swaps = Swaps::read().context("reading /proc/swaps")?;
     for d in &devs {

@@ -162,7 +162,11 @@ pub fn devices_with_uuid(uuid: &str) -> Vec<BlockDev> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         // legs of a migration are disks and partitions: not stacked devices (a live medium's
         // live-base and live-rw carry the same UUID by design), not loops, RAM or optical drives
-        .filter(|n| !["loop", "ram", "sr", "zram", "fd", "dm-", "md"].iter().any(|p| n.starts_with(p)))
+        .filter(|n| {
+            !["loop", "ram", "sr", "zram", "fd", "dm-", "md"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .collect();
     names.sort();
     for n in names {
@@ -176,7 +180,9 @@ pub fn devices_with_uuid(uuid: &str) -> Vec<BlockDev> {
         if !dev.holders().is_empty() || !dev.path.exists() || read_only {
             continue;
         }
-        let Ok(head) = dev.read_head(PROBE_BYTES) else { continue };
+        let Ok(head) = dev.read_head(PROBE_BYTES) else {
+            continue;
+        };
         if fs_uuid(&head).as_deref() == Some(uuid) {
             out.push(dev);
         }
@@ -213,7 +219,10 @@ pub fn journal_on(dev: &BlockDev) -> Result<Option<Journal>> {
                     .ok()
                     .and_then(|t| serde_json::from_str::<Journal>(&t).ok())
                 {
-                    if best.as_ref().is_none_or(|b| j.updated_unix > b.updated_unix) {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| j.updated_unix > b.updated_unix)
+                    {
                         best = Some(j);
                     }
                 }
@@ -230,7 +239,10 @@ pub fn journal_on(dev: &BlockDev) -> Result<Option<Journal>> {
 pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
     // A stacked root (dmsquash-live's live-rw, an LVM volume, an md array) is what the initrd
     // built for this boot: it is the root whatever disk carries a copy of its filesystem.
-    if given.dm_name().is_some() || given.kname.starts_with("md") || given.loop_backing_file().is_some() {
+    if given.dm_name().is_some()
+        || given.kname.starts_with("md")
+        || given.loop_backing_file().is_some()
+    {
         return Ok((given.clone(), None));
     }
     let head = given.read_head(PROBE_BYTES)?;
@@ -262,7 +274,10 @@ pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
     match decide(&cands) {
         Verdict::Boot(i) => {
             let chosen = devs[i].clone();
-            let j = cands[i].journal.as_ref().or(cands.iter().find_map(|c| c.journal.as_ref()));
+            let j = cands[i]
+                .journal
+                .as_ref()
+                .or(cands.iter().find_map(|c| c.journal.as_ref()));
             let why = format!(
                 "{} devices carry filesystem UUID {uuid} ({}); the rootshift journal ({}) picks {}",
                 devs.len(),
@@ -306,7 +321,12 @@ mod tests {
     }
 
     fn journal(step: Step, t: u64) -> Journal {
-        let mut j = Journal::new("rootshift-root", "dm-mirror", rec("/dev/vda1", "aaaa"), rec("/dev/vdb1", "bbbb"));
+        let mut j = Journal::new(
+            "rootshift-root",
+            "dm-mirror",
+            rec("/dev/vda1", "aaaa"),
+            rec("/dev/vdb1", "bbbb"),
+        );
         j.step = step;
         j.updated_unix = t;
         j
@@ -332,7 +352,10 @@ mod tests {
         ];
         assert_eq!(decide(&c), Verdict::Boot(1));
         // the target has no readable journal yet (not copied): the source's decides
-        let c = [cand("/dev/sda1", "aaaa", Some(journal(Step::Mirroring, 10))), cand("/dev/sdb1", "bbbb", None)];
+        let c = [
+            cand("/dev/sda1", "aaaa", Some(journal(Step::Mirroring, 10))),
+            cand("/dev/sdb1", "bbbb", None),
+        ];
         assert_eq!(decide(&c), Verdict::Boot(0));
     }
 
@@ -358,8 +381,13 @@ mod tests {
 
     #[test]
     fn no_journal_or_an_unknown_device_is_refused() {
-        let c = [cand("/dev/vda1", "aaaa", None), cand("/dev/vdb1", "bbbb", None)];
-        assert!(matches!(decide(&c), Verdict::Refuse(m) if m.contains("none holds a rootshift journal")));
+        let c = [
+            cand("/dev/vda1", "aaaa", None),
+            cand("/dev/vdb1", "bbbb", None),
+        ];
+        assert!(
+            matches!(decide(&c), Verdict::Refuse(m) if m.contains("none holds a rootshift journal"))
+        );
         let c = [
             cand("/dev/vdc1", "cccc", Some(journal(Step::Mirroring, 10))),
             cand("/dev/vdb1", "bbbb", None),

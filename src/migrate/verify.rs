@@ -35,7 +35,10 @@ pub struct Verified {
 /// The byte ranges in use, as `[start, end)`, from the free extents of a filesystem on a device
 /// of `size` bytes, rounded out to `ALIGN`.
 pub fn used_ranges(free: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
-    let mut free: Vec<(u64, u64)> = free.iter().map(|&(s, l)| (s, s.saturating_add(l).min(size))).collect();
+    let mut free: Vec<(u64, u64)> = free
+        .iter()
+        .map(|&(s, l)| (s, s.saturating_add(l).min(size)))
+        .collect();
     free.sort();
     let mut out = vec![];
     let mut at = 0u64;
@@ -101,7 +104,10 @@ pub fn verify(
     mount: Option<&Path>,
 ) -> Result<Verified> {
     let src = open_direct(source)?;
-    let mut out = Verified { bytes: 0, transient: 0 };
+    let mut out = Verified {
+        bytes: 0,
+        transient: 0,
+    };
     let (mut a, mut b) = (Buf::new(), Buf::new());
     for leg in legs {
         let dst = open_direct(leg)?;
@@ -126,14 +132,18 @@ pub fn verify(
                     if !settled {
                         // nothing in flight while frozen: a difference now is real
                         let frozen = match mount {
-                            Some(m) => Some(Frozen::freeze(m).with_context(|| format!("freezing {}", m.display()))?),
+                            Some(m) => Some(
+                                Frozen::freeze(m)
+                                    .with_context(|| format!("freezing {}", m.display()))?,
+                            ),
                             None => None,
                         };
                         let again = read_at(&src, a.get(n), off, source)
                             .and_then(|_| read_at(&dst, b.get(n), off, leg))
                             .map(|_| first_diff(a.get(n), b.get(n)));
                         if let Some(f) = frozen {
-                            f.thaw().map_err(|e| anyhow!("thawing after the check: {e}"))?;
+                            f.thaw()
+                                .map_err(|e| anyhow!("thawing after the check: {e}"))?;
                         }
                         if let Some(j) = again? {
                             bail!(
@@ -158,7 +168,12 @@ pub fn verify(
 
 /// The ranges to compare: the whole device, or (used-only copy) what the mounted filesystem uses
 /// now, from a fresh free-space map.
-pub fn ranges(mount: Option<&Path>, wrapper_dev: crate::kernel::devnum::DevNum, size: u64, used_only: bool) -> Result<Vec<(u64, u64)>> {
+pub fn ranges(
+    mount: Option<&Path>,
+    wrapper_dev: crate::kernel::devnum::DevNum,
+    size: u64,
+    used_only: bool,
+) -> Result<Vec<(u64, u64)>> {
     match (used_only, mount) {
         (true, Some(m)) => {
             let f = File::open(m).with_context(|| format!("opening {}", m.display()))?;
@@ -185,7 +200,10 @@ mod tests {
         );
         // unaligned free space shrinks to whole blocks; overlapping and unsorted input
         assert_eq!(
-            used_ranges(&[(10 * k, 6 * k), (2 * k + 1, 4 * k), (3 * k, 2 * k)], 16 * k),
+            used_ranges(
+                &[(10 * k, 6 * k), (2 * k + 1, 4 * k), (3 * k, 2 * k)],
+                16 * k
+            ),
             vec![(0, 3 * k), (6 * k, 10 * k)]
         );
         assert_eq!(used_ranges(&[], 8 * k), vec![(0, 8 * k)]);

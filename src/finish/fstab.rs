@@ -29,6 +29,20 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The path the spec names: a tag (`UUID=`, `PARTUUID=`, `LABEL=`, `PARTLABEL=`) as udev's
+    /// `/dev/disk/by-*` link, anything else as written.
+    pub fn spec_path(&self) -> String {
+        match self.spec.split_once('=') {
+            Some(("UUID", u)) => format!("/dev/disk/by-uuid/{u}"),
+            Some(("PARTUUID", u)) => format!("/dev/disk/by-partuuid/{}", u.to_ascii_lowercase()),
+            Some(("LABEL", l)) => format!("/dev/disk/by-label/{l}"),
+            Some(("PARTLABEL", l)) => format!("/dev/disk/by-partlabel/{l}"),
+            _ => self.spec.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -187,6 +201,16 @@ impl Fstab {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_path_maps_tags_to_udev_links() {
+        let e = |spec: &str| Entry::new(spec, "none", "swap", "sw", 0).spec_path();
+        assert_eq!(e("UUID=4c44d9e3-cf22"), "/dev/disk/by-uuid/4c44d9e3-cf22");
+        assert_eq!(e("PARTUUID=9F27-AB"), "/dev/disk/by-partuuid/9f27-ab");
+        assert_eq!(e("LABEL=swap"), "/dev/disk/by-label/swap");
+        assert_eq!(e("PARTLABEL=swap"), "/dev/disk/by-partlabel/swap");
+        assert_eq!(e("/dev/vda2"), "/dev/vda2");
+    }
 
     const DEBIAN: &str = "# /etc/fstab: static file system information.\n\
         #\n\

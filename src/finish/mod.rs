@@ -229,20 +229,6 @@ pub fn preflight(
     })
 }
 
-/// Whether an fstab `spec` (a path, `UUID=`, `PARTUUID=`, `LABEL=`, `PARTLABEL=`) names `dev`,
-/// whose superblock carries `uuid`. Tag forms are resolved through udev's /dev/disk/by-* links.
-fn fstab_spec_is(spec: &str, dev: &BlockDev, uuid: Option<&str>) -> bool {
-    let link = match spec.split_once('=') {
-        Some(("UUID", u)) if uuid.is_some_and(|x| x.eq_ignore_ascii_case(u)) => return true,
-        Some(("UUID", u)) => format!("/dev/disk/by-uuid/{u}"),
-        Some(("PARTUUID", u)) => format!("/dev/disk/by-partuuid/{}", u.to_ascii_lowercase()),
-        Some(("LABEL", l)) => format!("/dev/disk/by-label/{l}"),
-        Some(("PARTLABEL", l)) => format!("/dev/disk/by-partlabel/{l}"),
-        _ => spec.to_string(),
-    };
-    BlockDev::from_path(Path::new(&link)).is_ok_and(|b| b.devnum == dev.devnum)
-}
-
 fn need_tool(name: &str, package: &str) -> Result<()> {
     if tools::find(name).is_some() {
         Ok(())
@@ -440,14 +426,21 @@ pub fn run(
             tools::run("mkswap", &["/swapfile"])?;
             tools::run("swapon", &["/swapfile"])?;
             let d = dev.display().to_string();
-            if let Ok(b) = BlockDev::from_path(dev) {
-                // the swap header's UUID, read before anything else could touch the old partition
-                let uuid = ids::uuid_on(&b).ok().flatten();
-                tab.remove_where(|e| {
-                    e.vfstype == "swap" && fstab_spec_is(&e.spec, &b, uuid.as_deref())
-                });
-            }
-            tab.remove_where(|e| e.vfstype == "swap" && e.spec == d);
+            // the old swap's entry, however fstab names it: by path, or by a tag — the swap
+            // header's UUID, or udev's /dev/disk/by-* link to the partition
+            let old = BlockDev::from_path(dev).ok();
+            let old_uuid = old.as_ref().and_then(|b| ids::uuid_on(b).ok().flatten());
+            tab.remove_where(|e| {
+                e.vfstype == "swap"
+                    && (e.spec == d
+                        || old_uuid
+                            .as_ref()
+                            .is_some_and(|u| e.spec.eq_ignore_ascii_case(&format!("UUID={u}")))
+                        || old.as_ref().is_some_and(|b| {
+                            BlockDev::from_path(Path::new(&e.spec_path()))
+                                .is_ok_and(|x| x.devnum == b.devnum)
+                        }))
+            });
             tab.set(Entry::new("/swapfile", "none", "swap", "sw", 0), false);
             step(
                 rec,

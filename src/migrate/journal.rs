@@ -195,7 +195,7 @@ impl Journal {
         self.updated_unix = now_unix();
         fs::create_dir_all(DIR).with_context(|| format!("creating {DIR}"))?;
         let text = serde_json::to_string_pretty(self)?;
-        write_synced(&path_for(&self.wrapper), &text)?;
+        write_synced(&path_for(&self.wrapper), text.as_bytes())?;
         if let Some(root) = &self.persist_root {
             let dir = root.join(super::recovery::PERSIST_DIR);
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -257,15 +257,15 @@ fn write_persisted(p: &Path, text: &str, checkpoint: impl FnOnce() -> Result<()>
             .with_context(|| format!("syncing {}", p.display()))?;
         return Ok(());
     }
-    write_synced(p, std::str::from_utf8(&buf).expect("JSON and spaces"))?;
+    write_synced(p, &buf)?;
     checkpoint()
 }
 
 /// Write a file atomically and durably: temp file, fsync, rename, fsync of the directory.
-fn write_synced(p: &Path, text: &str) -> Result<()> {
+fn write_synced(p: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = p.with_extension("json.tmp");
     let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, p).with_context(|| format!("renaming {} into place", tmp.display()))?;
     if let Some(d) = p.parent() {

@@ -1,7 +1,8 @@
 # Helpers shared by the guest init, the scenario PID 1 and the scenario scripts (busybox sh).
 # Results live on tmpfs in $RES (moved across switch_root with /run) and are shipped as a tar on the results disk.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-RES=/run/vmtest/results
+RES=${VMTEST_RES:-/run/vmtest/results}   # VMTEST_RES: vm-tests/check-selftest runs these helpers on the host
+SYSFS=${VMTEST_SYSFS:-/sys}
 mkdir -p "$RES" 2>/dev/null
 SUMS=$RES/sums
 FAILS=0
@@ -95,8 +96,36 @@ verify_sums() {
 # ---- the fault report (vm-tests/RESULTS.md) ------------------------------------------------------------------------
 # sums_bytes [SUMSFILE] : bytes of all the checksummed files listed (what a verify_sums re-reads)
 sums_bytes() { awk '{print $2}' "${1:-$SUMS}" | while read -r f; do stat -c %s "$f" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
-# fault_row FAULT BACKEND OUTCOME BYTES_VERIFIED : one row of the fault table (tab-separated in $RES/faults)
-fault_row() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RES/faults"; say "fault row: $1 | $2 | $3 | $4 bytes verified"; }
+# fault_case : a fault case starts here; fault_row then reports it only if no assertion failed since.
+# fault_row FAULT BACKEND OUTCOME BYTES_VERIFIED : one row of the fault table (tab-separated in $RES/faults), written
+# only when every assertion of this case (since the last fault_case, or since the scenario started) held.
+CASE_FAILS=0
+fault_case() { CASE_FAILS=$FAILS; }
+fault_row() {
+  if [ "$FAILS" != "$CASE_FAILS" ]; then
+    say "fault row NOT written ($((FAILS - CASE_FAILS)) assertion(s) of this case failed): $1 | $2"
+  else
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RES/faults"; say "fault row: $1 | $2 | $3 | $4 bytes verified"
+  fi
+  CASE_FAILS=$FAILS
+}
+
+# any_suspended BACKEND : 1 when any dm device is suspended, or (md) the wrapper array is not in a running state
+any_suspended() {
+  _s=0
+  for _d in "$SYSFS"/block/dm-*/dm/suspended; do [ -e "$_d" ] && [ "$(cat "$_d")" != 0 ] && _s=1; done
+  if [ "$1" = md ]; then
+    _st=$(cat "$SYSFS/block/md_rootshift-root/md/array_state" 2>/dev/null || echo missing)
+    case "$_st" in clean|active|active-idle|write-pending|read-auto) ;; *) _s=1;; esac
+  fi
+  echo $_s
+}
+# wrapper_is BACKEND KNAME : the kernel device KNAME is the root wrapper of that backend (dm-N named rootshift-root,
+# or the md array md_rootshift-root) — and not the other backend's
+wrapper_is() {
+  if [ "$1" = md ]; then [ "$2" = md_rootshift-root ]
+  else [ "$(cat "$SYSFS/block/$2/dm/name" 2>/dev/null)" = rootshift-root ]; fi
+}
 
 # ---- block device facts ---------------------------------------------------------------------------------------
 devnum() { cat "/sys/class/block/$(basename "$(readlink -f "$1")")/dev"; }        # /dev/vdb -> 254:16

@@ -29,16 +29,21 @@ assert_eq caught-exit-1 1 "$rc"
 assert_contains caught-at-the-offset /tmp/v1.err "differ at byte offset $OFF"
 assert_contains rolled-back /tmp/v1.err "nothing lost"
 check no-switch "$(jq -r .event /tmp/v1.json | uniq | tr '\n' ' ')" sh -c "! grep -q '\"event\":\"switched\"' /tmp/v1.json"
+# the corrupted block is a mismatch: no "verified" (0 mismatches) event may have been emitted
+assert_eq caught-no-verified-event 0 "$(jq -r 'select(.event=="verified")' /tmp/v1.json | grep -c verified_bytes)"
 status_json /tmp/st.json
 assert_eq still-on-source "$(devnum /dev/vda)" "$(jget /tmp/st.json '[.legs[].dev] | join(",")')"
 step checksums-after-catch verify_sums && fault_row "target block corrupted behind the mirror (--verify)" dm "caught at byte $OFF before the switch; back on the source, complete" "$(sums_bytes)"
 
+fault_case
 timeout 300 rootshift migrate /dev/vdc --verify --yes --json > /tmp/v2.json 2> /tmp/v2.err; rc=$?
 cp /tmp/v2.json /tmp/v2.err "$RES/"
 assert_eq clean-verify-exit-0 0 "$rc"
 VB=$(jq -r 'select(.event=="verified") | .verified_bytes' /tmp/v2.json)
 figure verified_bytes "$VB"
-check verified-bytes "$VB bytes compared, mismatches $(jq -r 'select(.event=="verified") | .mismatches' /tmp/v2.json)" [ "${VB:-0}" -gt 10000000 ]
+MM=$(jq -r 'select(.event=="verified") | .mismatches' /tmp/v2.json)
+check verified-bytes "$VB bytes compared, mismatches $MM" [ "${VB:-0}" -gt 10000000 ]
+assert_eq clean-verify-zero-mismatches 0 "$MM"
 assert_eq switched-to-vdc "$(devnum /dev/vdc)" "$(rootshift status --json | jq -r '[.legs[].dev] | join(",")')"
 step writer-stop writer_stop
 step verify-all-checksums verify_sums && fault_row "--verify on a clean copy" dm "verified $VB bytes, 0 mismatches; switched" "$(( VB + $(sums_bytes) ))"

@@ -111,6 +111,17 @@ rootshift_wrap_root() {
             return 1
             ;;
     esac
+    # The root's /dev/disk/by-* link can be missing for a moment although the initrd waited for the device: udev
+    # rewrites links while it (re)processes an event for the disk (coldplug's "add" replay, a "change" after a
+    # partition table re-read). Seen under load: "is not a block device" on a healthy disk. Settle and retry
+    # (bounded) before giving up.
+    _rs_n=0
+    while [ ! -b "$_rs_dev" ] && [ $_rs_n -lt 50 ]; do
+        command -v udevadm > /dev/null 2>&1 && udevadm settle --timeout=2 > /dev/null 2>&1
+        sleep 0.2
+        _rs_dev=$(rootshift_resolve "$1")
+        _rs_n=$((_rs_n + 1))
+    done
     if [ ! -b "$_rs_dev" ]; then
         rootshift_fail "$_rs_dev" "$_rs_backend" "the root device $1 is not a block device"
         return 1

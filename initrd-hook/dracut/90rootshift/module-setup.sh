@@ -22,7 +22,7 @@ installkernel() {
 
 # called by dracut
 install() {
-    inst_multiple rootshift readlink timeout udevadm modprobe mkdir mv
+    inst_multiple rootshift readlink timeout udevadm modprobe mkdir mv sleep
     inst_simple "$moddir/rootshift-lib.sh" /lib/rootshift-lib.sh
     inst_hook pre-mount 50 "$moddir/rootshift-pre-mount.sh"
     inst_rules "$moddir/69-rootshift.rules"

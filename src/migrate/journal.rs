@@ -51,6 +51,37 @@ impl Step {
     }
 }
 
+/// What a journal file's text is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Ok(Box<Journal>),
+    /// A journal of a version this build does not know ([`super::core::KNOWN_VERSIONS`]): its
+    /// other fields are not looked at.
+    UnknownVersion(u64),
+    /// Not a journal: a torn write, garbage, a missing field.
+    Torn(String),
+}
+
+/// Parse a journal file (the persisted copy's padding of spaces included). The version is read
+/// first, alone; only a known version is parsed as a [`Journal`].
+pub fn parse(text: &str) -> Parsed {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
+    match serde_json::from_str::<Versioned>(text) {
+        Err(e) => return Parsed::Torn(e.to_string()),
+        Ok(v) if !super::core::known_version(v.version) => {
+            return Parsed::UnknownVersion(v.version)
+        }
+        Ok(_) => {}
+    }
+    match serde_json::from_str::<Journal>(text) {
+        Ok(j) => Parsed::Ok(Box::new(j)),
+        Err(e) => Parsed::Torn(e.to_string()),
+    }
+}
+
 /// A device as recorded: number, path, size, and how to recognise it after a reboot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DevRecord {
@@ -173,16 +204,18 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
         };
-        let j: Journal =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
-        if j.version > VERSION {
-            anyhow::bail!(
-                "{} was written by a newer rootshift (journal version {})",
-                p.display(),
-                j.version
-            );
+        match parse(&text) {
+            Parsed::Ok(j) => Ok(Some(*j)),
+            Parsed::UnknownVersion(v) => Err(crate::error::refuse(
+                format!(
+                    "{} is a journal of version {v}, which this rootshift (journal version {VERSION}) \
+                     does not read: it was written by another rootshift; not acting on a guess",
+                    p.display()
+                ),
+                Some("use the rootshift that wrote it (the installed one or the initrd's), or move the file away"),
+            )),
+            Parsed::Torn(e) => Err(anyhow::anyhow!("parsing {}: {e}", p.display())),
         }
-        Ok(Some(j))
     }
 
     /// Record a step (atomically).

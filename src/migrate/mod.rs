@@ -10,6 +10,7 @@
 //! (`migrate --resume`). The journal records the step; the kernel's own state (the live table,
 //! the md members) decides what an interrupted migration can do next.
 
+pub mod core;
 pub mod journal;
 pub mod preflight;
 pub mod recovery;

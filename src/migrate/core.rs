@@ -136,7 +136,9 @@ pub enum AbortSeen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AbortAction {
     /// Detach the target (and clones), back on the source alone; the journal (if any) says
-    /// `aborted`; clear the half copies.
+    /// `aborted`; clear the half copies. While a mirror is attached and the source still has
+    /// every write, the kernel wins over a journal that says otherwise (whatever its step:
+    /// [`next`] is the rule for the journal alone).
     RollBack,
     /// Running on the source alone after an interruption before the switch: record `aborted`
     /// and clear the half copies.

@@ -390,6 +390,63 @@ mod tests {
     }
 
     #[test]
+    fn a_legs_journal_files_unknown_version_first_then_newest_then_why_none() {
+        let text = |step, t| Ok(serde_json::to_string_pretty(&journal(step, t)).unwrap());
+        let v2 = || {
+            Ok(text(Step::Done, 1)
+                .unwrap()
+                .replacen("\"version\": 1", "\"version\": 2", 1))
+        };
+        let torn = || Ok("{\"version\": 1, \"wrap".to_string());
+        let unreadable = || Err("reading rootshift-root.json: EIO".to_string());
+        let step = |r: JournalRead| match r {
+            JournalRead::Ok(j) => Some((j.step, j.updated_unix)),
+            _ => None,
+        };
+        assert_eq!(best_of(vec![]), JournalRead::Missing);
+        assert_eq!(
+            step(best_of(vec![
+                text(Step::Mirroring, 10),
+                torn(),
+                text(Step::Switching, 20)
+            ])),
+            Some((Step::Switching, 20))
+        );
+        assert_eq!(
+            best_of(vec![text(Step::Switching, 20), v2()]),
+            JournalRead::UnknownVersion(2)
+        );
+        assert!(matches!(
+            best_of(vec![unreadable(), torn()]),
+            JournalRead::Torn(_)
+        ));
+        assert!(matches!(
+            best_of(vec![unreadable()]),
+            JournalRead::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn a_refused_boot_exits_4() {
+        let c = [
+            cand("/dev/vda1", "aaaa", Some(journal(Step::Mirroring, 10))),
+            Candidate {
+                journal: JournalRead::UnknownVersion(2),
+                ..cand("/dev/vdb1", "bbbb", None)
+            },
+        ];
+        let Verdict::Refuse(m) = decide(&c) else {
+            panic!("an unknown journal version must refuse the boot")
+        };
+        assert!(m.contains("/dev/vdb1") && m.contains("version 2"), "{m}");
+        let e = anyhow::Error::new(Ambiguous(m));
+        assert_eq!(
+            crate::error::exit_code(&e),
+            crate::error::exit::AMBIGUOUS_ROOT
+        );
+    }
+
+    #[test]
     fn identities_match_by_partuuid_then_serial() {
         let p = |u: Option<&str>, s: Option<&str>| Identity {
             partuuid: u.map(str::to_string),

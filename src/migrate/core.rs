@@ -11,14 +11,18 @@
 //! journal format (see the golden files in `src/migrate/golden/`).
 //!
 //! ```text
-//!            SwitchBegin            Switched             Grown          Finished
-//! mirroring ───────────► switching ─────────► switched ──────► grown ─────────► done
-//!    ▲  │ ◄───────────────────┘│                  ▲  (Grown again on resume)
-//!    │  │   SwitchNotInSync    │ FoundSwitched    │
-//!    │  │ FoundSwitched ───────┴──────────────────┘
-//!    │  └── RolledBack / Abort ──► aborted ◄── RolledBack / Abort (from switching)
-//!    └── (a migration starts in `mirroring`: Journal::new)
+//! mirroring ──SwitchBegin──► switching ──Switched──► switched ──Grown──► grown ──Finished──► done
+//!     ▲                        │   │                    ▲                 ▲ │
+//!     └────SwitchNotInSync─────┘   └──FoundSwitched─────┘ (also from      └─┘ Grown, FoundSwitched
+//!                                                          mirroring, switched)   (resume)
+//! mirroring, switching ──RolledBack / Abort──► aborted
+//! switched, grown ──RolledBack / Abort──► refused: past the point of no return
+//! done, aborted ──anything──► refused: over
 //! ```
+//! A migration starts in `mirroring` (`Journal::new`, before the attach; a failed attach is
+//! `RolledBack`; `SwitchBegin` from `switching` is a resumed switch). A crash or a reboot changes
+//! no step: what follows it is the boot choice, then
+//! `abort` or `--resume`.
 
 use serde::{Deserialize, Serialize};
 

@@ -252,6 +252,9 @@ pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
     if devs.len() > 1 {
         for (i, d) in devs.iter().enumerate() {
             cands[i].journal = journal_on(d);
+            if matches!(cands[i].journal, JournalRead::UnknownVersion(_)) {
+                break; // refused whatever the others say: mount no more twins
+            }
             if matches!(cands[i].journal, JournalRead::Ok(_))
                 && matches!(core::choose_boot(&cands), core::Verdict::Boot { .. })
             {

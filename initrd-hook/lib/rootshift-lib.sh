@@ -155,7 +155,8 @@ rootshift_wrap_root() {
     read -r _rs_node < "$ROOTSHIFT_STATE/wrap.out" 2> /dev/null || true
     if [ $_rs_rc = 4 ]; then
         # Two devices carry the root filesystem and no journal says which one is complete (an
-        # interrupted migration): booting either could lose data. Never boot unwrapped here.
+        # interrupted migration), or a journal's version is unknown to this rootshift (see
+        # src/migrate/core.rs): booting either could lose data. Never boot unwrapped here.
         _rs_err=
         while read -r _rs_line; do
             _rs_err="${_rs_err:+$_rs_err | }$_rs_line"

@@ -51,6 +51,37 @@ impl Step {
     }
 }
 
+/// What a journal file's text is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Ok(Box<Journal>),
+    /// A journal of a version this build does not know ([`super::core::KNOWN_VERSIONS`]): its
+    /// other fields are not looked at.
+    UnknownVersion(u64),
+    /// Not a journal: a torn write, garbage, a missing field.
+    Torn(String),
+}
+
+/// Parse a journal file (the persisted copy's padding of spaces included). The version is read
+/// first, alone; only a known version is parsed as a [`Journal`].
+pub fn parse(text: &str) -> Parsed {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
+    match serde_json::from_str::<Versioned>(text) {
+        Err(e) => return Parsed::Torn(e.to_string()),
+        Ok(v) if !super::core::known_version(v.version) => {
+            return Parsed::UnknownVersion(v.version)
+        }
+        Ok(_) => {}
+    }
+    match serde_json::from_str::<Journal>(text) {
+        Ok(j) => Parsed::Ok(Box::new(j)),
+        Err(e) => Parsed::Torn(e.to_string()),
+    }
+}
+
 /// A device as recorded: number, path, size, and how to recognise it after a reboot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DevRecord {
@@ -168,23 +199,32 @@ impl Journal {
                 p = persisted;
             }
         }
-        let text = match fs::read_to_string(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
-        };
-        let j: Journal =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
-        if j.version > VERSION {
-            anyhow::bail!(
-                "{} was written by a newer rootshift (journal version {})",
-                p.display(),
-                j.version
-            );
-        }
-        Ok(Some(j))
+        load_from(&p)
     }
+}
 
+/// Read a journal file; None when there is none. A journal of an unknown version is refused.
+fn load_from(p: &Path) -> Result<Option<Journal>> {
+    let text = match fs::read_to_string(p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    match parse(&text) {
+        Parsed::Ok(j) => Ok(Some(*j)),
+        Parsed::UnknownVersion(v) => Err(crate::error::refuse(
+            format!(
+                "{} is a journal of version {v}, which this rootshift (journal version {VERSION}) \
+                 does not read: it was written by another rootshift; not acting on a guess",
+                p.display()
+            ),
+            Some("use the rootshift that wrote it (the installed one or the initrd's), or move the file away"),
+        )),
+        Parsed::Torn(e) => Err(anyhow::anyhow!("parsing {}: {e}", p.display())),
+    }
+}
+
+impl Journal {
     /// Record a step (atomically).
     pub fn set_step(&mut self, step: Step) -> Result<()> {
         self.step = step;
@@ -350,6 +390,38 @@ mod tests {
         assert_eq!(back.step, Step::Switching);
         let huge = "x".repeat(PERSIST_BYTES);
         assert!(write_persisted(&p, &huge, || Ok(())).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn loading_refuses_an_unknown_version_and_reads_a_known_one() {
+        let dir = std::env::temp_dir().join(format!("rootshift-load-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("rootshift-root.json");
+        assert!(load_from(&p).unwrap().is_none());
+        let rec = |d: &str| DevRecord {
+            dev: d.into(),
+            path: "/dev/x".into(),
+            size_bytes: 1,
+            identity: None,
+        };
+        let j = Journal::new("rootshift-root", "md-raid1", rec("8:0"), rec("8:16"));
+        let text = serde_json::to_string_pretty(&j).unwrap();
+        fs::write(&p, &text).unwrap();
+        assert_eq!(load_from(&p).unwrap(), Some(j));
+        for v in ["2", "0"] {
+            fs::write(
+                &p,
+                text.replacen("\"version\": 1", &format!("\"version\": {v}"), 1),
+            )
+            .unwrap();
+            let e = load_from(&p).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), crate::error::exit::REFUSED);
+            assert!(e.to_string().contains(&format!("version {v}")), "{e}");
+        }
+        fs::write(&p, &text[..text.len() / 2]).unwrap();
+        let e = load_from(&p).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), crate::error::exit::FAILED);
         fs::remove_dir_all(&dir).unwrap();
     }
 

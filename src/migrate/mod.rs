@@ -10,6 +10,7 @@
 //! (`migrate --resume`). The journal records the step; the kernel's own state (the live table,
 //! the md members) decides what an interrupted migration can do next.
 
+pub mod core;
 pub mod journal;
 pub mod preflight;
 pub mod recovery;
@@ -978,28 +979,60 @@ pub fn finish_command(
     }
 }
 
-/// `rootshift migrate --resume`: continue an interrupted migration from what the kernel shows.
-fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
-    let journal = Journal::load(&w.name)?.ok_or_else(|| {
-        refuse(
+/// The message for a refused `--resume` (`legs`, `target`: what the kernel maps, the journal's
+/// target, once read).
+fn resume_refused(
+    r: core::ResumeRefusal,
+    w: &Wrapper,
+    legs: &[DevNum],
+    target: Option<DevNum>,
+) -> anyhow::Error {
+    match r {
+        core::ResumeRefusal::NoJournal => refuse(
             format!(
                 "there is no interrupted migration of {} to resume (no journal in {})",
                 w.name,
                 journal::DIR
             ),
             Some("start one with `rootshift migrate TARGET`"),
-        )
-    })?;
-    if journal.step == Step::Done || journal.step == Step::Aborted {
-        return Err(refuse(
+        ),
+        core::ResumeRefusal::Over(step) => refuse(
             format!(
                 "the last migration of {} is {} already; nothing to resume",
                 w.name,
-                journal.step.as_str()
+                step.as_str()
             ),
             None,
-        ));
+        ),
+        core::ResumeRefusal::NotAttached => refuse(
+            format!(
+                "{} maps {} alone: the interrupted migration never attached the target, or was rolled back",
+                w.name,
+                legs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Some("start again with `rootshift migrate TARGET`"),
+        ),
+        core::ResumeRefusal::OtherTarget => refuse(
+            format!(
+                "{} mirrors onto {legs:?}, not the journal's target {}",
+                w.name,
+                target.map(|t| t.to_string()).unwrap_or_default()
+            ),
+            Some("`rootshift abort` goes back to the source"),
+        ),
     }
+}
+
+/// `rootshift migrate --resume`: continue an interrupted migration from what the kernel shows.
+fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
+    let journal = Journal::load(&w.name)?;
+    // what the journal alone refuses comes first, before any device is looked at
+    if let Err(r) = core::resume_from(journal.as_ref().map(|j| j.step)) {
+        return Err(resume_refused(r, &w, &[], None));
+    }
+    let Some(journal) = journal else {
+        unreachable!("core::resume_from refuses without a journal")
+    };
     let backend = backend::open(&w)?;
     let parse = |s: &str| s.parse::<DevNum>().map_err(|e| anyhow!("journal: {e}"));
     let source = BlockDev::from_devnum(parse(&journal.source.dev)?)?;
@@ -1007,25 +1040,15 @@ fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
     let legs = backend.legs()?;
     let mirroring = backend.mirroring()?;
     let past = backend.past_point_of_no_return(source.devnum)?;
-    let on_target_alone = !mirroring && legs == [target.devnum];
-    if !mirroring && !on_target_alone {
-        return Err(refuse(
-            format!(
-                "{} maps {} alone: the interrupted migration never attached the target, or was rolled back",
-                w.name,
-                legs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-            ),
-            Some("start again with `rootshift migrate TARGET`"),
-        ));
-    }
-    if mirroring && !legs.contains(&target.devnum) {
-        return Err(refuse(
-            format!(
-                "{} mirrors onto {legs:?}, not the journal's target {}",
-                w.name, target.devnum
-            ),
-            Some("`rootshift abort` goes back to the source"),
-        ));
+    let seen = core::ResumeSeen {
+        mirroring,
+        target_attached: legs.contains(&target.devnum),
+        on_target_alone: !mirroring && legs == [target.devnum],
+        past,
+    };
+    let action = core::may_resume(Some(journal.step), seen);
+    if let core::ResumeAction::Refuse(r) = action {
+        return Err(resume_refused(r, &w, &legs, Some(target.devnum)));
     }
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
     let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
@@ -1065,11 +1088,11 @@ fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
             run.w.name,
             run.source.display(),
             run.target.display(),
-            if mirroring && !past { "mirroring" } else { "switched" }
+            if action == core::ResumeAction::CopyAndSwitch { "mirroring" } else { "switched" }
         ),
         json!({"wrapper": run.w.name, "step": run.journal.step, "mirroring": mirroring, "past_point_of_no_return": past}),
     );
-    if mirroring && !past {
+    if action == core::ResumeAction::CopyAndSwitch {
         let window = run.copy_and_switch()?;
         run.switched(window)?;
     }
@@ -1111,14 +1134,31 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
             Some("the source no longer has the latest writes; `rootshift migrate --resume` finishes the migration"),
         )
     };
-    if backend.mirroring()? {
-        if backend.past_point_of_no_return(first)? {
-            let t = journal
-                .as_ref()
-                .map(|j| j.target.path.clone())
-                .unwrap_or_else(|| "target".into());
-            return Err(switched_msg(&t));
+    let seen = if backend.mirroring()? {
+        core::AbortSeen::Mirror {
+            past: backend.past_point_of_no_return(first)?,
         }
+    } else if let Some(j) = journal.as_ref() {
+        let leg_id = recovery::Identity::of(&BlockDev::from_devnum(first)?);
+        core::AbortSeen::Single {
+            is_target: j.target.dev == first.to_string()
+                || j.target
+                    .identity
+                    .as_ref()
+                    .is_some_and(|i| i.matches(&leg_id)),
+        }
+    } else {
+        core::AbortSeen::Single { is_target: false }
+    };
+    let action = core::may_abort(journal.as_ref().map(|j| j.step), seen);
+    if action == core::AbortAction::Refuse {
+        let t = journal
+            .as_ref()
+            .map(|j| j.target.path.clone())
+            .unwrap_or_else(|| "target".into());
+        return Err(switched_msg(&t));
+    }
+    if action == core::AbortAction::RollBack {
         let source = BlockDev::from_devnum(first)?;
         let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
         let _guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
@@ -1144,14 +1184,7 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
     if let Some(j) = journal.as_mut() {
         keep_persisted(j, &w);
         let leg = BlockDev::from_devnum(first)?;
-        let leg_id = recovery::Identity::of(&leg);
-        let is = |r: &DevRecord| {
-            r.dev == first.to_string() || r.identity.as_ref().is_some_and(|i| i.matches(&leg_id))
-        };
-        if is(&j.target) && j.step >= Step::Switching && j.step != Step::Aborted {
-            return Err(switched_msg(&j.target.path));
-        }
-        if matches!(j.step, Step::Mirroring | Step::Switching) {
+        if action == core::AbortAction::Abandon {
             // Interrupted (a crash, a reboot) while the source still had every write, and the
             // system runs from it: the migration is abandoned and its half copy cleared.
             j.error =

@@ -21,28 +21,18 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use serde::{Deserialize, Serialize};
-
-use super::journal::{Journal, Step};
+use super::core::{self, CandidateView, JournalRead, JournalView};
+use super::journal::{self, Journal, Parsed};
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::fs::{fs_uuid, probe, Content, PROBE_BYTES};
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where, inside the root filesystem, the journal survives a reboot.
 pub const PERSIST_DIR: &str = "var/lib/rootshift";
 
-/// How a device is recognised after a reboot.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Identity {
-    /// GPT partition GUID (PARTUUID).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partuuid: Option<String>,
-    /// The disk's serial (or WWID) and, for a partition, its number: `vdb-serial#2`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
-}
+pub use super::core::Identity;
 
 fn read_trim(p: &Path) -> Option<String> {
     fs::read_to_string(p)
@@ -74,29 +64,10 @@ impl Identity {
         });
         Identity { partuuid, serial }
     }
-
-    /// Whether two identities name the same device (PARTUUID first, then serial).
-    pub fn matches(&self, other: &Identity) -> bool {
-        match (&self.partuuid, &other.partuuid) {
-            (Some(a), Some(b)) => return a.eq_ignore_ascii_case(b),
-            (Some(_), None) | (None, Some(_)) => return false,
-            (None, None) => {}
-        }
-        matches!((&self.serial, &other.serial), (Some(a), Some(b)) if a == b)
-    }
-
-    pub fn is_known(&self) -> bool {
-        self.partuuid.is_some() || self.serial.is_some()
-    }
 }
 
 /// One device that carries the root's filesystem UUID, with what its filesystem says.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub path: PathBuf,
-    pub identity: Identity,
-    pub journal: Option<Journal>,
-}
+pub type Candidate = CandidateView;
 
 /// Which candidate to boot, or why none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,47 +76,18 @@ pub enum Verdict {
     Refuse(String),
 }
 
-/// The decision, on what was read (pure; see the module doc).
+/// The decision, on what was read: the pure core's ([`core::choose_boot`]), with its message.
 pub fn decide(cands: &[Candidate]) -> Verdict {
-    let newest = cands
-        .iter()
-        .filter_map(|c| c.journal.as_ref())
-        .max_by_key(|j| (j.updated_unix, j.step));
-    let Some(j) = newest else {
-        return Verdict::Refuse(format!(
-            "{} devices carry the root filesystem's UUID ({}) and none holds a rootshift journal saying which one \
-             is complete",
-            cands.len(),
-            names(cands)
-        ));
-    };
-    let (want, which) = if j.step >= Step::Switching && j.step != Step::Aborted {
-        (&j.target, "the target (the migration reached the switch)")
-    } else {
-        (&j.source, "the source (the migration had not switched)")
-    };
-    let Some(id) = &want.identity else {
-        return Verdict::Refuse(format!(
-            "the journal ({}) names {which} {} without an identity rootshift can match after a reboot",
-            j.step.as_str(),
-            want.path
-        ));
-    };
-    match cands.iter().position(|c| id.matches(&c.identity)) {
-        Some(i) => Verdict::Boot(i),
-        None => Verdict::Refuse(format!(
-            "the journal ({}) says to boot {which} {}, but it is not among the devices carrying the UUID ({})",
-            j.step.as_str(),
-            want.path,
-            names(cands)
-        )),
+    match core::choose_boot(cands) {
+        core::Verdict::Boot { index, .. } => Verdict::Boot(index),
+        core::Verdict::Refuse(r) => Verdict::Refuse(r.message(cands)),
     }
 }
 
 fn names(cands: &[Candidate]) -> String {
     cands
         .iter()
-        .map(|c| c.path.display().to_string())
+        .map(|c| c.path.clone())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -191,14 +133,22 @@ pub fn devices_with_uuid(uuid: &str) -> Vec<BlockDev> {
 }
 
 /// Read the persistent journal(s) inside the filesystem on `dev`, mounted read-only without
-/// replaying its log (nothing is written to it). The newest one, if any.
-pub fn journal_on(dev: &BlockDev) -> Result<Option<Journal>> {
+/// replaying its log (nothing is written to it). The newest one, if any; a journal of a version
+/// this build does not know wins over any other (it is never interpreted, see core.rs).
+pub fn journal_on(dev: &BlockDev) -> JournalRead {
+    match read_journals_on(dev) {
+        Ok(r) => r,
+        Err(e) => JournalRead::Unreadable(format!("{e:#}")),
+    }
+}
+
+fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
     let head = dev.read_head(PROBE_BYTES)?;
     let (fstype, opts) = match probe(&head) {
         Some(Content::Ext4 | Content::Ext3) => ("ext4", "noload"),
         Some(Content::Ext2) => ("ext2", ""),
         Some(Content::Xfs) => ("xfs", "norecovery,nouuid"),
-        _ => return Ok(None),
+        _ => return Ok(JournalRead::Missing),
     };
     let mp = PathBuf::from(format!("/run/rootshift/probe-{}", dev.kname));
     fs::create_dir_all(&mp).with_context(|| format!("creating {}", mp.display()))?;
@@ -211,27 +161,55 @@ pub fn journal_on(dev: &BlockDev) -> Result<Option<Journal>> {
     )
     .with_context(|| format!("mounting {} read-only to read its journal", dev.display()))?;
     let dir = mp.join(PERSIST_DIR);
-    let mut best: Option<Journal> = None;
+    let mut texts = vec![];
     if let Ok(rd) = fs::read_dir(&dir) {
         for e in rd.filter_map(|e| e.ok()) {
             if e.path().extension().is_some_and(|x| x == "json") {
-                if let Some(j) = fs::read_to_string(e.path())
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<Journal>(&t).ok())
-                {
-                    if best
-                        .as_ref()
-                        .is_none_or(|b| j.updated_unix > b.updated_unix)
-                    {
-                        best = Some(j);
-                    }
-                }
+                texts.push(
+                    fs::read_to_string(e.path()).map_err(|err| {
+                        format!("reading {}: {err}", e.file_name().to_string_lossy())
+                    }),
+                );
             }
         }
     }
     umount2(&mp, MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", mp.display()))?;
     let _ = fs::remove_dir(&mp);
-    Ok(best)
+    Ok(best_of(texts))
+}
+
+/// Of the journal files read in one filesystem: an unknown version if any, else the newest
+/// journal, else why there is none (torn before unreadable before missing).
+pub fn best_of(texts: Vec<std::result::Result<String, String>>) -> JournalRead {
+    let mut best: Option<Journal> = None;
+    let mut bad = JournalRead::Missing;
+    for t in texts {
+        match t.map(|t| journal::parse(&t)) {
+            Err(e) => {
+                if bad == JournalRead::Missing {
+                    bad = JournalRead::Unreadable(e);
+                }
+            }
+            Ok(Parsed::UnknownVersion(v)) => return JournalRead::UnknownVersion(v),
+            Ok(Parsed::Torn(e)) => {
+                if !matches!(bad, JournalRead::Torn(_)) {
+                    bad = JournalRead::Torn(e);
+                }
+            }
+            Ok(Parsed::Ok(j)) => {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| j.updated_unix > b.updated_unix)
+                {
+                    best = Some(*j);
+                }
+            }
+        }
+    }
+    match best {
+        Some(j) => JournalRead::Ok(JournalView::of(&j)),
+        None => bad,
+    }
 }
 
 /// `rootshift wrap`'s choice of the device to wrap: `given` unless another device carries the
@@ -249,45 +227,61 @@ pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
     let Some(uuid) = fs_uuid(&head) else {
         return Ok((given.clone(), None));
     };
-    let devs = devices_with_uuid(&uuid);
+    let mut devs = devices_with_uuid(&uuid);
     if devs.len() <= 1 {
-        return Ok((given.clone(), None));
+        // one device (or none found: the given one) is no choice; the core boots it unread
+        devs = vec![given.clone()];
     }
     let mut cands: Vec<Candidate> = devs
         .iter()
         .map(|d| Candidate {
-            path: d.path.clone(),
-            identity: Identity::of(d),
-            journal: None,
+            path: d.path.display().to_string(),
+            identity: if devs.len() > 1 {
+                Identity::of(d)
+            } else {
+                Identity::default()
+            },
+            journal: JournalRead::Missing,
         })
         .collect();
     // Read the journals one device at a time and stop at the first that decides: one readable
     // journal is enough (before the switch the source's is the newest and the target's a copy of
     // it or missing; from `switching` on, either says "the target"), and each device not mounted
-    // is a half-copied twin the kernel was not made to parse (it logs ext4 errors for one).
-    for (i, d) in devs.iter().enumerate() {
-        cands[i].journal = journal_on(d).unwrap_or(None);
-        if cands[i].journal.is_some() && matches!(decide(&cands), Verdict::Boot(_)) {
-            break;
+    // is a half-copied twin the kernel was not made to parse (it logs ext4 errors for one). A
+    // journal of an unknown version refuses the boot once read (never a guess).
+    if devs.len() > 1 {
+        for (i, d) in devs.iter().enumerate() {
+            cands[i].journal = journal_on(d);
+            if matches!(cands[i].journal, JournalRead::UnknownVersion(_)) {
+                break; // refused whatever the others say: mount no more twins
+            }
+            if matches!(cands[i].journal, JournalRead::Ok(_))
+                && matches!(core::choose_boot(&cands), core::Verdict::Boot { .. })
+            {
+                break;
+            }
         }
     }
-    match decide(&cands) {
-        Verdict::Boot(i) => {
-            let chosen = devs[i].clone();
-            let j = cands[i]
-                .journal
-                .as_ref()
-                .or(cands.iter().find_map(|c| c.journal.as_ref()));
+    match core::choose_boot(&cands) {
+        core::Verdict::Boot {
+            by: core::BootBy::Only,
+            ..
+        } => Ok((given.clone(), None)),
+        core::Verdict::Boot {
+            index,
+            by: core::BootBy::Journal { step, .. },
+        } => {
+            let chosen = devs[index].clone();
             let why = format!(
                 "{} devices carry filesystem UUID {uuid} ({}); the rootshift journal ({}) picks {}",
                 devs.len(),
                 names(&cands),
-                j.map(|j| j.step.as_str()).unwrap_or("?"),
+                step.as_str(),
                 chosen.display()
             );
             Ok((chosen, Some(why)))
         }
-        Verdict::Refuse(msg) => bail!(Ambiguous(msg)),
+        core::Verdict::Refuse(r) => bail!(Ambiguous(r.message(&cands))),
     }
 }
 
@@ -306,7 +300,7 @@ impl std::error::Error for Ambiguous {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrate::journal::DevRecord;
+    use crate::migrate::journal::{DevRecord, Step};
 
     fn rec(path: &str, partuuid: &str) -> DevRecord {
         DevRecord {
@@ -339,7 +333,10 @@ mod tests {
                 partuuid: Some(partuuid.into()),
                 serial: None,
             },
-            journal: j,
+            journal: match j {
+                Some(j) => JournalRead::Ok(JournalView::of(&j)),
+                None => JournalRead::Missing,
+            },
         }
     }
 
@@ -393,6 +390,63 @@ mod tests {
             cand("/dev/vdb1", "bbbb", None),
         ];
         assert!(matches!(decide(&c), Verdict::Refuse(m) if m.contains("not among")));
+    }
+
+    #[test]
+    fn a_legs_journal_files_unknown_version_first_then_newest_then_why_none() {
+        let text = |step, t| Ok(serde_json::to_string_pretty(&journal(step, t)).unwrap());
+        let v2 = || {
+            Ok(text(Step::Done, 1)
+                .unwrap()
+                .replacen("\"version\": 1", "\"version\": 2", 1))
+        };
+        let torn = || Ok("{\"version\": 1, \"wrap".to_string());
+        let unreadable = || Err("reading rootshift-root.json: EIO".to_string());
+        let step = |r: JournalRead| match r {
+            JournalRead::Ok(j) => Some((j.step, j.updated_unix)),
+            _ => None,
+        };
+        assert_eq!(best_of(vec![]), JournalRead::Missing);
+        assert_eq!(
+            step(best_of(vec![
+                text(Step::Mirroring, 10),
+                torn(),
+                text(Step::Switching, 20)
+            ])),
+            Some((Step::Switching, 20))
+        );
+        assert_eq!(
+            best_of(vec![text(Step::Switching, 20), v2()]),
+            JournalRead::UnknownVersion(2)
+        );
+        assert!(matches!(
+            best_of(vec![unreadable(), torn()]),
+            JournalRead::Torn(_)
+        ));
+        assert!(matches!(
+            best_of(vec![unreadable()]),
+            JournalRead::Unreadable(_)
+        ));
+    }
+
+    #[test]
+    fn a_refused_boot_exits_4() {
+        let c = [
+            cand("/dev/vda1", "aaaa", Some(journal(Step::Mirroring, 10))),
+            Candidate {
+                journal: JournalRead::UnknownVersion(2),
+                ..cand("/dev/vdb1", "bbbb", None)
+            },
+        ];
+        let Verdict::Refuse(m) = decide(&c) else {
+            panic!("an unknown journal version must refuse the boot")
+        };
+        assert!(m.contains("/dev/vdb1") && m.contains("version 2"), "{m}");
+        let e = anyhow::Error::new(Ambiguous(m));
+        assert_eq!(
+            crate::error::exit_code(&e),
+            crate::error::exit::AMBIGUOUS_ROOT
+        );
     }
 
     #[test]

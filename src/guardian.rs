@@ -292,6 +292,46 @@ pub fn run(name: &str, kind: Kind, thaw: Option<PathBuf>) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+    }
+
+    #[test]
+    fn handshake_needs_the_ready_byte_in_time() {
+        let (r, w) = pipe();
+        nix::unistd::write(&w, &[READY]).unwrap();
+        assert!(wait_ready(&r, Duration::from_millis(100)).is_ok());
+        // Exited before it was ready (its end closed, nothing written).
+        let (r, w) = pipe();
+        drop(w);
+        let e = wait_ready(&r, Duration::from_millis(100)).unwrap_err();
+        assert!(e.to_string().contains("exited"), "{e}");
+        // Silent: refused after the timeout.
+        let (r, _w) = pipe();
+        let e = wait_ready(&r, Duration::from_millis(50)).unwrap_err();
+        assert!(e.to_string().contains("did not report ready"), "{e}");
+        // Anything else is not ready.
+        let (r, w) = pipe();
+        nix::unistd::write(&w, b"x").unwrap();
+        assert!(wait_ready(&r, Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn announcements_reach_the_published_pipe_only() {
+        let (r, w) = pipe();
+        // Nothing published: nothing written, no error.
+        announce_freeze();
+        PIPE.store(w.as_raw_fd(), Ordering::SeqCst);
+        announce_freeze();
+        announce_thaw();
+        PIPE.store(-1, Ordering::SeqCst);
+        announce_freeze();
+        drop(w);
+        let mut buf = [0u8; 8];
+        let n = nix::unistd::read(&r, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"FT");
+    }
+
     #[test]
     fn freeze_count_follows_the_announcements() {
         assert_eq!(freeze_count(0, b""), 0);

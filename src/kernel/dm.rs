@@ -191,7 +191,8 @@ impl Dm {
     /// Suspend, swap in `table`, resume (`backend::switch::reload`): a suspend that returns EINTR
     /// is retried; if the suspend fails, the prepared table is dropped — or, if DM_TABLE_CLEAR
     /// fails, the live table loaded over it — before resuming, so a failed reload never swaps in
-    /// `table`. An error carrying `SwitchError::Unconfirmed` means the device may be suspended.
+    /// `table`. SIGINT/SIGTERM/SIGHUP are blocked across it. An error carrying
+    /// `SwitchError::Unconfirmed` means the device may be suspended.
     pub fn reload(&self, name: &str, table: &[TableLine]) -> Result<()> {
         let t: Vec<(u64, u64, String, String)> = table
             .iter()
@@ -201,7 +202,11 @@ impl Dm {
             dm: &self.dm,
             id: DevId::Name(dm_name(name)?),
         };
-        crate::backend::switch::reload(&mut ops, &t).with_context(|| {
+        // Signals pend (not interrupt the suspend, run no handler) until resumed.
+        let blocked = super::memlock::SignalsBlocked::block()?;
+        let r = crate::backend::switch::reload(&mut ops, &t);
+        drop(blocked);
+        r.with_context(|| {
             let shown: Vec<String> = table.iter().map(|l| l.to_string()).collect();
             format!("reloading {name} with \"{}\"", shown.join("; "))
         })

@@ -287,3 +287,44 @@ impl SwitchOps for Fake {
     }
     fn pause(&mut self, _: Duration) {}
 }
+
+/// One fake shared by two users (the freeze around a switch and the switch inside it).
+#[derive(Clone, Default)]
+pub struct Shared(pub std::rc::Rc<std::cell::RefCell<Fake>>);
+
+impl SwitchOps for Shared {
+    fn load(&mut self, table: &[RawLine]) -> Result<(), Errno> {
+        self.0.borrow_mut().load(table)
+    }
+    fn suspend(&mut self, lockfs: bool) -> Result<(), Errno> {
+        self.0.borrow_mut().suspend(lockfs)
+    }
+    fn status(&mut self) -> Result<Vec<RawLine>, Errno> {
+        self.0.borrow_mut().status()
+    }
+    fn clear_inactive(&mut self) -> Result<(), Errno> {
+        self.0.borrow_mut().clear_inactive()
+    }
+    fn resume(&mut self) -> Result<(), Errno> {
+        self.0.borrow_mut().resume()
+    }
+    fn live_table(&mut self) -> Result<Vec<RawLine>, Errno> {
+        self.0.borrow_mut().live_table()
+    }
+    fn md_disk_state(&mut self, dev: DevNum) -> Result<Option<(bool, bool)>, Errno> {
+        self.0.borrow_mut().md_disk_state(dev)
+    }
+    fn md_set_faulty(&mut self, dev: DevNum) -> Result<(), Errno> {
+        self.0.borrow_mut().md_set_faulty(dev)
+    }
+    fn md_remove(&mut self, dev: DevNum) -> Result<(), Errno> {
+        self.0.borrow_mut().md_remove(dev)
+    }
+    fn freeze(&mut self) -> Result<(), Errno> {
+        self.0.borrow_mut().freeze()
+    }
+    fn thaw(&mut self) -> Result<(), Errno> {
+        self.0.borrow_mut().thaw()
+    }
+    fn pause(&mut self, _: Duration) {}
+}

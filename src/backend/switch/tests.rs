@@ -539,3 +539,45 @@ fn unconfirmed_is_found_through_context() {
     let e = anyhow::Error::from(SwitchError::Failed("x".into())).context("switching");
     assert!(!unconfirmed(&e));
 }
+
+/// The switch with clones: freeze, the dm switch, thaw — one fake, every call position failing.
+/// Never a thaw over a suspended device; frozen or suspended afterwards only when Unconfirmed.
+#[test]
+fn frozen_dm_switch_every_call_failing() {
+    use super::fake::Shared;
+    let run = |f: Fake| {
+        let shared = Shared(std::rc::Rc::new(std::cell::RefCell::new(f)));
+        let mut fs = shared.clone();
+        let mut dm = shared.clone();
+        let r = with_frozen(&mut fs, || {
+            critical_reload(&mut dm, &new_table(), accept).map_err(anyhow::Error::from)
+        });
+        let f = shared.0.borrow().clone();
+        (f, r)
+    };
+    let (clean, r) = run(Fake::dm(true));
+    assert!(matches!(r, Ok(Ok(Reload { switched: true, .. }))), "{r:?}");
+    assert_eq!(clean.calls.first(), Some(&Call::Freeze));
+    assert_eq!(clean.calls.last(), Some(&Call::Thaw));
+    for in_sync in [true, false] {
+        for i in 0..clean.calls.len() + 8 {
+            for fault in Fault::ALL {
+                for s in [at(i, fault), sticky(i, fault)] {
+                    let (f, r) = run(Fake::dm(in_sync).with(s));
+                    let ctx = format!("in_sync={in_sync} {s:?} {:?} {r:?}", f.calls);
+                    if f.calls.get(i) == Some(&Call::Thaw) && fault == Fault::Fail(Errno::EINVAL) {
+                        continue; // FITHAW's EINVAL means "not frozen" (see freeze_every_call_failing)
+                    }
+                    assert!(f.violations.is_empty(), "{ctx}");
+                    let stuck = matches!(r, Err(SwitchError::Unconfirmed(_)));
+                    if f.suspended || f.frozen {
+                        assert!(stuck, "{ctx}");
+                    }
+                    if let Ok(Ok(Reload { switched: true, .. })) = r {
+                        assert!(same_table(&f.live, &new_table()), "{ctx}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -13,12 +13,12 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use devicemapper::{Bytes, DevId, DmFlags, DmName, DmOptions, Sectors, DM};
+use devicemapper::{Bytes, DevId, DmName, Sectors};
 
+use super::switch::{self, RealDm};
 use super::usedmap::{clean_map, log_image, BITS_OFFSET};
 use super::{Backend, CopyInfo, CopyMode, CopyPlan, RateLimit, SwitchOutcome, SyncState};
 use crate::error::refuse;
@@ -30,7 +30,7 @@ use crate::kernel::dmtable::{
 };
 use crate::kernel::fs::{free_extents, Frozen};
 use crate::kernel::loopdev::LoopDev;
-use crate::kernel::memlock::MemLock;
+use crate::kernel::memlock::{MemLock, SignalsBlocked};
 use crate::wrapper::Wrapper;
 
 /// Region size for a full copy. dm-mirror recovers one region at a time (kcopyd splits it into
@@ -47,8 +47,7 @@ pub const REGION_USED: Sectors = Sectors(2048);
 /// dm_mirror's global recovery throttle (percent of time kcopyd may use).
 const THROTTLE_PARAM: &str = "/sys/module/dm_mirror/parameters/raid1_resync_throttle";
 
-/// One status line as the devicemapper crate returns it: (start, length, target, params).
-pub type RawLine = (u64, u64, String, String);
+pub use super::switch::RawLine;
 
 pub struct DmMirror {
     dm: Dm,
@@ -101,10 +100,14 @@ impl DmMirror {
         }
     }
 
-    /// The switch's critical section, on its own: load `table` into the inactive slot, lock
-    /// memory, suspend with flush (no fs freeze), read the status while suspended, and resume —
-    /// onto `table` if `accept(status)`, else back onto the unchanged live table. Returns whether
+    /// The switch's critical section, on its own: lock memory, block SIGINT/SIGTERM/SIGHUP,
+    /// then `switch::critical_reload` over the real dm calls: read the live table, load `table`
+    /// into the inactive slot, suspend with flush (no fs freeze; EINTR retried), read the status
+    /// while suspended, and resume — onto `table` if `accept(status)` (then the live table is read
+    /// back and must be `table`), else back onto the unchanged live table (the prepared table
+    /// dropped first, or the live table loaded over it if DM_TABLE_CLEAR fails). Returns whether
     /// the table was switched and the time from the suspend ioctl to the resume ioctl's return.
+    /// An error carrying `SwitchError::Unconfirmed` means the device may still be suspended.
     pub fn critical_reload(
         &self,
         table: &[TableLine],
@@ -114,76 +117,21 @@ impl DmMirror {
         // before the window.
         let name = self.wrapper.name.clone();
         let dm_name = DmName::new(&name).map_err(|e| anyhow!("bad dm name {name}: {e}"))?;
-        let id = DevId::Name(dm_name);
-        let suspend_opts =
-            DmOptions::default().set_flags(DmFlags::DM_SUSPEND | DmFlags::DM_SKIP_LOCKFS);
-        let lock = MemLock::acquire()?;
-        self.dm
-            .load(&name, table)
-            .context("loading the new table into the inactive slot")?;
-        let raw = self.dm.raw();
-
-        // ---- critical section: no file I/O, no logging, no fork/exec until resumed ----
-        let t0 = Instant::now();
-        // Suspend with flush: in-flight writes complete on every leg first.
-        if let Err(e) = raw.device_suspend(&id, suspend_opts) {
-            // The device may or may not be suspended. Drop the new table first so that the
-            // resume below cannot switch, then resume.
-            let cleared = raw.table_clear(&id);
-            let resumed = resume_hard(raw, &id);
-            drop(lock);
-            return Err(anyhow!(
-                "suspending {name} failed: {e}; prepared table cleared: {}; resumed: {}",
-                cleared.is_ok(),
-                resumed.is_ok()
-            ));
-        }
-        let _ = crate::failpoint::hit("switch::suspended");
-        let status = raw.table_status(&id, DmOptions::default());
-        let ok = status.as_ref().map(|(_, v)| accept(v)).unwrap_or(false);
-        if ok {
-            let resumed = resume_hard(raw, &id);
-            let window = t0.elapsed();
-            // ---- end of critical section ----
-            drop(lock);
-            resumed.map_err(|e| anyhow!("resuming {name} onto the new table failed: {e}"))?;
-            return Ok((true, window));
-        }
-        // Not safe: keep the live table. Drop the prepared one, retrying; if that keeps failing,
-        // put the live table itself into the inactive slot, so the resume cannot switch.
-        let mut cleared = raw.table_clear(&id).is_ok();
-        for _ in 0..5 {
-            if cleared {
-                break;
-            }
-            sleep(Duration::from_millis(10));
-            cleared = raw.table_clear(&id).is_ok();
-        }
-        if !cleared {
-            if let Ok((_, cur)) = raw.table_status(
-                &id,
-                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
-            ) {
-                cleared = raw.table_load(&id, &cur, DmOptions::default()).is_ok();
-            }
-        }
-        let resumed = if cleared {
-            resume_hard(raw, &id)
-        } else {
-            Ok(())
+        let raw_table: Vec<RawLine> = table
+            .iter()
+            .map(|l| (*l.start, *l.len, l.target.clone(), l.params.clone()))
+            .collect();
+        let mut ops = RealDm {
+            dm: self.dm.raw(),
+            id: DevId::Name(dm_name),
         };
-        let window = t0.elapsed();
-        // ---- end of critical section (or, if nothing could be cleared, still suspended) ----
+        let lock = MemLock::acquire()?;
+        let blocked = SignalsBlocked::block()?;
+        let r = switch::critical_reload(&mut ops, &raw_table, accept);
+        drop(blocked);
         drop(lock);
-        if !cleared {
-            bail!(
-                "{name} is SUSPENDED: the status read in the switch window was not safe and the prepared \
-                 table could not be dropped; resuming would switch to an incomplete copy. \
-                 Run `dmsetup clear {name}; dmsetup resume {name}`"
-            );
-        }
-        resumed.map_err(|e| anyhow!("resuming {name} after a refused switch failed: {e}"))?;
-        Ok((false, window))
+        let r = r.with_context(|| format!("switching the table of {name}"))?;
+        Ok((r.switched, r.window))
     }
 
     /// Full copy: core log, every region dirty.
@@ -274,6 +222,17 @@ impl DmMirror {
         let table = [TableLine::new(Sectors(0), len, "mirror", params)];
         // Suspend without lockfs: the filesystem is frozen already.
         let loaded = self.dm.reload(self.name(), &table);
+        if let Err(e) = &loaded {
+            if switch::unconfirmed(e) {
+                // The device may be suspended: thawing would write the superblock to it and hang.
+                // Leave the freeze to the guardian (it was told of it), which resumes first.
+                std::mem::forget(frozen);
+                return Err(loaded.unwrap_err().context(format!(
+                    "adding {} as a mirror leg with a pre-seeded log",
+                    target.display()
+                )));
+            }
+        }
         let thawed = frozen.thaw();
         // ---- thawed ----
         loaded.with_context(|| {
@@ -329,19 +288,6 @@ fn sectors_of(dev: &BlockDev) -> Result<Sectors> {
         .geometry()
         .with_context(|| format!("reading the size of {}", dev.display()))?;
     Ok(Sectors((*size / 512) as u64))
-}
-
-/// Resume, retrying: a device under `/` must never stay suspended.
-fn resume_hard(dm: &DM, id: &DevId<'_>) -> Result<(), devicemapper::DmError> {
-    let mut last = None;
-    for _ in 0..20 {
-        match dm.device_suspend(id, DmOptions::default()) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-        sleep(Duration::from_millis(10));
-    }
-    Err(last.expect("at least one attempt"))
 }
 
 /// Where a used-only copy can read the free-space map, or None for a full copy.

@@ -23,12 +23,12 @@ use devicemapper::Bytes;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use super::switch::{self, MdSwitch, RealMd};
 use super::{Backend, CopyInfo, CopyMode, CopyPlan, RateLimit, SwitchOutcome, SyncState};
 use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::dmtable::Health;
-use crate::kernel::ioctl::{self, MD_DISK_FAULTY, MD_DISK_SYNC};
 use crate::kernel::md::{build_raid1, MdArray, MdMember, Slot, SyncAction, SyncCompleted};
 use crate::wrapper::{Wrapper, MD_PREFIX};
 
@@ -105,22 +105,12 @@ impl MdRaid1 {
 
     /// Remove a member, retrying the transient EBUSY md gives while I/O is in flight.
     fn remove(&self, dev: DevNum) -> Result<()> {
-        let t0 = Instant::now();
-        loop {
-            match self.array.hot_remove(dev) {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if e.errno() == Some(Errno::EBUSY)
-                        && t0.elapsed() < Duration::from_secs(10) =>
-                {
-                    sleep(Duration::from_millis(100))
-                }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("removing {dev} from {}", self.array.name))
-                }
-            }
-        }
+        switch::md_remove(&mut RealMd { array: &self.array }, dev).map_err(|e| {
+            anyhow!(
+                "removing {dev} from {}: HOT_REMOVE_DISK: {e}",
+                self.array.name
+            )
+        })
     }
 
     /// Set `raid_disks`, retrying EBUSY while a recovery winds down.
@@ -142,25 +132,6 @@ impl MdRaid1 {
                 }
             }
         }
-    }
-
-    /// GET_DISK_INFO view of one member: (in sync, faulty). Asked of the kernel directly, right
-    /// before the point of no return (sysfs was read a moment earlier; a member can fail between).
-    fn disk_info(&self, dev: DevNum) -> Result<Option<(bool, bool)>> {
-        let f = self.array.open_node()?;
-        let info = ioctl::md_get_array_info(f.as_fd()).context("GET_ARRAY_INFO")?;
-        let n = info.nr_disks.max(info.raid_disks).max(2) + 4;
-        for number in 0..n.min(27) {
-            let d = ioctl::md_get_disk_info(f.as_fd(), number).context("GET_DISK_INFO")?;
-            if d.major as u32 == dev.major && d.minor as u32 == dev.minor {
-                let st = d.state as u32;
-                return Ok(Some((
-                    st & (1 << MD_DISK_SYNC) != 0,
-                    st & (1 << MD_DISK_FAULTY) != 0,
-                )));
-            }
-        }
-        Ok(None)
     }
 }
 
@@ -360,31 +331,27 @@ impl Backend for MdRaid1 {
             .legs()?
             .first()
             .ok_or_else(|| anyhow!("no source member"))?;
-        // Again, from the kernel, immediately before failing the source: the target can fail
-        // between the sysfs read and this point, and failing the last in-sync leg breaks the array.
-        match self.disk_info(target.devnum)? {
-            Some((true, false)) => {}
-            other => {
-                return Ok(SwitchOutcome::NotInSync {
-                    status: format!("GET_DISK_INFO for the target: {other:?} (in_sync, faulty)"),
-                    window: t0.elapsed(),
-                })
-            }
-        }
-        let t_fail = Instant::now();
-        self.array
-            .set_faulty(source)
-            .with_context(|| format!("failing the source {source} in {}", self.array.name))?;
-        let window = t_fail.elapsed();
-        // Clone members go with the source: the target alone carries the array from here on.
-        for d in self.legs()? {
-            if d != source && d != target.devnum {
-                self.array
-                    .set_faulty(d)
-                    .with_context(|| format!("detaching the clone {d} from {}", self.array.name))?;
-            }
-        }
-        Ok(SwitchOutcome::Switched { window })
+        let clones: Vec<DevNum> = self
+            .legs()?
+            .into_iter()
+            .filter(|d| *d != source && *d != target.devnum)
+            .collect();
+        // From the last check (GET_DISK_INFO of the target) to the point of no return
+        // (SET_DISK_FAULTY of the source; EBUSY = the target failed in between: not switched).
+        let r = switch::md_switch(
+            &mut RealMd { array: &self.array },
+            source,
+            target.devnum,
+            &clones,
+        )
+        .with_context(|| format!("switching {} to {}", self.array.name, target.display()))?;
+        Ok(match r {
+            MdSwitch::Switched { window } => SwitchOutcome::Switched { window },
+            MdSwitch::NotSwitched { why, .. } => SwitchOutcome::NotInSync {
+                status: why,
+                window: t0.elapsed(),
+            },
+        })
     }
 
     fn past_point_of_no_return(&self, source: DevNum) -> Result<bool> {

@@ -5,6 +5,7 @@
 
 pub mod dm_mirror;
 pub mod md_raid1;
+pub mod switch;
 pub mod usedmap;
 
 use std::path::PathBuf;

@@ -188,15 +188,28 @@ impl Dm {
         Ok(())
     }
 
-    /// Suspend, swap in `table`, resume — resuming on every error path.
+    /// Suspend, swap in `table`, resume (`backend::switch::reload`): a suspend that returns EINTR
+    /// is retried; if the suspend fails, the prepared table is dropped — or, if DM_TABLE_CLEAR
+    /// fails, the live table loaded over it — before resuming, so a failed reload never swaps in
+    /// `table`. SIGINT/SIGTERM/SIGHUP are blocked across it. An error carrying
+    /// `SwitchError::Unconfirmed` means the device may be suspended.
     pub fn reload(&self, name: &str, table: &[TableLine]) -> Result<()> {
-        self.load(name, table)?;
-        if let Err(e) = self.suspend(name, false) {
-            let _ = self.clear_inactive(name);
-            let _ = self.resume(name);
-            return Err(e);
-        }
-        self.resume(name)
+        let t: Vec<(u64, u64, String, String)> = table
+            .iter()
+            .map(|l| (*l.start, *l.len, l.target.clone(), l.params.clone()))
+            .collect();
+        let mut ops = crate::backend::switch::RealDm {
+            dm: &self.dm,
+            id: DevId::Name(dm_name(name)?),
+        };
+        // Signals pend (not interrupt the suspend, run no handler) until resumed.
+        let blocked = super::memlock::SignalsBlocked::block()?;
+        let r = crate::backend::switch::reload(&mut ops, &t);
+        drop(blocked);
+        r.with_context(|| {
+            let shown: Vec<String> = table.iter().map(|l| l.to_string()).collect();
+            format!("reloading {name} with \"{}\"", shown.join("; "))
+        })
     }
 
     /// The live table (STATUSTYPE_TABLE).

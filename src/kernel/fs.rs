@@ -148,7 +148,12 @@ pub struct Frozen {
 impl Frozen {
     pub fn freeze(mount_point: &Path) -> io::Result<Frozen> {
         let file = File::open(mount_point)?;
-        ioctl::fs_freeze(file.as_fd())?;
+        // The guardian thaws only a freeze it was told of, before it is made.
+        crate::guardian::announce_freeze();
+        if let Err(e) = ioctl::fs_freeze(file.as_fd()) {
+            crate::guardian::announce_thaw();
+            return Err(e);
+        }
         Ok(Frozen {
             file,
             thawed: false,
@@ -162,14 +167,18 @@ impl Frozen {
 
     pub fn thaw(mut self) -> io::Result<()> {
         self.thawed = true;
-        ioctl::fs_thaw(self.file.as_fd())
+        let r = ioctl::fs_thaw(self.file.as_fd());
+        if r.is_ok() {
+            crate::guardian::announce_thaw();
+        }
+        r
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        if !self.thawed {
-            let _ = ioctl::fs_thaw(self.file.as_fd());
+        if !self.thawed && ioctl::fs_thaw(self.file.as_fd()).is_ok() {
+            crate::guardian::announce_thaw();
         }
     }
 }

@@ -34,3 +34,57 @@ fn prefault_stack() {
     }
     std::hint::black_box(&mut buf);
 }
+
+/// SIGINT, SIGTERM and SIGHUP blocked for the calling thread until dropped, across the switch
+/// window: a signal then neither interrupts the suspend (EINTR) nor runs a handler in the
+/// window; it stays pending and is delivered when the old mask is put back.
+pub struct SignalsBlocked(nix::sys::signal::SigSet);
+
+impl SignalsBlocked {
+    pub fn block() -> Result<SignalsBlocked> {
+        use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGHUP);
+        let mut old = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .context("blocking SIGINT/SIGTERM/SIGHUP for the switch window")?;
+        Ok(SignalsBlocked(old))
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        use nix::sys::signal::{pthread_sigmask, SigmaskHow};
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+
+    fn current() -> SigSet {
+        let mut cur = SigSet::empty();
+        pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut cur)).unwrap();
+        cur
+    }
+
+    #[test]
+    fn signals_blocked_inside_and_restored_after() {
+        assert!(!current().contains(Signal::SIGTERM));
+        {
+            let _b = SignalsBlocked::block().unwrap();
+            let c = current();
+            assert!(c.contains(Signal::SIGINT));
+            assert!(c.contains(Signal::SIGTERM));
+            assert!(c.contains(Signal::SIGHUP));
+        }
+        let c = current();
+        assert!(!c.contains(Signal::SIGINT));
+        assert!(!c.contains(Signal::SIGTERM));
+        assert!(!c.contains(Signal::SIGHUP));
+    }
+}

@@ -231,6 +231,15 @@ impl Journal {
         self.save()
     }
 
+    /// Save to /run only, never to the persisted copy: for when the device under `/` may be
+    /// suspended or its filesystem frozen (a write or fsync there would hang).
+    pub fn save_run_only(&mut self) -> Result<()> {
+        let persist = self.persist_root.take();
+        let r = self.save();
+        self.persist_root = persist;
+        r
+    }
+
     pub fn save(&mut self) -> Result<()> {
         self.updated_unix = now_unix();
         fs::create_dir_all(DIR).with_context(|| format!("creating {DIR}"))?;

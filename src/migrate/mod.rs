@@ -25,6 +25,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use devicemapper::Bytes;
 use serde_json::json;
 
+use crate::backend::switch::{self, with_frozen, RealFreeze};
 use crate::backend::{self, Backend, CopyInfo, CopyMode, CopyPlan, RateLimit, SwitchOutcome};
 use crate::error::{refuse, Interrupted};
 use crate::failpoint;
@@ -225,31 +226,31 @@ impl Run {
             }
             // With clones, the filesystem is frozen across the switch: every detached leg then holds
             // a consistent image, not a crash image. (The guardian thaws it if we die in between.)
-            let frozen = match (&self.mount, self.clones.is_empty()) {
-                (Some(m), false) => match crate::kernel::fs::Frozen::freeze(&m.mount_point) {
-                    Ok(f) => Some(f),
-                    Err(e) => {
-                        let e = anyhow!(
-                            "freezing {} to detach the clones: {e}",
-                            m.mount_point.display()
-                        );
-                        return Err(self.roll_back(Stop::Error(e)));
+            // A thaw that is not confirmed, or a switch that left the device suspended, ends in
+            // `SwitchError::Unconfirmed` (handled below: no I/O to `/`).
+            let switched = match (&self.mount, self.clones.is_empty()) {
+                (Some(m), false) => {
+                    let target = &self.target;
+                    let backend = &mut self.backend;
+                    match RealFreeze::open(&m.mount_point)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|mut fs| {
+                            with_frozen(&mut fs, || backend.switch_to_target(target))
+                                .map_err(anyhow::Error::from)
+                        }) {
+                        Ok(r) => r,
+                        Err(e) if switch::unconfirmed(&e) => Err(e),
+                        Err(e) => {
+                            let e = anyhow!(
+                                "freezing {} to detach the clones: {e:#}",
+                                m.mount_point.display()
+                            );
+                            return Err(self.roll_back(Stop::Error(e)));
+                        }
                     }
-                },
-                _ => None,
-            };
-            let switched = self.backend.switch_to_target(&self.target);
-            if let Some(f) = frozen {
-                if let Err(e) = f.thaw() {
-                    self.progress.event(
-                        "warning",
-                        &format!(
-                            "thawing after the switch failed: {e} (the guardian thaws on exit)"
-                        ),
-                        json!({"error": e.to_string()}),
-                    );
                 }
-            }
+                _ => self.backend.switch_to_target(&self.target),
+            };
             match switched {
                 Ok(SwitchOutcome::Switched { window }) => return Ok(window),
                 Ok(SwitchOutcome::NotInSync { status, window }) if attempts < SWITCH_ATTEMPTS => {
@@ -264,6 +265,8 @@ impl Run {
                     let e = anyhow!("the mirror never stayed in sync for the switch ({status})");
                     return Err(self.roll_back(Stop::Error(e)));
                 }
+                // The device may be suspended or `/` frozen: no I/O to `/`, exit for the guardian.
+                Err(e) if switch::unconfirmed(&e) => self.stuck(&e),
                 // switch_to_target resumed the mirror on its error paths: go back to the source.
                 Err(e) => return Err(self.roll_back(Stop::Error(e))),
             }
@@ -320,6 +323,11 @@ impl Run {
 
     /// Before the switch: put the wrapper back on the source and record why.
     fn roll_back(&mut self, stop: Stop) -> anyhow::Error {
+        if let Stop::Error(e) = &stop {
+            if switch::unconfirmed(e) {
+                self.stuck(e);
+            }
+        }
         let src = self.source.display();
         let back = format!(
             "rolled back: {} maps {src} alone again, nothing lost",
@@ -348,6 +356,9 @@ impl Run {
             Stop::Error(e) => (format!("{e:#}"), e.context(back.clone())),
         };
         if let Err(rb) = self.backend.detach_target(&self.source) {
+            if switch::unconfirmed(&rb) {
+                self.stuck(&rb.context(why));
+            }
             self.journal.error = Some(format!("{why}; rolling back failed: {rb:#}"));
             let _ = self.journal.save();
             return anyhow!("{why}, and rolling back to {src} failed: {rb:#}");
@@ -371,7 +382,10 @@ impl Run {
             self.journal.set_step(Step::Switched)?;
         }
         failpoint::hit("migrate::journal-switched")?;
-        let dev_size = self.backend.grow_device(&self.target)?;
+        let dev_size = match self.backend.grow_device(&self.target) {
+            Err(e) if switch::unconfirmed(&e) => self.stuck(&e),
+            r => r?,
+        };
         failpoint::hit("migrate::device-grown")?;
         if let Some(m) = &self.mount {
             let g = grow_mounted(&m.mount_point, &m.fs_type, dev_size).with_context(|| {
@@ -548,6 +562,20 @@ impl Run {
             &self.progress,
             &self.target,
         )
+    }
+
+    /// A suspend or freeze whose undo is not confirmed: the device under `/` may be suspended or
+    /// its filesystem frozen, and any write or fsync there would hang. The journal goes to /run
+    /// only, the message to stderr unless that is a file on the device, then exit at once (no
+    /// destructors: they may write), so the guardian resumes and thaws.
+    fn stuck(&mut self, e: &anyhow::Error) -> ! {
+        self.journal.error = Some(format!("{e:#}"));
+        let _ = self.journal.save_run_only();
+        if !stderr_on(self.w.devnum) {
+            let msg = format!("rootshift: error: {e:#}\n");
+            let _ = nix::unistd::write(std::io::stderr(), msg.as_bytes());
+        }
+        std::process::exit(crate::error::exit::FAILED)
     }
 
     fn switched(&mut self, window: Duration) -> Result<()> {
@@ -747,6 +775,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         .and_then(|_| run.backend.attach(&run.source, &run.target, &plan));
     let info = match attached {
         Ok(i) => i,
+        Err(e) if switch::unconfirmed(&e) => run.stuck(&e),
         Err(e) => {
             run.journal.error = Some(format!("{e:#}"));
             let _ = run.journal.set_step(Step::Aborted);
@@ -779,6 +808,11 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     run.finish()?;
     run.finish_clones()?;
     run.install()
+}
+
+/// Whether our stderr is a file on the device `dev` (writing to it could hang while suspended).
+fn stderr_on(dev: DevNum) -> bool {
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|st| DevNum::from_dev_t(st.st_dev) == dev)
 }
 
 /// Keep the journal's copy in the root filesystem current too (installed systems).

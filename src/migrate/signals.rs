@@ -1,5 +1,8 @@
 //! SIGINT/SIGTERM/SIGHUP become flags (signal-hook): during the copy the loop sees them and rolls
 //! back to the source; during the switch nothing looks at them, so they wait until after resume.
+//! Across the suspend itself they are also blocked (`kernel::memlock::SignalsBlocked`, taken by
+//! the dm switch window): pending, not delivered, so a suspend is not interrupted (EINTR) and no
+//! handler runs in the window; the suspend still retries an EINTR.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

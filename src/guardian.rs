@@ -161,7 +161,8 @@ impl Guardian {
             Err(e) => {
                 why.push(format!("{e:#}"));
                 Err(anyhow!(
-                    "the guardian (which resumes/thaws the device if rootshift dies mid-change)                      did not start, so nothing is changed: {}",
+                    "the guardian (which resumes/thaws the device if rootshift dies mid-change) did not \
+                     start, so nothing is changed: {}",
                     why.join("; ")
                 ))
             }
@@ -173,12 +174,9 @@ impl Guardian {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe for the guardian")?;
         let (ready_r, ready_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe for the guardian")?;
-        // Its own session (and so process group): a Ctrl-C or a hang-up of our terminal, or a
-        // kill of our process group, must not take it down with us.
-        // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
-        }
+        // Its own process group: a Ctrl-C at our terminal (SIGINT to the foreground group) or a
+        // kill of our process group must not take it down with us; it ignores SIGHUP itself.
+        cmd.process_group(0);
         cmd.stdin(Stdio::from(r)).stdout(Stdio::from(ready_w));
         let mut child = cmd.spawn().with_context(|| format!("starting {COPY}"))?;
         // Our copies of the child's ends are closed now (moved into `cmd`, dropped with it).

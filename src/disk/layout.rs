@@ -41,12 +41,12 @@ pub enum RootSize {
 
 impl FromStr for RootSize {
     type Err = String;
-    /// `rest`, or a size as [`crate::cli::parse_size`] reads it (`20G`).
+    /// `rest`, or a size as [`crate::units::parse_size`] reads it (`20G`).
     fn from_str(s: &str) -> Result<RootSize, String> {
         if s.trim().eq_ignore_ascii_case("rest") {
             Ok(RootSize::Rest)
         } else {
-            crate::cli::parse_size(s).map(RootSize::Bytes)
+            crate::units::parse_size(s).map(RootSize::Bytes)
         }
     }
 }
@@ -210,7 +210,7 @@ impl Geometry {
 
 /// A human size: `512.0 MiB`.
 fn size(bytes: impl Into<u128>) -> String {
-    crate::kernel::blockdev::human(devicemapper::Bytes(bytes.into()))
+    crate::units::human_bytes(bytes)
 }
 
 fn type_guid(text: &str) -> Guid {

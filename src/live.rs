@@ -550,8 +550,7 @@ pub fn release_old(old: &BlockDev) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    const GIB: u64 = 1 << 30;
-    const MIB: u64 = 1 << 20;
+    use crate::units::{GIB, MIB};
 
     #[test]
     fn snapshot_params_as_dmsquash_live_makes_them() {

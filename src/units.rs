@@ -9,6 +9,12 @@
 
 use devicemapper::Bytes;
 
+/// Binary units in bytes.
+pub const KIB: u64 = 1 << 10;
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+pub const TIB: u64 = 1 << 40;
+
 /// A size, where `0` is allowed (= none).
 pub fn parse_size_or_zero(s: &str) -> Result<u64, String> {
     if s.trim() == "0" {
@@ -26,10 +32,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .or_else(|| t.strip_suffix('B'))
         .unwrap_or(t);
     let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        Some('K' | 'k') => (&t[..t.len() - 1], KIB),
+        Some('M' | 'm') => (&t[..t.len() - 1], MIB),
+        Some('G' | 'g') => (&t[..t.len() - 1], GIB),
+        Some('T' | 't') => (&t[..t.len() - 1], TIB),
         _ => (t, 1),
     };
     let n: u64 = num

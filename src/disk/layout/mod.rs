@@ -13,6 +13,7 @@ use gptman::GPTPartitionEntry;
 
 use super::{types, Guid, Table};
 use crate::error::refuse;
+use crate::units::MIB;
 
 mod retain;
 mod write;
@@ -20,7 +21,6 @@ mod write;
 use retain::{exact_hint, kept_entry};
 pub use retain::{last_entry, Retain};
 
-const MIB: u64 = 1 << 20;
 /// Partitions start on (and their sizes are multiples of) this many bytes.
 pub const ALIGN_BYTES: u64 = MIB;
 /// Size of the BIOS boot partition.
@@ -477,7 +477,7 @@ mod tests {
     use crate::error::exit_code;
     use std::io::Cursor;
 
-    const GIB: u64 = 1 << 30;
+    use crate::units::GIB;
 
     pub(super) fn opts() -> LayoutOptions {
         LayoutOptions {

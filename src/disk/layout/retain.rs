@@ -7,9 +7,10 @@ use std::io::{Read, Seek};
 use anyhow::{anyhow, ensure, Context, Result};
 use gptman::{GPTPartitionEntry, GPT};
 
-use super::{Geometry, MIB, MIN_ROOT};
+use super::{Geometry, MIN_ROOT};
 use crate::disk::{Guid, Table, TableKind};
 use crate::error::refuse;
+use crate::units::MIB;
 
 /// How `--retain-last` keeps the old table's last partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

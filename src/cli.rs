@@ -235,36 +235,7 @@ impl FinishArgs {
     }
 }
 
-/// A size, where `0` is allowed (= none).
-pub fn parse_size_or_zero(s: &str) -> Result<u64, String> {
-    if s.trim() == "0" {
-        Ok(0)
-    } else {
-        parse_size(s)
-    }
-}
-
-/// `512`, `64K`, `4M`, `2G` (binary units; a trailing `B`/`iB` is accepted) → bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, mult) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
-        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (use e.g. 512K, 4M, 1G)"))?;
-    n.checked_mul(mult)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("{s:?} is out of range"))
-}
+pub use crate::units::{parse_size, parse_size_or_zero};
 
 #[cfg(feature = "testing")]
 #[derive(Debug, Subcommand)]
@@ -287,18 +258,6 @@ pub enum Testing {
 mod tests {
     use super::*;
     use clap::CommandFactory;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512"), Ok(512));
-        assert_eq!(parse_size("64K"), Ok(65536));
-        assert_eq!(parse_size("4M"), Ok(4 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("50MB"), Ok(50 << 20));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("fast").is_err());
-        assert!(parse_size("").is_err());
-    }
 
     #[test]
     fn cli_is_well_formed() {

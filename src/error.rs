@@ -52,16 +52,26 @@ impl fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// Two devices carry the root's UUID and nothing says which one is complete (`wrap` in the
+/// initrd refuses to pick; exit code [`exit::AMBIGUOUS_ROOT`]).
+#[derive(Debug)]
+pub struct Ambiguous(pub String);
+
+impl fmt::Display for Ambiguous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "refusing to pick the root device: {}", self.0)
+    }
+}
+
+impl std::error::Error for Ambiguous {}
+
 /// The exit code for an error chain.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<Refusal>().is_some() {
         exit::REFUSED
     } else if e.downcast_ref::<Interrupted>().is_some() {
         exit::INTERRUPTED
-    } else if e
-        .downcast_ref::<crate::migrate::recovery::Ambiguous>()
-        .is_some()
-    {
+    } else if e.downcast_ref::<Ambiguous>().is_some() {
         exit::AMBIGUOUS_ROOT
     } else {
         exit::FAILED

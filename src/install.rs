@@ -24,12 +24,13 @@ use crate::disk::layout::{last_entry, LayoutOptions, Plan, Role};
 use crate::disk::{self, DiskPart, Part, Table, TableKind};
 use crate::error::refuse;
 use crate::finish::{self, bootloader, initramfs};
-use crate::kernel::blockdev::{human, BlockDev};
+use crate::kernel::blockdev::BlockDev;
 use crate::kernel::dm::Dm;
 use crate::kernel::ioctl::{self, BlkpgOp};
 use crate::lock::Lock;
 use crate::migrate::{self, preflight};
 use crate::progress::Progress;
+use crate::units::human;
 use crate::wrapper;
 
 /// Where the partition ids are written on the installed system (KIWI's `/config.partids` format).

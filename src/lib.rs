@@ -25,4 +25,5 @@ pub mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tools;
+pub mod units;
 pub mod wrapper;

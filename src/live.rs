@@ -21,11 +21,12 @@ use anyhow::{Context, Result};
 use devicemapper::Sectors;
 
 use crate::error::refuse;
-use crate::kernel::blockdev::{human, BlockDev};
+use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::dm::Dm;
 use crate::kernel::dmtable::ParseError;
 use crate::kernel::{ioctl, mounts};
+use crate::units::human;
 
 /// Names dracut's dmsquash-live gives its dm devices (`live-rw`, `live-base`, `live-ro`,
 /// `live-overlay-pool`): only these are torn down, and only when nothing uses them.
@@ -549,8 +550,7 @@ pub fn release_old(old: &BlockDev) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    const GIB: u64 = 1 << 30;
-    const MIB: u64 = 1 << 20;
+    use crate::units::{GIB, MIB};
 
     #[test]
     fn snapshot_params_as_dmsquash_live_makes_them() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::kernel::blockdev::human;
+use crate::units::human;
 
 enum Mode {
     /// The bar exists only while the copy runs.

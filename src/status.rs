@@ -5,11 +5,12 @@ use serde::Serialize;
 
 use crate::backend;
 use crate::error::refuse;
-use crate::kernel::blockdev::{human, BlockDev};
+use crate::kernel::blockdev::BlockDev;
 use crate::kernel::dm::Dm;
 use crate::kernel::dmtable::Health;
 use crate::kernel::mounts;
 use crate::migrate::journal::{Journal, Step};
+use crate::units::human;
 use crate::wrapper::{self, Wrapper};
 
 #[derive(Debug, Serialize)]

@@ -16,6 +16,12 @@ pub mod ids;
 pub mod initramfs;
 pub mod view;
 
+mod clones;
+mod preflight;
+
+pub use clones::{clone_identity, clone_label, CloneIds};
+pub use preflight::{is_live_source, preflight};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -24,9 +30,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
-use crate::kernel::mounts::{self, Mount, Swaps};
+use crate::kernel::mounts::{self, Mount};
 use crate::progress::Progress;
 use crate::tools;
 use bootloader::Choice;
@@ -89,155 +94,6 @@ pub struct Record {
     pub steps: Vec<String>,
     #[serde(default)]
     pub error: Option<String>,
-}
-
-/// Whether a source device is a live medium's root (dmsquash-live `live-rw`, or any device
-/// stacked over a loop-mounted image).
-pub fn is_live_source(source: &BlockDev) -> bool {
-    source
-        .dm_name()
-        .is_some_and(|n| n.starts_with(crate::live::LIVE_DM_PREFIX))
-        || source.base_devices().1
-}
-
-/// Whether one of `devs`' base devices lies on one of `disks`.
-fn on_disks(dev: &BlockDev, disks: &[BlockDev]) -> bool {
-    dev.base_devices()
-        .0
-        .iter()
-        .filter_map(|b| b.whole_disk().ok())
-        .any(|d| disks.iter().any(|x| x.devnum == d.devnum))
-}
-
-/// Check, before anything changes, that `target` can become a bootable installed system.
-pub fn preflight(
-    opts: Options,
-    source: Option<&BlockDev>,
-    live_source: bool,
-    target: &BlockDev,
-    root: Option<&Mount>,
-) -> Result<Plan> {
-    let Some(root) = root else {
-        return Err(refuse(
-            "--install needs the wrapper to be mounted as /; this one is not",
-            Some("migrate without --install"),
-        ));
-    };
-    if root.mount_point != Path::new("/") {
-        return Err(refuse(
-            format!(
-                "--install makes the root filesystem bootable, but this wrapper is mounted on {}",
-                root.mount_point.display()
-            ),
-            Some("migrate it without --install"),
-        ));
-    }
-    if !matches!(root.fs_type.as_str(), "ext4" | "ext3" | "ext2" | "xfs") {
-        return Err(refuse(
-            format!(
-                "--install supports ext4 and xfs roots; / is {}",
-                root.fs_type
-            ),
-            Some("migrate without --install"),
-        ));
-    }
-    let boot = bootloader::plan(opts.bootloader, target)?;
-    let (initramfs_tool, kernels) = initramfs::check(opts.initramfs)?;
-    let mut leftovers = vec![];
-    if let (false, Some(source)) = (live_source, source) {
-        let old_disks: Vec<BlockDev> = source
-            .base_devices()
-            .0
-            .iter()
-            .filter_map(|b| b.whole_disk().ok())
-            .collect();
-        let mut refused = vec![];
-        for m in mounts::mounts()? {
-            if m.mount_point == Path::new("/") || m.devnum.major == 0 {
-                continue;
-            }
-            let Ok(dev) = BlockDev::from_devnum(m.devnum) else {
-                continue;
-            };
-            if !on_disks(&dev, &old_disks) {
-                continue;
-            }
-            if m.mount_point == Path::new("/boot/efi")
-                && m.fs_type == "vfat"
-                && boot.bootloader.needs_esp()
-            {
-                leftovers.push(Leftover::Esp(m));
-            } else {
-                refused.push(format!(
-                    "{} on {} ({})",
-                    m.mount_point.display(),
-                    dev.display(),
-                    m.fs_type
-                ));
-            }
-        }
-        for s in Swaps::read()?.0 {
-            let Ok(dev) = BlockDev::from_path(&s.filename) else {
-                continue;
-            };
-            if s.kind == "partition" && on_disks(&dev, &old_disks) {
-                leftovers.push(Leftover::Swap {
-                    bytes: dev.size().map(|b| *b as u64).unwrap_or(0),
-                    dev: s.filename.clone(),
-                });
-            }
-        }
-        if !refused.is_empty() {
-            return Err(refuse(
-                format!(
-                    "the old disk still holds mounted filesystems besides /: {}; the installed system would \
-                     lose them when that disk is gone",
-                    refused.join(", ")
-                ),
-                Some("copy their contents into the root filesystem (or onto the target disk) and unmount them \
-                      first; rootshift moves only /, an ESP at /boot/efi and swap"),
-            ));
-        }
-    }
-    let boot_part = match &opts.boot_partition {
-        Some(p) => {
-            let d = BlockDev::from_path(p)
-                .map_err(|e| refuse(format!("--boot-partition: {e}"), None))?;
-            if mounts::mounts()?
-                .iter()
-                .any(|m| m.mount_point == Path::new("/boot"))
-            {
-                return Err(refuse(
-                    "/boot is a separate mount already; --boot-partition would hide it",
-                    Some("leave out --boot-partition"),
-                ));
-            }
-            need_tool("mkfs.ext4", "e2fsprogs")?;
-            Some(d)
-        }
-        None => None,
-    };
-    Ok(Plan {
-        boot,
-        initramfs: opts.initramfs,
-        initramfs_tool,
-        kernels,
-        live_source,
-        fs_type: root.fs_type.clone(),
-        leftovers,
-        boot_part,
-    })
-}
-
-fn need_tool(name: &str, package: &str) -> Result<()> {
-    if tools::find(name).is_some() {
-        Ok(())
-    } else {
-        Err(refuse(
-            format!("{name} is missing (package {package})"),
-            None,
-        ))
-    }
 }
 
 /// The new system's facts, for the summary, the journal and the spin hooks.
@@ -623,116 +479,4 @@ pub fn run(
         esp: plan.boot.esp.as_ref().map(|e| e.display()),
         machine_id: rec.machine_id.clone(),
     })
-}
-
-/// What a clone got.
-#[derive(Debug, Clone, Serialize)]
-pub struct CloneIds {
-    pub uuid: String,
-    pub label: String,
-    /// The check that ran (`e2fsck -f -y` / `xfs_repair -n`).
-    pub check: String,
-}
-
-/// A label with a suffix, cut to the filesystem's limit (ext: 16 bytes, xfs: 12).
-pub fn clone_label(base: &str, fs_type: &str, n: usize) -> String {
-    let max: usize = if fs_type == "xfs" { 12 } else { 16 };
-    let suffix = format!("-c{n}");
-    let keep = max.saturating_sub(suffix.len());
-    let mut b: String = base.chars().take(keep).collect();
-    while b.len() > keep {
-        b.pop();
-    }
-    if b.is_empty() {
-        format!("clone{n}")
-    } else {
-        format!("{b}{suffix}")
-    }
-}
-
-/// Give a detached clone its own identity, offline: check it, new filesystem UUID, label suffix
-/// (as KIWI does for its partition clones).
-pub fn clone_identity(dev: &BlockDev, fs_type: &str, n: usize) -> Result<CloneIds> {
-    let path = dev.display();
-    let (check, label_now) = match fs_type {
-        "xfs" => {
-            tools::run("xfs_repair", &["-n", &path])?;
-            let l = tools::run("xfs_admin", &["-l", &path]).unwrap_or_default();
-            let l = l.split('"').nth(1).unwrap_or("").to_string();
-            ("xfs_repair -n".to_string(), l)
-        }
-        t if t.starts_with("ext") => {
-            // -y: a clone taken from a frozen filesystem is clean; -y only matters if it is not
-            let out =
-                std::process::Command::new(tools::find("e2fsck").context("e2fsck not found")?)
-                    .args(["-f", "-y", &path])
-                    .output()
-                    .context("running e2fsck")?;
-            // 0 = clean, 1 = errors corrected: both leave a consistent filesystem
-            match out.status.code() {
-                Some(0) => {}
-                Some(1) => bail!(
-                    "e2fsck -f found errors on the clone {path} (it should have been a frozen, consistent image): {}",
-                    String::from_utf8_lossy(&out.stdout).trim()
-                ),
-                _ => bail!(
-                    "e2fsck -f {path} failed ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            }
-            let l = tools::run("e2label", &[&path]).unwrap_or_default();
-            ("e2fsck -f (clean)".to_string(), l.trim().to_string())
-        }
-        other => bail!("rootshift cannot give a {other} clone its own identity"),
-    };
-    let uuid = ids::set_uuid_offline(dev, fs_type)?;
-    let label = clone_label(
-        if label_now.is_empty() {
-            "root"
-        } else {
-            &label_now
-        },
-        fs_type,
-        n,
-    );
-    if fs_type == "xfs" {
-        tools::run("xfs_admin", &["-L", &label, &path])?;
-        // xfs grows only mounted: briefly, at a private place (its UUID is its own now)
-        let mp = PathBuf::from(format!("/run/rootshift/clone-{n}"));
-        fs::create_dir_all(&mp)?;
-        mount(
-            Some(dev.path.as_path()),
-            &mp,
-            Some("xfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .with_context(|| format!("mounting the clone {path} to grow it"))?;
-        let grown = tools::run("xfs_growfs", &[&mp.display().to_string()]);
-        let _ = umount2(&mp, MntFlags::empty());
-        grown?;
-    } else {
-        tools::run("e2label", &[&path, &label])?;
-        // the clone was taken before the root grew: make it fill its partition too
-        tools::run("resize2fs", &[&path])?;
-    }
-    Ok(CloneIds { uuid, label, check })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clone_labels_fit_the_filesystem() {
-        assert_eq!(clone_label("Live-rootfs", "ext4", 1), "Live-rootfs-c1");
-        assert_eq!(
-            clone_label("a-very-long-label", "ext4", 2),
-            "a-very-long-l-c2"
-        );
-        assert_eq!(clone_label("a-very-long-label", "xfs", 3), "a-very-lo-c3");
-        assert_eq!(clone_label("", "ext4", 1), "clone1");
-        assert!(clone_label("rootfs", "xfs", 7).len() <= 12);
-    }
 }

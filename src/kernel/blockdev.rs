@@ -264,33 +264,12 @@ impl BlockDev {
     }
 }
 
-/// Human size: `1.5 GiB (1610612736 bytes)`.
-pub fn human(b: Bytes) -> String {
-    let v = *b as f64;
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut i = 0;
-    let mut x = v;
-    while x >= 1024.0 && i < units.len() - 1 {
-        x /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{} B", *b)
-    } else {
-        format!("{x:.1} {}", units[i])
-    }
-}
+/// Moved to [`crate::units`]; kept here so existing callers compile.
+pub use crate::units::human;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(Bytes(512)), "512 B");
-        assert_eq!(human(Bytes(512 * 1024 * 1024)), "512.0 MiB");
-        assert_eq!(human(Bytes(1536 * 1024 * 1024)), "1.5 GiB");
-    }
 
     #[test]
     fn missing_and_non_block_paths() {

@@ -285,17 +285,7 @@ pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
     }
 }
 
-/// Two devices carry the root's UUID and nothing says which one is complete.
-#[derive(Debug)]
-pub struct Ambiguous(pub String);
-
-impl std::fmt::Display for Ambiguous {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "refusing to pick the root device: {}", self.0)
-    }
-}
-
-impl std::error::Error for Ambiguous {}
+pub use crate::error::Ambiguous;
 
 #[cfg(test)]
 mod tests {

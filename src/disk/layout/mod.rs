@@ -6,16 +6,21 @@
 //! and both copies of the GPT through the device handle it is given.
 
 use std::fmt;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::str::FromStr;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
-use gptman::{GPTPartitionEntry, GPT};
+use anyhow::{ensure, Result};
+use gptman::GPTPartitionEntry;
 
-use super::{types, Guid, Table, TableKind};
+use super::{types, Guid, Table};
 use crate::error::refuse;
+use crate::units::MIB;
 
-const MIB: u64 = 1 << 20;
+mod retain;
+mod write;
+
+use retain::{exact_hint, kept_entry};
+pub use retain::{last_entry, Retain};
+
 /// Partitions start on (and their sizes are multiples of) this many bytes.
 pub const ALIGN_BYTES: u64 = MIB;
 /// Size of the BIOS boot partition.
@@ -41,31 +46,12 @@ pub enum RootSize {
 
 impl FromStr for RootSize {
     type Err = String;
-    /// `rest`, or a size as [`crate::cli::parse_size`] reads it (`20G`).
+    /// `rest`, or a size as [`crate::units::parse_size`] reads it (`20G`).
     fn from_str(s: &str) -> Result<RootSize, String> {
         if s.trim().eq_ignore_ascii_case("rest") {
             Ok(RootSize::Rest)
         } else {
-            crate::cli::parse_size(s).map(RootSize::Bytes)
-        }
-    }
-}
-
-/// How `--retain-last` keeps the old table's last partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Retain {
-    /// The new partitions must end exactly where the kept one starts.
-    Exact,
-    /// The new partitions must end before the kept one starts (a gap is fine).
-    Fit,
-}
-
-impl Retain {
-    /// The value as given on the command line.
-    fn arg(self) -> &'static str {
-        match self {
-            Retain::Exact => "exact",
-            Retain::Fit => "fit",
+            crate::units::parse_size(s).map(RootSize::Bytes)
         }
     }
 }
@@ -210,7 +196,7 @@ impl Geometry {
 
 /// A human size: `512.0 MiB`.
 fn size(bytes: impl Into<u128>) -> String {
-    crate::kernel::blockdev::human(devicemapper::Bytes(bytes.into()))
+    crate::units::human_bytes(bytes)
 }
 
 fn type_guid(text: &str) -> Guid {
@@ -418,86 +404,6 @@ impl Plan {
         self.find(Role::Retained)
     }
 
-    /// The GPT entry for a planned partition (the retained one exactly as it was read).
-    fn entry(&self, p: &PlannedPart) -> Result<GPTPartitionEntry> {
-        if p.role == Role::Retained {
-            let k = self
-                .kept
-                .clone()
-                .context("the plan has no entry to retain")?;
-            ensure!(
-                (k.starting_lba, k.ending_lba, Guid(k.unique_partition_guid))
-                    == (p.first_lba, p.last_lba, p.guid),
-                "the retained partition {} no longer matches the entry read from the disk",
-                p.number
-            );
-            return Ok(k);
-        }
-        Ok(GPTPartitionEntry {
-            partition_type_guid: p.type_guid.0,
-            unique_partition_guid: p.guid.0,
-            starting_lba: p.first_lba,
-            ending_lba: p.last_lba,
-            attribute_bits: p.attributes,
-            partition_name: p.name.as_str().into(),
-        })
-    }
-
-    /// Write the protective MBR and the GPT (primary and backup) on `dev`, the whole disk the
-    /// plan was made for. Only the table areas are written.
-    pub fn write<D: Read + Write + Seek>(&self, dev: &mut D) -> Result<()> {
-        let ss = self.sector_size;
-        let len = dev
-            .seek(SeekFrom::End(0))
-            .context("finding the size of the disk")?;
-        ensure!(
-            len / ss == self.total_sectors,
-            "the disk has {} sectors of {ss} bytes, but the layout was planned for {}",
-            len / ss,
-            self.total_sectors
-        );
-        let mut gpt = GPT::new_from(dev, ss, self.disk_guid.0).context("preparing the GPT")?;
-        let (first, last) = (gpt.header.first_usable_lba, gpt.header.last_usable_lba);
-        let slots = gpt.header.number_of_partition_entries;
-        for p in &self.parts {
-            ensure!(
-                (1..=slots).contains(&p.number),
-                "partition number {} is outside 1..{slots}",
-                p.number
-            );
-            ensure!(
-                first <= p.first_lba && p.first_lba <= p.last_lba && p.last_lba <= last,
-                "partition {} ({}) at sectors {}..{} is outside the usable sectors {first}..{last}",
-                p.number,
-                p.name,
-                p.first_lba,
-                p.last_lba
-            );
-        }
-        let mut by_start: Vec<&PlannedPart> = self.parts.iter().collect();
-        by_start.sort_by_key(|p| p.first_lba);
-        for w in by_start.windows(2) {
-            ensure!(
-                w[0].last_lba < w[1].first_lba,
-                "partitions {} ({}) and {} ({}) overlap",
-                w[0].number,
-                w[0].name,
-                w[1].number,
-                w[1].name
-            );
-        }
-        for p in &self.parts {
-            if !gpt[p.number].is_unused() {
-                bail!("partition number {} is planned twice", p.number);
-            }
-            gpt[p.number] = self.entry(p)?;
-        }
-        GPT::write_protective_mbr_into(dev, ss).context("writing the protective MBR")?;
-        gpt.write_into(dev).context("writing the GPT")?;
-        dev.flush().context("flushing the partition table")?;
-        Ok(())
-    }
-
     /// KIWI-style partition ids (`kiwi_RootPart="4"`), one line per partition, in table order.
     pub fn partids(&self) -> String {
         self.parts
@@ -514,95 +420,6 @@ impl Plan {
                 format!("{key}=\"{}\"\n", p.number)
             })
             .collect()
-    }
-}
-
-/// The entry `--retain-last` keeps: the existing GPT's partition that ends last.
-fn kept_entry(
-    g: &Geometry,
-    existing: Option<&Table>,
-    entry: Option<&GPTPartitionEntry>,
-) -> Result<GPTPartitionEntry> {
-    let table = match existing {
-        Some(t) if t.kind == TableKind::Gpt && !t.parts.is_empty() => t,
-        other => {
-            let what = match other.map(|t| t.kind) {
-                Some(TableKind::Gpt) => "an empty GPT",
-                Some(TableKind::Dos) => "an MS-DOS partition table",
-                _ => "no partition table",
-            };
-            return Err(refuse(
-                format!(
-                    "--retain-last needs an existing GPT with a partition to keep; the disk has \
-                     {what}"
-                ),
-                Some("drop --retain-last"),
-            ));
-        }
-    };
-    let last = table
-        .parts
-        .iter()
-        .max_by_key(|p| p.last_lba)
-        .expect("the table has partitions");
-    ensure!(
-        table.sector_size == g.sector_size,
-        "the existing table uses {}-byte sectors, the disk {}-byte ones",
-        table.sector_size,
-        g.sector_size
-    );
-    let entry = entry.with_context(|| {
-        format!(
-            "--retain-last: the GPT entry of partition {} was not read",
-            last.number
-        )
-    })?;
-    ensure!(
-        entry.starting_lba == last.first_lba
-            && entry.ending_lba == last.last_lba
-            && Some(Guid(entry.unique_partition_guid)) == last.guid,
-        "--retain-last: the GPT entry given is not the one of partition {}",
-        last.number
-    );
-    if entry.ending_lba > g.last_usable {
-        return Err(refuse(
-            format!(
-                "--retain-last: partition {} ends at {}, past the last usable {} of the disk",
-                last.number,
-                g.at(entry.ending_lba),
-                g.at(g.last_usable)
-            ),
-            Some("drop --retain-last"),
-        ));
-    }
-    Ok(entry.clone())
-}
-
-/// What would make an exact retain work: the root size that ends the layout at `kept_start`.
-fn exact_hint(g: &Geometry, fixed_end: u64, slots: u64, kept_start: u64) -> String {
-    let room = kept_start.saturating_sub(fixed_end);
-    if room > 0 && room.is_multiple_of(slots * g.align) && room / slots >= g.sectors(MIN_ROOT) {
-        format!(
-            "--root-size {}M ends the layout exactly there; --retain-last fit accepts a gap",
-            room / slots * g.sector_size / MIB
-        )
-    } else {
-        "--root-size rest fills the space up to it; --retain-last fit accepts a gap".into()
-    }
-}
-
-/// The GPT entry `--retain-last` keeps on a disk: the used entry that ends last, if the disk
-/// has a GPT with partitions.
-pub fn last_entry<R: Read + Seek>(r: &mut R) -> Result<Option<GPTPartitionEntry>> {
-    match GPT::find_from(r) {
-        Ok(gpt) => Ok(gpt
-            .iter()
-            .map(|(_, e)| e)
-            .filter(|e| e.is_used())
-            .max_by_key(|e| e.ending_lba)
-            .cloned()),
-        Err(gptman::Error::InvalidSignature) | Err(gptman::Error::ReadError(..)) => Ok(None),
-        Err(e) => Err(anyhow!("reading the GPT: {e}")),
     }
 }
 
@@ -656,13 +473,13 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{read_table, Part};
+    use crate::disk::{read_table, Part, TableKind};
     use crate::error::exit_code;
     use std::io::Cursor;
 
-    const GIB: u64 = 1 << 30;
+    use crate::units::GIB;
 
-    fn opts() -> LayoutOptions {
+    pub(super) fn opts() -> LayoutOptions {
         LayoutOptions {
             root_size: RootSize::Rest,
             esp_size: 256 * MIB,
@@ -674,7 +491,7 @@ mod tests {
         }
     }
 
-    fn lbas(p: &PlannedPart) -> (u64, u64) {
+    pub(super) fn lbas(p: &PlannedPart) -> (u64, u64) {
         (p.first_lba, p.last_lba)
     }
 
@@ -1029,100 +846,5 @@ mod tests {
         assert!(lines[1..]
             .iter()
             .all(|l| l[..start_end].ends_with(char::is_numeric)));
-    }
-
-    #[test]
-    fn write_keeps_the_retained_entry_byte_for_byte() {
-        const DISK: u64 = 160 * MIB;
-        let ss = 512u64;
-        let mut disk = Cursor::new(vec![0u8; DISK as usize]);
-        // the old table: something at 1 MiB, and "home" from 96 MiB to the end
-        let mut old = GPT::new_from(&mut disk, ss, Guid::random().0).unwrap();
-        old[1] = GPTPartitionEntry {
-            partition_type_guid: type_guid(types::LINUX_FS).0,
-            unique_partition_guid: Guid::random().0,
-            starting_lba: 2048,
-            ending_lba: 196_607,
-            attribute_bits: 0,
-            partition_name: "old-root".into(),
-        };
-        let last_usable = old.header.last_usable_lba;
-        old[3] = GPTPartitionEntry {
-            partition_type_guid: type_guid(types::LINUX_SWAP).0,
-            unique_partition_guid: Guid::random().0,
-            starting_lba: 196_608,
-            ending_lba: last_usable,
-            attribute_bits: 0x8000_0000_0000_0001,
-            partition_name: "home ünicode".into(),
-        };
-        old.write_into(&mut disk).unwrap();
-        GPT::write_protective_mbr_into(&mut disk, ss).unwrap();
-        let entry_bytes = |d: &Cursor<Vec<u8>>, n: u32| {
-            let at = (2 * ss + u64::from(n - 1) * 128) as usize;
-            d.get_ref()[at..at + 128].to_vec()
-        };
-        let old_bytes = entry_bytes(&disk, 3);
-
-        let table = read_table(&mut disk).unwrap();
-        let entry = last_entry(&mut disk).unwrap().unwrap();
-        assert_eq!(entry.starting_lba, 196_608);
-        let o = LayoutOptions {
-            esp_size: 16 * MIB,
-            retain_last: Some(Retain::Exact),
-            ..opts()
-        };
-        let plan = Plan::plan(DISK, ss, Some(&table), Some(&entry), &o).unwrap();
-        assert_eq!(lbas(plan.root()), (36_864, 196_607));
-        plan.write(&mut disk).unwrap();
-
-        let kept = plan.retained().unwrap();
-        assert_eq!(kept.number, 4);
-        assert_eq!(entry_bytes(&disk, 4), old_bytes);
-        let t = read_table(&mut disk).unwrap();
-        assert_eq!(t.disk_guid, Some(plan.disk_guid));
-        assert_eq!(t.parts.len(), 4);
-        let k = t.part(4).unwrap();
-        assert_eq!((k.first_lba, k.last_lba), (196_608, last_usable));
-        assert_eq!(k.guid, Some(Guid(entry.unique_partition_guid)));
-        assert_eq!(k.type_id, types::LINUX_SWAP);
-        assert_eq!(k.name, "home ünicode");
-        assert_eq!(t.part(3).unwrap().name, "root");
-        assert_eq!(t.esp().unwrap().number, 2);
-        // the backup copy alone carries the same table
-        disk.get_mut()[ss as usize..2 * ss as usize].fill(0);
-        let backup = read_table(&mut disk).unwrap();
-        assert_eq!(backup.parts, t.parts);
-    }
-
-    #[test]
-    fn write_checks_the_disk_and_the_entries() {
-        let o = LayoutOptions {
-            esp_size: 16 * MIB,
-            ..opts()
-        };
-        let p = Plan::plan(128 * MIB, 512, None, None, &o).unwrap();
-        let mut other = Cursor::new(vec![0u8; 129 * MIB as usize]);
-        assert!(p.write(&mut other).is_err());
-        let mut disk = Cursor::new(vec![0u8; 128 * MIB as usize]);
-        let mut bad = p.clone();
-        bad.parts[2].last_lba = bad.total_sectors - 1;
-        assert!(bad
-            .write(&mut disk)
-            .unwrap_err()
-            .to_string()
-            .contains("outside"));
-        let mut bad = p.clone();
-        bad.parts[2].first_lba = 4000;
-        assert!(bad
-            .write(&mut disk)
-            .unwrap_err()
-            .to_string()
-            .contains("overlap"));
-        assert!(
-            disk.get_ref().iter().all(|&b| b == 0),
-            "nothing written on refusal"
-        );
-        p.write(&mut disk).unwrap();
-        assert_eq!(read_table(&mut disk).unwrap().parts.len(), 3);
     }
 }

@@ -11,22 +11,23 @@
 //!   protected from the OOM killer and holds its dm handle; `start` waits up to
 //!   [`READY_TIMEOUT`] for it and refuses to go on without it (no guardian, no start).
 //! - `oom_score_adj` is -1000 (never the OOM killer's pick).
-//! - Its own session (setsid) and, where systemd runs, its own transient scope
+//! - Its own process group and, where systemd runs, its own transient scope
 //!   (`systemd-run --scope`): stopping the unit or session rootshift runs in does not take it down.
-//! - It thaws only a freeze rootshift announced: rootshift writes `F` to the pipe before each
-//!   FIFREEZE it makes and `T` after the thaw (or a failed freeze); the guardian thaws only when
-//!   the count is above zero when the pipe closes — never an unrelated freeze.
+//! - It thaws only a freeze rootshift made of the filesystem it guards: `kernel::fs` notes each
+//!   such freeze on the pipe (`F` before the FIFREEZE, `T` after the thaw or a failed freeze); the
+//!   guardian thaws only when the count is above zero when the pipe closes — never an unrelated
+//!   freeze, nor a freeze of another filesystem (a clone's).
 //! - If DM_TABLE_CLEAR fails, it loads the live table into the inactive slot before resuming,
 //!   and if that fails too it does not resume (see `backend::switch::recover`).
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -40,34 +41,11 @@ use crate::wrapper::{Kind, Wrapper};
 const COPY: &str = "/run/rootshift/rootshift-guardian";
 /// How long `start` waits for the guardian's ready byte.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pipe bytes: a freeze by rootshift begins / has ended.
-const FREEZE: u8 = b'F';
-const THAW: u8 = b'T';
+/// Pipe bytes: a freeze by rootshift of the guarded filesystem begins / has ended.
+const FREEZE: u8 = crate::kernel::fs::NOTE_FREEZE;
+const THAW: u8 = crate::kernel::fs::NOTE_THAW;
 /// The guardian's ready byte.
 const READY: u8 = b'R';
-
-/// The write end of the running guardian's pipe (-1: none), for [`announce_freeze`].
-static PIPE: AtomicI32 = AtomicI32::new(-1);
-
-fn announce(b: u8) {
-    let fd = PIPE.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: the fd stays open while it is published in PIPE (Guardian::drop unpublishes it
-        // before closing it). One byte to a pipe: atomic, no allocation, no I/O to any disk.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let _ = nix::unistd::write(fd, &[b]);
-    }
-}
-
-/// Tell the guardian a freeze by rootshift may be in effect from now on (call before FIFREEZE).
-pub fn announce_freeze() {
-    announce(FREEZE)
-}
-
-/// Tell the guardian that freeze is over (after the thaw, or after a freeze that failed).
-pub fn announce_thaw() {
-    announce(THAW)
-}
 
 /// The running guardian; dropping it (or dying) releases it.
 pub struct Guardian {
@@ -131,6 +109,15 @@ impl Guardian {
             args.push("--thaw".into());
             args.push(p.into());
         }
+        // The filesystem whose freezes it may undo (kernel::fs notes them on the pipe).
+        let guarded_dev = match thaw {
+            Some(p) => Some(
+                fs::metadata(p)
+                    .with_context(|| format!("stat {}", p.display()))?
+                    .dev(),
+            ),
+            None => None,
+        };
         // First in its own systemd scope where systemd runs; if that does not come up, directly.
         let mut why = vec![];
         if let Some(sr) = systemd_run() {
@@ -141,14 +128,14 @@ impl Guardian {
                 .arg("--description=rootshift guardian")
                 .arg(COPY)
                 .args(&args);
-            match Self::spawn(cmd) {
+            match Self::spawn(cmd, guarded_dev) {
                 Ok(g) => return Ok(g),
                 Err(e) => why.push(format!("in its own systemd scope: {e:#}")),
             }
         }
         let mut cmd = Command::new(COPY);
         cmd.args(&args);
-        match Self::spawn(cmd) {
+        match Self::spawn(cmd, guarded_dev) {
             Ok(g) => {
                 if !why.is_empty() {
                     eprintln!(
@@ -169,7 +156,7 @@ impl Guardian {
         }
     }
 
-    fn spawn(mut cmd: Command) -> Result<Guardian> {
+    fn spawn(mut cmd: Command, guarded_dev: Option<u64>) -> Result<Guardian> {
         let (r, w_end) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe for the guardian")?;
         let (ready_r, ready_w) =
@@ -187,7 +174,9 @@ impl Guardian {
             let _ = child.wait();
             return Err(e);
         }
-        PIPE.store(w_end.as_raw_fd(), Ordering::SeqCst);
+        if let Some(dev) = guarded_dev {
+            crate::kernel::fs::note_freezes_to(w_end.as_raw_fd(), dev);
+        }
         Ok(Guardian {
             pipe: Some(w_end),
             child,
@@ -199,7 +188,7 @@ impl Drop for Guardian {
     fn drop(&mut self) {
         // Closing our end wakes it; it finds nothing to do and exits.
         if let Some(p) = self.pipe.take() {
-            let _ = PIPE.compare_exchange(p.as_raw_fd(), -1, Ordering::SeqCst, Ordering::SeqCst);
+            crate::kernel::fs::stop_noting_freezes(p.as_raw_fd());
             drop(p);
         }
         let _ = self.child.try_wait();
@@ -312,22 +301,6 @@ mod tests {
         let (r, w) = pipe();
         nix::unistd::write(&w, b"x").unwrap();
         assert!(wait_ready(&r, Duration::from_millis(100)).is_err());
-    }
-
-    #[test]
-    fn announcements_reach_the_published_pipe_only() {
-        let (r, w) = pipe();
-        // Nothing published: nothing written, no error.
-        announce_freeze();
-        PIPE.store(w.as_raw_fd(), Ordering::SeqCst);
-        announce_freeze();
-        announce_thaw();
-        PIPE.store(-1, Ordering::SeqCst);
-        announce_freeze();
-        drop(w);
-        let mut buf = [0u8; 8];
-        let n = nix::unistd::read(&r, &mut buf).unwrap();
-        assert_eq!(&buf[..n], b"FT");
     }
 
     #[test]

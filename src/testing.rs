@@ -30,7 +30,7 @@ pub fn dm_create(name: &str, table: &str) -> Result<()> {
 
 /// Replace a fixture's table (load + resume), e.g. with `error` to make a target vanish.
 pub fn dm_reload(name: &str, table: &str) -> Result<()> {
-    Dm::open()?.reload(name, &parse_table(table)?)
+    crate::backend::switch::reload_table(&Dm::open()?, name, &parse_table(table)?)
 }
 
 pub fn dm_remove(name: &str) -> Result<()> {

@@ -147,8 +147,7 @@ impl DmMirror {
         legs.extend(clones.iter().map(|c| c.devnum));
         let params = MirrorParams::core(region, &legs);
         let table = [TableLine::new(Sectors(0), len, "mirror", params)];
-        self.dm
-            .reload(self.name(), &table)
+        switch::reload_table(&self.dm, self.name(), &table)
             .with_context(|| format!("adding {} as a mirror leg", target.display()))?;
         self.baseline = Some(0);
         Ok(CopyInfo {
@@ -221,7 +220,7 @@ impl DmMirror {
         };
         let table = [TableLine::new(Sectors(0), len, "mirror", params)];
         // Suspend without lockfs: the filesystem is frozen already.
-        let loaded = self.dm.reload(self.name(), &table);
+        let loaded = switch::reload_table(&self.dm, self.name(), &table);
         if let Err(e) = &loaded {
             if switch::unconfirmed(e) {
                 // The device may be suspended: thawing would write the superblock to it and hang.
@@ -494,8 +493,7 @@ impl Backend for DmMirror {
             );
         }
         let table = [linear(source, len)];
-        self.dm
-            .reload(self.name(), &table)
+        switch::reload_table(&self.dm, self.name(), &table)
             .with_context(|| format!("going back to {} alone", source.display()))
     }
 
@@ -504,7 +502,7 @@ impl Backend for DmMirror {
         let want = sectors_of(target)?;
         let have = self.wrapper.dm_table(&self.dm)?.len();
         if have < want {
-            self.dm.reload(self.name(), &[linear(target, want)])?;
+            switch::reload_table(&self.dm, self.name(), &[linear(target, want)])?;
         }
         Ok(Bytes(u128::from(*want) * 512))
     }

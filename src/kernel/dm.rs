@@ -39,7 +39,7 @@ pub struct Dm {
     dm: DM,
 }
 
-fn dm_name(name: &str) -> Result<&DmName> {
+pub fn dm_name(name: &str) -> Result<&DmName> {
     DmName::new(name).map_err(|e| anyhow!("invalid dm device name {name:?}: {e}"))
 }
 
@@ -186,30 +186,6 @@ impl Dm {
             .device_suspend(&DevId::Name(dm_name(name)?), DmOptions::default())
             .with_context(|| format!("resuming {name}"))?;
         Ok(())
-    }
-
-    /// Suspend, swap in `table`, resume (`backend::switch::reload`): a suspend that returns EINTR
-    /// is retried; if the suspend fails, the prepared table is dropped — or, if DM_TABLE_CLEAR
-    /// fails, the live table loaded over it — before resuming, so a failed reload never swaps in
-    /// `table`. SIGINT/SIGTERM/SIGHUP are blocked across it. An error carrying
-    /// `SwitchError::Unconfirmed` means the device may be suspended.
-    pub fn reload(&self, name: &str, table: &[TableLine]) -> Result<()> {
-        let t: Vec<(u64, u64, String, String)> = table
-            .iter()
-            .map(|l| (*l.start, *l.len, l.target.clone(), l.params.clone()))
-            .collect();
-        let mut ops = crate::backend::switch::RealDm {
-            dm: &self.dm,
-            id: DevId::Name(dm_name(name)?),
-        };
-        // Signals pend (not interrupt the suspend, run no handler) until resumed.
-        let blocked = super::memlock::SignalsBlocked::block()?;
-        let r = crate::backend::switch::reload(&mut ops, &t);
-        drop(blocked);
-        r.with_context(|| {
-            let shown: Vec<String> = table.iter().map(|l| l.to_string()).collect();
-            format!("reloading {name} with \"{}\"", shown.join("; "))
-        })
     }
 
     /// The live table (STATUSTYPE_TABLE).

@@ -2,8 +2,10 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use devicemapper::Bytes;
 use nix::sys::statvfs::fstatvfs;
@@ -139,6 +141,60 @@ pub fn fs_uuid(buf: &[u8]) -> Option<String> {
     }
 }
 
+// ---- freeze notes --------------------------------------------------------------------------
+// The guardian (a separate process that resumes/thaws if rootshift dies mid-change) must thaw
+// only a freeze rootshift made of the filesystem it guards, never someone else's. So every
+// freeze of that filesystem made through this module is noted on a pipe, one byte before the
+// FIFREEZE and one after the thaw (or after a freeze that failed).
+
+/// Byte written before a freeze of the noted filesystem.
+pub const NOTE_FREEZE: u8 = b'F';
+/// Byte written after its thaw (or after a freeze attempt that failed).
+pub const NOTE_THAW: u8 = b'T';
+static NOTE_FD: AtomicI32 = AtomicI32::new(-1);
+static NOTE_DEV: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// From now on, note freezes of the filesystem on device `st_dev` (as `stat` reports it) to `fd`.
+/// The caller keeps `fd` open until [`stop_noting_freezes`].
+pub fn note_freezes_to(fd: RawFd, st_dev: u64) {
+    NOTE_DEV.store(st_dev, Ordering::SeqCst);
+    NOTE_FD.store(fd, Ordering::SeqCst);
+}
+
+/// Stop noting to `fd` (call before closing it).
+pub fn stop_noting_freezes(fd: RawFd) {
+    let _ = NOTE_FD.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+fn note(file: &File, b: u8) {
+    let fd = NOTE_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return;
+    }
+    match file.metadata() {
+        Ok(m) if m.dev() == NOTE_DEV.load(Ordering::SeqCst) => {
+            let _ = ioctl::write_byte_raw(fd, b);
+        }
+        _ => {}
+    }
+}
+
+/// FIFREEZE the filesystem `file` is on, noted (see above).
+pub fn freeze_file(file: &File) -> io::Result<()> {
+    note(file, NOTE_FREEZE);
+    ioctl::fs_freeze(file.as_fd()).inspect_err(|_| note(file, NOTE_THAW))
+}
+
+/// FITHAW the filesystem `file` is on, noted when it is no longer frozen (thawed, or EINVAL:
+/// it was not frozen).
+pub fn thaw_file(file: &File) -> io::Result<()> {
+    let r = ioctl::fs_thaw(file.as_fd());
+    if r.is_ok() || r.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::EINVAL) {
+        note(file, NOTE_THAW);
+    }
+    r
+}
+
 /// A frozen filesystem (FIFREEZE); thawed when dropped, on every path.
 pub struct Frozen {
     file: File,
@@ -148,12 +204,7 @@ pub struct Frozen {
 impl Frozen {
     pub fn freeze(mount_point: &Path) -> io::Result<Frozen> {
         let file = File::open(mount_point)?;
-        // The guardian thaws only a freeze it was told of, before it is made.
-        crate::guardian::announce_freeze();
-        if let Err(e) = ioctl::fs_freeze(file.as_fd()) {
-            crate::guardian::announce_thaw();
-            return Err(e);
-        }
+        freeze_file(&file)?;
         Ok(Frozen {
             file,
             thawed: false,
@@ -167,18 +218,14 @@ impl Frozen {
 
     pub fn thaw(mut self) -> io::Result<()> {
         self.thawed = true;
-        let r = ioctl::fs_thaw(self.file.as_fd());
-        if r.is_ok() {
-            crate::guardian::announce_thaw();
-        }
-        r
+        thaw_file(&self.file)
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        if !self.thawed && ioctl::fs_thaw(self.file.as_fd()).is_ok() {
-            crate::guardian::announce_thaw();
+        if !self.thawed {
+            let _ = thaw_file(&self.file);
         }
     }
 }
@@ -241,6 +288,27 @@ pub fn grow_mounted(mount_point: &Path, fs_type: &str, dev_size: Bytes) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn freezes_are_noted_only_for_the_guarded_filesystem_and_only_while_published() {
+        use std::os::fd::AsRawFd;
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let here = File::open(".").unwrap();
+        let dev = here.metadata().unwrap().dev();
+        note(&here, NOTE_FREEZE); // nothing published: nothing written
+        note_freezes_to(w.as_raw_fd(), dev);
+        note(&here, NOTE_FREEZE);
+        note(&here, NOTE_THAW);
+        note_freezes_to(w.as_raw_fd(), dev.wrapping_add(1)); // another fs guarded
+        note(&here, NOTE_FREEZE);
+        stop_noting_freezes(w.as_raw_fd());
+        note_freezes_to(-1, dev);
+        note(&here, NOTE_FREEZE); // unpublished again
+        drop(w);
+        let mut buf = [0u8; 8];
+        let n = nix::unistd::read(&r, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"FT");
+    }
 
     #[test]
     fn uuids_from_superblocks() {

@@ -218,6 +218,17 @@ pub fn fs_freeze(fd: BorrowedFd<'_>) -> io::Result<()> {
     io(unsafe { raw::fifreeze(fd.as_raw_fd(), &mut unused) })
 }
 
+/// Write one byte to `fd`, a descriptor the caller guarantees stays open for the call (published
+/// in an atomic by its owner, unpublished before it is closed). No allocation: safe while a
+/// device is suspended or a filesystem frozen.
+pub fn write_byte_raw(fd: std::os::fd::RawFd, b: u8) -> io::Result<()> {
+    // SAFETY: the caller keeps `fd` open for the duration of the call (see above).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::unistd::write(fd, &[b])
+        .map(|_| ())
+        .map_err(io::Error::from)
+}
+
 /// Thaw a filesystem frozen with `fs_freeze` (FITHAW).
 pub fn fs_thaw(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut unused: libc::c_int = 0;

@@ -9,6 +9,7 @@
 //! - [`cli`]: the command line.
 
 pub mod backend;
+pub mod boot;
 pub mod cli;
 pub mod disk;
 pub mod error;

@@ -4,7 +4,7 @@ use clap::Parser;
 
 use rootshift::cli::{Cli, Command};
 use rootshift::error::{exit_code, hint};
-use rootshift::{migrate, status, wrapper};
+use rootshift::{boot, migrate, status};
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -15,7 +15,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             migrate::preflight::require_root()?;
             let _lock = rootshift::lock::Lock::acquire()?;
-            let node = wrapper::wrap(backend, &source, &name)?;
+            let node = boot::wrap(backend, &source, &name)?;
             println!("{}", node.display());
             Ok(())
         }

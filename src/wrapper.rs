@@ -5,15 +5,15 @@
 //! device rootshift creates carries the `rootshift-` prefix, so status, recovery and cleanup find
 //! exactly ours.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use crate::error::refuse;
-use crate::kernel::blockdev::{BlockDev, BlockDevError};
+use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
-use crate::kernel::dm::{ensure_node, Dm};
-use crate::kernel::dmtable::{LinearParams, TableLine, WrapperTable};
+use crate::kernel::dm::Dm;
+use crate::kernel::dmtable::WrapperTable;
 use crate::kernel::mounts;
 
 pub const PREFIX: &str = "rootshift-";
@@ -144,75 +144,6 @@ pub fn find(dm: Option<&Dm>, name: Option<&str>) -> Result<Wrapper> {
             Some("pick one with --name"),
         )),
     }
-}
-
-/// `rootshift wrap [--backend dm|md] SOURCE`: create the wrapper over SOURCE, make its node.
-pub fn wrap(kind: Kind, source: &Path, name: &str) -> Result<PathBuf> {
-    let full = full_name(name);
-    let src = match BlockDev::from_path(source) {
-        Ok(d) => d,
-        Err(e @ (BlockDevError::NotFound(_) | BlockDevError::NotBlock(_))) => {
-            return Err(refuse(
-                e.to_string(),
-                Some("name the block device the root filesystem is on"),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let dm = Dm::open().ok();
-    if list(dm.as_ref())?.iter().any(|w| w.name == full) {
-        return Err(refuse(
-            format!("{full} already exists"),
-            Some("use `rootshift status` to see it, or --name for another wrapper"),
-        ));
-    }
-    if let Some(m) = mounts::mounts()?
-        .into_iter()
-        .find(|m| m.devnum == src.devnum)
-    {
-        return Err(refuse(
-            format!(
-                "{} is mounted on {}: a mounted device cannot be wrapped",
-                src.display(),
-                m.mount_point.display()
-            ),
-            Some("wrap the device in the initrd, before the root is mounted (rd.rootshift=dm|md)"),
-        ));
-    }
-    // Another device with the same filesystem UUID means a migration was interrupted (a crash,
-    // a power cut): the journal inside the filesystems decides which one is complete.
-    let (src, why) = crate::migrate::recovery::choose_root(&src)?;
-    if let Some(why) = why {
-        eprintln!("rootshift: {why}");
-    }
-    match kind {
-        Kind::Dm => wrap_dm(&Dm::open()?, &src, &full),
-        Kind::Md => crate::backend::md_raid1::wrap(&src, &full),
-    }
-}
-
-fn wrap_dm(dm: &Dm, src: &BlockDev, full: &str) -> Result<PathBuf> {
-    let size = src
-        .size()
-        .with_context(|| format!("reading the size of {}", src.display()))?;
-    let sectors = devicemapper::Sectors((*size / 512) as u64);
-    let table = [TableLine::new(
-        devicemapper::Sectors(0),
-        sectors,
-        "linear",
-        LinearParams {
-            dev: src.devnum,
-            offset: devicemapper::Sectors(0),
-        },
-    )];
-    let uuid = format!("{UUID_PREFIX}{}", full.trim_start_matches(PREFIX));
-    let info = dm.create(full, Some(&uuid), &table).with_context(|| {
-        format!(
-            "wrapping {} (is it in use? wrap runs before the root is mounted)",
-            src.display()
-        )
-    })?;
-    ensure_node(full, info.devnum)
 }
 
 #[cfg(test)]

@@ -524,6 +524,36 @@ pub fn switch_windows(w: &Wrapper, n: u32) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
+/// Create the dm wrapper `full` over `src`: a `linear` table over the whole device (a one-leg
+/// mirror cannot be created; the copy reloads it to `mirror`), and its /dev/mapper node.
+pub fn wrap(dm: &Dm, src: &BlockDev, full: &str) -> Result<PathBuf> {
+    let size = src
+        .size()
+        .with_context(|| format!("reading the size of {}", src.display()))?;
+    let sectors = devicemapper::Sectors((*size / 512) as u64);
+    let table = [TableLine::new(
+        devicemapper::Sectors(0),
+        sectors,
+        "linear",
+        LinearParams {
+            dev: src.devnum,
+            offset: devicemapper::Sectors(0),
+        },
+    )];
+    let uuid = format!(
+        "{}{}",
+        crate::wrapper::UUID_PREFIX,
+        full.trim_start_matches(crate::wrapper::PREFIX)
+    );
+    let info = dm.create(full, Some(&uuid), &table).with_context(|| {
+        format!(
+            "wrapping {} (is it in use? wrap runs before the root is mounted)",
+            src.display()
+        )
+    })?;
+    crate::kernel::dm::ensure_node(full, info.devnum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

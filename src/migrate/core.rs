@@ -26,7 +26,41 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::journal::Step;
+/// Steps of the migration state machine, in order. `Switched` is the point of no return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// The target is a mirror leg; the copy runs. Abort goes back to the source.
+    Mirroring,
+    /// The copy is complete and in sync, the switch is under way: after a crash the target is
+    /// the one to boot (every write reached it).
+    Switching,
+    /// The wrapper maps the target alone. Only the target has every write from now on.
+    Switched,
+    /// The filesystem fills the target.
+    Grown,
+    /// Finished.
+    Done,
+    /// Rolled back to the source before the switch.
+    Aborted,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Mirroring => "mirroring",
+            Step::Switching => "switching",
+            Step::Switched => "switched",
+            Step::Grown => "grown",
+            Step::Done => "done",
+            Step::Aborted => "aborted",
+        }
+    }
+    /// Past the point of no return.
+    pub fn switched(self) -> bool {
+        matches!(self, Step::Switched | Step::Grown | Step::Done)
+    }
+}
 
 /// The journal format versions this build reads. A journal of any other version is never
 /// interpreted (the boot refuses, `status`/`abort`/`resume` refuse).
@@ -282,22 +316,6 @@ pub struct JournalView {
 }
 
 impl JournalView {
-    pub fn of(j: &super::journal::Journal) -> JournalView {
-        let leg = |r: &super::journal::DevRecord| LegView {
-            path: r.path.clone(),
-            identity: r.identity.clone(),
-        };
-        JournalView {
-            wrapper: j.wrapper.clone(),
-            backend: j.backend.clone(),
-            step: j.step,
-            started_unix: j.started_unix,
-            updated_unix: j.updated_unix,
-            source: leg(&j.source),
-            target: leg(&j.target),
-        }
-    }
-
     /// Which leg has every write when this journal is the newest word: `switching` or later
     /// (not `aborted`) → the target; else the source.
     pub fn wanted(&self) -> (Leg, &LegView) {

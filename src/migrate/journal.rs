@@ -15,41 +15,10 @@ use serde::{Deserialize, Serialize};
 pub const DIR: &str = "/run/rootshift";
 pub const VERSION: u32 = 1;
 
-/// Steps of the migration state machine, in order. `Switched` is the point of no return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Step {
-    /// The target is a mirror leg; the copy runs. Abort goes back to the source.
-    Mirroring,
-    /// The copy is complete and in sync, the switch is under way: after a crash the target is
-    /// the one to boot (every write reached it).
-    Switching,
-    /// The wrapper maps the target alone. Only the target has every write from now on.
-    Switched,
-    /// The filesystem fills the target.
-    Grown,
-    /// Finished.
-    Done,
-    /// Rolled back to the source before the switch.
-    Aborted,
-}
+pub use super::core::Step;
 
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Mirroring => "mirroring",
-            Step::Switching => "switching",
-            Step::Switched => "switched",
-            Step::Grown => "grown",
-            Step::Done => "done",
-            Step::Aborted => "aborted",
-        }
-    }
-    /// Past the point of no return.
-    pub fn switched(self) -> bool {
-        matches!(self, Step::Switched | Step::Grown | Step::Done)
-    }
-}
+/// Where the journal's copy inside the root filesystem lives (relative to its mount point).
+pub const PERSIST_DIR: &str = "var/lib/rootshift";
 
 /// What a journal file's text is.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +58,7 @@ pub struct DevRecord {
     pub path: String,
     pub size_bytes: u64,
     #[serde(default)]
-    pub identity: Option<super::recovery::Identity>,
+    pub identity: Option<super::core::Identity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,7 +162,7 @@ impl Journal {
         let mut p = path_for(wrapper);
         if !p.exists() {
             let persisted = Path::new("/")
-                .join(super::recovery::PERSIST_DIR)
+                .join(PERSIST_DIR)
                 .join(format!("{wrapper}.json"));
             if persisted.exists() {
                 p = persisted;
@@ -246,7 +215,7 @@ impl Journal {
         let text = serde_json::to_string_pretty(self)?;
         write_synced(&path_for(&self.wrapper), text.as_bytes())?;
         if let Some(root) = &self.persist_root {
-            let dir = root.join(super::recovery::PERSIST_DIR);
+            let dir = root.join(PERSIST_DIR);
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let checkpoint = || -> Result<()> {
                 // FIFREEZE writes the whole log out to the home blocks; thaw right away
@@ -332,9 +301,28 @@ impl Journal {
     pub fn drop_persisted(&self) {
         if let Some(root) = &self.persist_root {
             let _ = fs::remove_file(
-                root.join(super::recovery::PERSIST_DIR)
+                root.join(PERSIST_DIR)
                     .join(format!("{}.json", self.wrapper)),
             );
+        }
+    }
+}
+
+impl super::core::JournalView {
+    /// What the boot choice needs of a journal.
+    pub fn of(j: &Journal) -> super::core::JournalView {
+        let leg = |r: &DevRecord| super::core::LegView {
+            path: r.path.clone(),
+            identity: r.identity.clone(),
+        };
+        super::core::JournalView {
+            wrapper: j.wrapper.clone(),
+            backend: j.backend.clone(),
+            step: j.step,
+            started_unix: j.started_unix,
+            updated_unix: j.updated_unix,
+            source: leg(&j.source),
+            target: leg(&j.target),
         }
     }
 }

@@ -30,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where, inside the root filesystem, the journal survives a reboot.
-pub const PERSIST_DIR: &str = "var/lib/rootshift";
+pub use super::journal::PERSIST_DIR;
 
 pub use super::core::Identity;
 

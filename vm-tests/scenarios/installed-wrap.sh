@@ -57,9 +57,24 @@ case "$EXPECT" in
     rootshift status --json > /tmp/st.json 2> /tmp/st.err; cp /tmp/st.json "$RES/status.json"
     assert_eq status-state wrapped "$(jget /tmp/st.json .state)"
     assert_eq status-legs "$(cat /sys/class/block/vda1/dev)" "$(jget /tmp/st.json '[.legs[].dev] | join(",")')"
-    # the root fsck ran on the wrapper, not on the claimed partition
-    fsck=$( { journalctl -b --no-pager 2>/dev/null; cat /run/initramfs/fsck.log 2>/dev/null; } | grep -E 'rootshift-root|vda1' | grep -iE 'clean|fsck' | head -3)
-    say "fsck lines: $fsck"
+    # the root fsck ran, clean, on the wrapper and not on the claimed partition. Who checks it depends on the initrd:
+    # dracut without systemd runs e2fsck itself and logs the device; dracut with systemd runs systemd-fsck-root in the
+    # initrd, whose device the hook overrides (and records as fsck= in /run/rootshift/boot); initramfs-tools has no
+    # fsck in its initrd, so the booted system's systemd-fsck-root checks "Root Device" = the device / is mounted from
+    journalctl -b --no-pager -o short-monotonic 2>/dev/null | grep -E 'systemd-fsck\[[0-9]+\]: |dracut: issuing e2fsck|File System Check on' > "$RES/fsck-lines.txt"
+    say "fsck lines: $(tr '\n' '|' < "$RES/fsck-lines.txt" | cut -c1-400)"
+    check root-fsck-clean "$(grep -m1 -E 'clean|issuing' "$RES/fsck-lines.txt")" \
+      grep -qE 'systemd-fsck\[[0-9]+\]: installed-root: clean, |dracut: issuing e2fsck -a ' "$RES/fsck-lines.txt"
+    if grep -q 'dracut: issuing e2fsck' "$RES/fsck-lines.txt"; then
+      fsckdev=$(sed -n 's/.*dracut: issuing e2fsck -a \(.*\)$/\1/p' "$RES/fsck-lines.txt" | head -1)
+    elif [ -n "$(boot_info fsck)" ]; then
+      fsckdev=$(boot_info fsck)
+    elif grep -q 'File System Check on Root Device' "$RES/fsck-lines.txt"; then
+      fsckdev=$(findmnt -no SOURCE /)    # systemd-fsck-root checks the device of the mounted /
+    else
+      fsckdev="(no record of which device the root fsck checked)"
+    fi
+    assert_eq root-fsck-on-wrapper "$node" "$fsckdev"
     ;;
   off)
     assert_eq boot-state off "$(boot_info state)"

@@ -53,6 +53,8 @@ rootshift_dracut() {
                         echo "ExecStart="
                         echo "ExecStart=/lib/systemd/systemd-fsck $_node"
                     } > "$_d/50-rootshift.conf"
+                    # recorded for `rootshift status` and the tests: which device the root fsck checks
+                    echo "fsck=$_node" >> "$ROOTSHIFT_STATE/boot"
                     ;;
             esac
         done

@@ -1,6 +1,6 @@
 //! The boot-time command `rootshift wrap`, run by the initrd hooks before the root is mounted:
 //! choose which device to boot (after an interrupted migration two or more carry the root's
-//! filesystem UUID: `migrate::recovery` reads their journals and `migrate::core` decides), then
+//! filesystem UUID: `migrate::recovery` reads their journals and `state::core` decides), then
 //! put it under a rootshift wrapper of the asked backend.
 
 use std::path::{Path, PathBuf};

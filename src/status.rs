@@ -9,7 +9,7 @@ use crate::kernel::blockdev::BlockDev;
 use crate::kernel::dm::Dm;
 use crate::kernel::dmtable::Health;
 use crate::kernel::mounts;
-use crate::migrate::journal::{Journal, Step};
+use crate::state::journal::{Journal, Step};
 use crate::units::human;
 use crate::wrapper::{self, Wrapper};
 

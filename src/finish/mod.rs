@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::kernel::blockdev::BlockDev;
@@ -72,29 +72,7 @@ pub struct Plan {
     pub boot_part: Option<BlockDev>,
 }
 
-/// The journal's record of the install step.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Record {
-    pub bootloader: String,
-    pub initramfs: String,
-    /// planned | running | done | failed
-    pub state: String,
-    #[serde(default)]
-    pub root_uuid_before: Option<String>,
-    #[serde(default)]
-    pub root_uuid: Option<String>,
-    /// Where the fresh UUID went: "target (online)", "source (offline)", "none (live medium)".
-    #[serde(default)]
-    pub uuid_changed_on: Option<String>,
-    #[serde(default)]
-    pub source_uuid: Option<String>,
-    #[serde(default)]
-    pub machine_id: Option<String>,
-    #[serde(default)]
-    pub steps: Vec<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
+pub use crate::state::journal::InstallRecord as Record;
 
 /// The new system's facts, for the summary, the journal and the spin hooks.
 #[derive(Debug, Clone, Serialize)]

@@ -21,18 +21,18 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::core::{self, CandidateView, JournalRead, JournalView};
-use super::journal::{self, Journal, Parsed};
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::fs::{fs_uuid, probe, Content, PROBE_BYTES};
+use crate::state::core::{self, CandidateView, JournalRead, JournalView};
+use crate::state::journal::{self, Journal, Parsed};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where, inside the root filesystem, the journal survives a reboot.
-pub use super::journal::PERSIST_DIR;
+pub use crate::state::journal::PERSIST_DIR;
 
-pub use super::core::Identity;
+pub use crate::state::core::Identity;
 
 fn read_trim(p: &Path) -> Option<String> {
     fs::read_to_string(p)
@@ -290,7 +290,7 @@ pub use crate::error::Ambiguous;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrate::journal::{DevRecord, Step};
+    use crate::state::journal::{DevRecord, Step};
 
     fn rec(path: &str, partuuid: &str) -> DevRecord {
         DevRecord {

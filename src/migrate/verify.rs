@@ -185,6 +185,56 @@ pub fn ranges(
     }
 }
 
+impl super::Run {
+    /// `--verify`: compare the source with the target (and clones) while they are in sync.
+    pub(super) fn verify_copy(&mut self) -> Result<()> {
+        let used_only = self.info.as_ref().is_some_and(|i| i.mode == "used");
+        let mount = self.mount.as_ref().map(|m| m.mount_point.clone());
+        let size = self.journal.source.size_bytes;
+        let ranges = ranges(mount.as_deref(), self.w.devnum, size, used_only)?;
+        let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
+        self.progress.event(
+            "verifying",
+            &format!(
+                "verifying: comparing {} of {} with {} ({})",
+                crate::units::human(devicemapper::Bytes(total.into())),
+                self.source.display(),
+                self.target.display(),
+                if used_only {
+                    "the blocks in use"
+                } else {
+                    "the whole device"
+                }
+            ),
+            serde_json::json!({"bytes": total, "used_only": used_only}),
+        );
+        let mut legs = vec![self.target.clone()];
+        legs.extend(self.clones.iter().cloned());
+        let t = std::time::Instant::now();
+        let v = verify(&self.source, &legs, &ranges, mount.as_deref())?;
+        self.journal.verified_bytes = Some(v.bytes);
+        self.journal.save()?;
+        self.progress.event(
+            "verified",
+            &format!(
+                "verified {} in {:.1} s: identical{}",
+                crate::units::human(devicemapper::Bytes(v.bytes.into())),
+                t.elapsed().as_secs_f64(),
+                if v.transient > 0 {
+                    format!(
+                        " ({} difference(s) from writes in flight settled on re-read)",
+                        v.transient
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            serde_json::json!({"verified_bytes": v.bytes, "mismatches": 0, "transient": v.transient}),
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

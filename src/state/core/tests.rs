@@ -5,10 +5,10 @@
 //! - boot choice: [`BOOT_CASES`] named cases, each run under both backends (dm-mirror,
 //!   md-raid1), and an exhaustive comparison with the decision of the code before the core
 //!   (`legacy_decide`, verbatim) over every combination of journal reads on 2 and 3 candidates;
-//! - golden journals (`src/migrate/golden/`): decisions and the serialised form frozen.
+//! - golden journals (`src/state/golden/`): decisions and the serialised form frozen.
 
 use super::*;
-use crate::migrate::journal::{self, DevRecord, Journal, Parsed};
+use crate::state::journal::{self, DevRecord, Journal, Parsed};
 
 use Event as E;
 use Step as S;
@@ -804,7 +804,7 @@ fn refusal_messages_name_the_problem() {
 
 // ---------------------------------------------------------------- golden journals
 
-const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/migrate/golden");
+const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/state/golden");
 
 fn rec(dev: &str, path: &str, size: u64, id: Identity) -> DevRecord {
     DevRecord {
@@ -874,7 +874,7 @@ fn golden_full() -> Journal {
     j.clones_done = 0;
     j.verified_bytes = Some(1_234_567_890);
     j.source_live = false;
-    j.install = Some(crate::finish::Record {
+    j.install = Some(crate::state::journal::InstallRecord {
         bootloader: "grub-bios".into(),
         initramfs: "regenerate".into(),
         state: "planned".into(),

@@ -8,7 +8,7 @@
 //!
 //! The driver (`migrate/mod.rs`) and the boot hook (`recovery.rs`) do the I/O and ask here.
 //! The on-disk step names are [`Step`]'s serde names (`journal.rs`); they are frozen, as is the
-//! journal format (see the golden files in `src/migrate/golden/`).
+//! journal format (see the golden files in `src/state/golden/`).
 //!
 //! ```text
 //! mirroring ──SwitchBegin──► switching ──Switched──► switched ──Grown──► grown ──Finished──► done

@@ -112,7 +112,7 @@ pub struct Journal {
     pub persist_root: Option<PathBuf>,
     /// The install step (`--install` / `rootshift finish`), when asked for.
     #[serde(default)]
-    pub install: Option<crate::finish::Record>,
+    pub install: Option<InstallRecord>,
 }
 
 pub fn now_unix() -> u64 {
@@ -306,6 +306,31 @@ impl Journal {
             );
         }
     }
+}
+
+/// The journal's record of the install step (`migrate --install`, `rootshift finish`), kept
+/// up to date by `finish::run` as it goes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct InstallRecord {
+    pub bootloader: String,
+    pub initramfs: String,
+    /// planned | running | done | failed
+    pub state: String,
+    #[serde(default)]
+    pub root_uuid_before: Option<String>,
+    #[serde(default)]
+    pub root_uuid: Option<String>,
+    /// Where the fresh UUID went: "target (online)", "source (offline)", "none (live medium)".
+    #[serde(default)]
+    pub uuid_changed_on: Option<String>,
+    #[serde(default)]
+    pub source_uuid: Option<String>,
+    #[serde(default)]
+    pub machine_id: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<String>,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 impl super::core::JournalView {

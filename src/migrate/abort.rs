@@ -1,0 +1,109 @@
+//! `rootshift abort`: end a migration before its point of no return (the core decides).
+
+use super::*;
+
+/// `rootshift abort`: before the switch, go back to the source alone.
+pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
+    preflight::require_root()?;
+    let _lock = Lock::acquire()?;
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), name)?;
+    let progress = Progress::new(json_out);
+    let mut journal = Journal::load(&w.name)?;
+    let mut backend = backend::open(&w)?;
+    let legs = backend.legs()?;
+    let first = *legs
+        .first()
+        .ok_or_else(|| anyhow!("{} maps no device", w.name))?;
+    let switched_msg = |path: &str| {
+        refuse(
+            format!(
+                "the system already runs on the target {path}: the switch is the point of no return, there is nothing to abort"
+            ),
+            Some("the source no longer has the latest writes; `rootshift migrate --resume` finishes the migration"),
+        )
+    };
+    let seen = if backend.mirroring()? {
+        core::AbortSeen::Mirror {
+            past: backend.past_point_of_no_return(first)?,
+        }
+    } else if let Some(j) = journal.as_ref() {
+        let leg_id = recovery::Identity::of(&BlockDev::from_devnum(first)?);
+        core::AbortSeen::Single {
+            is_target: j.target.dev == first.to_string()
+                || j.target
+                    .identity
+                    .as_ref()
+                    .is_some_and(|i| i.matches(&leg_id)),
+        }
+    } else {
+        core::AbortSeen::Single { is_target: false }
+    };
+    let action = core::may_abort(journal.as_ref().map(|j| j.step), seen);
+    if action == core::AbortAction::Refuse {
+        let t = journal
+            .as_ref()
+            .map(|j| j.target.path.clone())
+            .unwrap_or_else(|| "target".into());
+        return Err(switched_msg(&t));
+    }
+    if action == core::AbortAction::RollBack {
+        let source = BlockDev::from_devnum(first)?;
+        let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+        let _guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
+        let attached: Vec<BlockDev> = legs
+            .iter()
+            .skip(1)
+            .filter_map(|d| BlockDev::from_devnum(*d).ok())
+            .collect();
+        backend.detach_target(&source)?;
+        if let Some(j) = journal.as_mut() {
+            keep_persisted(j, &w);
+            j.error = Some("aborted by `rootshift abort`".into());
+            j.set_step(Step::Aborted)?;
+        }
+        progress.event(
+            "aborted",
+            &format!("aborted: {} maps {} alone again", w.name, source.display()),
+            json!({"wrapper": w.name, "source": source.devnum}),
+        );
+        clear_half_copies(&attached, &progress);
+        return Ok(());
+    }
+    if let Some(j) = journal.as_mut() {
+        keep_persisted(j, &w);
+        let leg = BlockDev::from_devnum(first)?;
+        if action == core::AbortAction::Abandon {
+            // Interrupted (a crash, a reboot) while the source still had every write, and the
+            // system runs from it: the migration is abandoned and its half copy cleared.
+            j.error =
+                Some("interrupted before the switch; found running on the source alone".into());
+            j.set_step(Step::Aborted)?;
+            let half: Vec<BlockDev> = std::iter::once(&j.target)
+                .chain(j.clones.iter())
+                .filter_map(|r| find_recorded(r, first))
+                .collect();
+            progress.event(
+                "aborted",
+                &format!(
+                    "the interrupted migration to {} is abandoned; {} maps {} alone",
+                    j.target.path,
+                    w.name,
+                    leg.display()
+                ),
+                json!({"wrapper": w.name, "source": first, "target": j.target.path}),
+            );
+            clear_half_copies(&half, &progress);
+            return Ok(());
+        }
+    }
+    let dev = BlockDev::from_devnum(first)
+        .map(|d| d.display())
+        .unwrap_or_else(|_| first.to_string());
+    progress.event(
+        "nothing-to-abort",
+        &format!("nothing to abort: {} maps {dev} alone", w.name),
+        json!({"wrapper": w.name, "device": first}),
+    );
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! After the point of no return: switched → grown → done (grow the device and the filesystem,
+//! give the detached source a new identity). Idempotent: `--resume` runs it again after a crash.
+
+use super::*;
+
+impl Run {
+    /// switched → grown → done. Idempotent: `--resume` runs it again after a crash.
+    pub(super) fn finish(&mut self) -> Result<()> {
+        if !self.journal.step.switched() {
+            self.journal.set_step(Step::Switched)?;
+        }
+        failpoint::hit("migrate::journal-switched")?;
+        let dev_size = match self.backend.grow_device(&self.target) {
+            Err(e) if switch::unconfirmed(&e) => self.stuck(&e),
+            r => r?,
+        };
+        failpoint::hit("migrate::device-grown")?;
+        if let Some(m) = &self.mount {
+            let g = grow_mounted(&m.mount_point, &m.fs_type, dev_size).with_context(|| {
+                format!(
+                    "growing the {} filesystem on {} (the data is safe on {}; `rootshift migrate --resume` retries)",
+                    m.fs_type,
+                    m.mount_point.display(),
+                    self.target.display()
+                )
+            })?;
+            self.journal.fs_before_bytes.get_or_insert(g.before);
+            self.journal.fs_after_bytes = Some(g.after);
+            self.progress.event(
+                "grown",
+                &format!(
+                    "grew {} ({}) from {} to {}",
+                    m.mount_point.display(),
+                    m.fs_type,
+                    human(Bytes(g.before.into())),
+                    human(Bytes(g.after.into()))
+                ),
+                json!({"mount_point": m.mount_point, "fs_type": m.fs_type, "before_bytes": g.before, "after_bytes": g.after}),
+            );
+        }
+        self.journal.set_step(Step::Grown)?;
+        failpoint::hit("migrate::fs-grown")?;
+        // The detached source still carries the filesystem's UUID: give it a new one now, so no
+        // boot can ever take it for the root again (a live medium's image needs nothing).
+        if !self.journal.source_live && self.journal.source_uuid_changed.is_none() {
+            if let Some(m) = self
+                .mount
+                .as_ref()
+                .filter(|m| m.mount_point == std::path::Path::new("/"))
+            {
+                match finish::ids::set_uuid_offline(&self.source, &m.fs_type) {
+                    Ok(u) => {
+                        self.journal.source_uuid_changed = Some(u.clone());
+                        self.journal.save()?;
+                        self.progress.event(
+                            "source-id",
+                            &format!("the old device {} got the new filesystem UUID {u}", self.source.display()),
+                            json!({"device": self.source.display(), "uuid": u}),
+                        );
+                    }
+                    Err(e) => self.progress.event(
+                        "warning",
+                        &format!(
+                            "the old device {} still carries the root's filesystem UUID ({e:#}); remove it or \
+                             change its UUID before the next boot",
+                            self.source.display()
+                        ),
+                        json!({"device": self.source.display(), "error": format!("{e:#}")}),
+                    ),
+                }
+            }
+        }
+        match crate::live::release_old(&self.source) {
+            Ok(r) if r.is_empty() => {}
+            Ok(r) => self.progress.event(
+                "released",
+                &format!("released the old device stack: {}", r.join("; ")),
+                json!({"released": r}),
+            ),
+            Err(e) => self.progress.event(
+                "released",
+                &format!("the old device stack was not released: {e:#}"),
+                json!({"released": [], "error": format!("{e:#}")}),
+            ),
+        }
+        self.journal.set_step(Step::Done)?;
+        if let Some(sig) = self.signals.pending() {
+            self.progress.event(
+                "signal-deferred",
+                &format!(
+                    "{sig} arrived after the point of no return: the migration was finished first"
+                ),
+                json!({"signal": sig}),
+            );
+        }
+
+        let free = self.source.holders().is_empty();
+        let copy_s = self.journal.copy_seconds.unwrap_or(0.0);
+        let rate = if copy_s > 0.0 {
+            *self.to_copy as f64 / copy_s
+        } else {
+            0.0
+        };
+        let window_ms = self.journal.switch_window_ms.unwrap_or(0.0);
+        let what = self
+            .mount
+            .as_ref()
+            .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
+            .unwrap_or_else(|| self.w.name.clone());
+        let mode = self.journal.copy_mode.clone().unwrap_or_default();
+        self.progress.event(
+            "done",
+            &format!(
+                "done: {what} moved from {} to {} in {:.1} s ({mode} copy of {} in {:.1} s at {}/s, switch window {window_ms:.1} ms); {} {}",
+                self.source.display(),
+                self.target.display(),
+                self.t_start.elapsed().as_secs_f64(),
+                human(self.to_copy),
+                copy_s,
+                human(Bytes(rate as u128)),
+                self.source.display(),
+                if free { "is no longer used" } else { "is still held by something" }
+            ),
+            json!({"source": self.journal.source, "target": self.journal.target, "seconds": self.t_start.elapsed().as_secs_f64(),
+                   "copy_seconds": copy_s, "rate_bytes_per_sec": rate.round() as u64, "switch_window_ms": window_ms,
+                   "fs_before_bytes": self.journal.fs_before_bytes, "fs_after_bytes": self.journal.fs_after_bytes,
+                   "source_free": free, "copy_mode": mode, "region_bytes": self.journal.region_bytes,
+                   "copied_bytes": *self.to_copy as u64}),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! `migrate --resume`: continue an interrupted migration from its journal and what the kernel
+//! shows (the core decides what may be done from there).
+
+use super::*;
+
+/// Keep the journal's copy in the root filesystem current too (installed systems).
+pub(super) fn keep_persisted(j: &mut Journal, w: &Wrapper) {
+    let on_root = mounts::mounts_of(w.devnum)
+        .ok()
+        .and_then(|m| m.into_iter().next())
+        .is_some_and(|m| m.mount_point == std::path::Path::new("/"));
+    if on_root && !j.source_live {
+        j.persist_root = Some(PathBuf::from("/"));
+    }
+}
+
+/// The device a journal record names, in this boot: its number if it still has the recorded
+/// identity, else the device with that identity. Never `current` (the device / runs on).
+pub(super) fn find_recorded(r: &DevRecord, current: DevNum) -> Option<BlockDev> {
+    let id = r.identity.clone();
+    let ok = |d: &BlockDev| {
+        d.devnum != current
+            && id
+                .as_ref()
+                .is_none_or(|i| i.matches(&recovery::Identity::of(d)))
+    };
+    if let Some(d) = r
+        .dev
+        .parse::<DevNum>()
+        .ok()
+        .and_then(|d| BlockDev::from_devnum(d).ok())
+    {
+        if ok(&d) {
+            return Some(d);
+        }
+    }
+    let id = id?;
+    std::fs::read_dir("/sys/class/block")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+        .filter_map(|s| s.trim().parse::<DevNum>().ok())
+        .filter_map(|d| BlockDev::from_devnum(d).ok())
+        .find(|d| d.devnum != current && id.matches(&recovery::Identity::of(d)))
+}
+
+/// The message for a refused `--resume` (`legs`, `target`: what the kernel maps, the journal's
+/// target, once read).
+pub(super) fn resume_refused(
+    r: core::ResumeRefusal,
+    w: &Wrapper,
+    legs: &[DevNum],
+    target: Option<DevNum>,
+) -> anyhow::Error {
+    match r {
+        core::ResumeRefusal::NoJournal => refuse(
+            format!(
+                "there is no interrupted migration of {} to resume (no journal in {})",
+                w.name,
+                journal::DIR
+            ),
+            Some("start one with `rootshift migrate TARGET`"),
+        ),
+        core::ResumeRefusal::Over(step) => refuse(
+            format!(
+                "the last migration of {} is {} already; nothing to resume",
+                w.name,
+                step.as_str()
+            ),
+            None,
+        ),
+        core::ResumeRefusal::NotAttached => refuse(
+            format!(
+                "{} maps {} alone: the interrupted migration never attached the target, or was rolled back",
+                w.name,
+                legs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Some("start again with `rootshift migrate TARGET`"),
+        ),
+        core::ResumeRefusal::OtherTarget => refuse(
+            format!(
+                "{} mirrors onto {legs:?}, not the journal's target {}",
+                w.name,
+                target.map(|t| t.to_string()).unwrap_or_default()
+            ),
+            Some("`rootshift abort` goes back to the source"),
+        ),
+    }
+}
+
+/// `rootshift migrate --resume`: continue an interrupted migration from what the kernel shows.
+pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
+    let journal = Journal::load(&w.name)?;
+    // what the journal alone refuses comes first, before any device is looked at
+    if let Err(r) = core::resume_from(journal.as_ref().map(|j| j.step)) {
+        return Err(resume_refused(r, &w, &[], None));
+    }
+    let Some(journal) = journal else {
+        unreachable!("core::resume_from refuses without a journal")
+    };
+    let backend = backend::open(&w)?;
+    let parse = |s: &str| s.parse::<DevNum>().map_err(|e| anyhow!("journal: {e}"));
+    let source = BlockDev::from_devnum(parse(&journal.source.dev)?)?;
+    let target = BlockDev::from_devnum(parse(&journal.target.dev)?)?;
+    let legs = backend.legs()?;
+    let mirroring = backend.mirroring()?;
+    let past = backend.past_point_of_no_return(source.devnum)?;
+    let seen = core::ResumeSeen {
+        mirroring,
+        target_attached: legs.contains(&target.devnum),
+        on_target_alone: !mirroring && legs == [target.devnum],
+        past,
+    };
+    let action = core::may_resume(Some(journal.step), seen);
+    if let core::ResumeAction::Refuse(r) = action {
+        return Err(resume_refused(r, &w, &legs, Some(target.devnum)));
+    }
+    let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+    let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
+    let mut journal = journal;
+    keep_persisted(&mut journal, &w);
+    let mut run = Run {
+        to_copy: Bytes(u128::from(
+            journal.copied_bytes.unwrap_or(journal.source.size_bytes),
+        )),
+        w,
+        backend,
+        source,
+        target,
+        mount,
+        journal,
+        progress: Progress::new(opts.json),
+        signals: Signals::install()?,
+        t_start: Instant::now(),
+        info: None,
+        install: None,
+        clones: vec![],
+        verify: opts.verify,
+        _guardian: guardian,
+    };
+    run.clones = run
+        .journal
+        .clones
+        .iter()
+        .filter_map(|c| c.dev.parse::<DevNum>().ok())
+        .filter_map(|d| BlockDev::from_devnum(d).ok())
+        .collect();
+    run.journal.error = None;
+    run.progress.event(
+        "resume",
+        &format!(
+            "resuming the migration of {} from {} to {} (step {})",
+            run.w.name,
+            run.source.display(),
+            run.target.display(),
+            if action == core::ResumeAction::CopyAndSwitch { "mirroring" } else { "switched" }
+        ),
+        json!({"wrapper": run.w.name, "step": run.journal.step, "mirroring": mirroring, "past_point_of_no_return": past}),
+    );
+    if action == core::ResumeAction::CopyAndSwitch {
+        let window = run.copy_and_switch()?;
+        run.switched(window)?;
+    }
+    run.finish()?;
+    run.finish_clones()?;
+    if run
+        .journal
+        .install
+        .as_ref()
+        .is_some_and(|r| r.state != "done")
+    {
+        run.progress.event(
+            "install-pending",
+            "the migration was asked to install the target: run `rootshift finish` to do it now",
+            json!({}),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! `rootshift migrate TARGET`: the preflight, then one run of the state machine.
+
+use super::*;
+
+/// `rootshift migrate TARGET` (or `--resume`).
+pub fn migrate(opts: &MigrateOptions) -> Result<()> {
+    preflight::require_root()?;
+    let _lock = Lock::acquire()?;
+    migrate_locked(opts)
+}
+
+/// `migrate` for a caller that holds the lock already (`rootshift install`).
+pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), opts.name.as_deref())?;
+    if opts.resume {
+        return resume::resume(w, opts);
+    }
+    let mut backend = backend::open(&w)?;
+    if backend.mirroring()? {
+        return Err(refuse(
+            format!("a migration of {} is already in progress (a target is attached)", w.name),
+            Some("`rootshift migrate --resume` continues it, `rootshift abort` goes back to the source"),
+        ));
+    }
+    let source_dev = *backend
+        .legs()?
+        .first()
+        .ok_or_else(|| anyhow!("{} maps no device", w.name))?;
+    let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
+    let target = preflight::resolve_target(&opts.target)?;
+    let checked = preflight::check_target(&w, &source, &target, opts.force)?;
+    let mut clones: Vec<BlockDev> = vec![];
+    for c in &opts.clones {
+        let dev = preflight::resolve_target(c)?;
+        if dev.devnum == target.devnum || clones.iter().any(|x| x.devnum == dev.devnum) {
+            return Err(refuse(
+                format!(
+                    "{} is named twice (target and clones must be distinct devices)",
+                    dev.display()
+                ),
+                None,
+            ));
+        }
+        preflight::check_target(&w, &source, &dev, opts.force)
+            .context("checking a clone device")?;
+        clones.push(dev);
+    }
+    crate::live::overlay_check(&source, crate::live::OVERLAY_NEED_BYTES)?;
+    let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+    let plan = CopyPlan {
+        mode: opts.copy,
+        region: opts.region_size.map(region_sectors).transpose()?,
+        mount: mount
+            .as_ref()
+            .map(|m| (m.mount_point.clone(), m.fs_type.clone())),
+        clones: clones.clone(),
+    };
+    backend.check_plan(&plan)?;
+    if !clones.is_empty()
+        && !mount
+            .as_ref()
+            .is_some_and(|m| m.fs_type.starts_with("ext") || m.fs_type == "xfs")
+    {
+        return Err(refuse(
+            "clones need the wrapper's ext4 or xfs filesystem mounted: each clone is detached with it frozen \
+             and then gets its own filesystem UUID",
+            None,
+        ));
+    }
+    let live_source = finish::is_live_source(&source);
+    let install = if opts.install.unwrap_or(live_source) {
+        Some(finish::preflight(
+            opts.finish.clone(),
+            Some(&source),
+            live_source,
+            &target,
+            mount.as_ref(),
+        )?)
+    } else {
+        None
+    };
+    let what = mount
+        .as_ref()
+        .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
+        .unwrap_or_else(|| w.name.clone());
+    let then = install
+        .as_ref()
+        .map(|p| {
+            format!(
+                " Then make it boot on its own ({}, {} initramfs).",
+                p.boot.bootloader.as_str(),
+                if p.initramfs == finish::initramfs::Mode::Keep {
+                    "prebuilt"
+                } else {
+                    "regenerated"
+                }
+            )
+        })
+        .unwrap_or_default();
+    confirm(
+        &format!(
+            "Move {what} from {} ({}) to {} ({})? Everything on {} will be overwritten.{then}",
+            source.display(),
+            human(checked.source_size),
+            target.display(),
+            human(checked.target_size),
+            target.display()
+        ),
+        opts.yes,
+    )?;
+    // Refused here when the backend cannot honour it; undone when the backend is dropped.
+    if let Some(r) = opts.rate_limit {
+        backend.set_rate_limit(RateLimit::BytesPerSec(r))?;
+    }
+    if let Some(p) = opts.throttle {
+        backend.set_rate_limit(RateLimit::Percent(p))?;
+    }
+
+    // From here on the kernel's state changes: a guardian resumes/thaws if we die mid-change.
+    let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
+    let signals = Signals::install()?;
+    let progress = Progress::new(opts.json);
+    let mut journal = Journal::new(
+        &w.name,
+        backend.kind(),
+        record(&source, checked.source_size),
+        record(&target, checked.target_size),
+    );
+    journal.source_live = live_source;
+    // An installed system's root: keep the journal inside it too, where the boot hook finds it
+    // after a crash (a live medium's root lives in RAM: nothing would survive there).
+    if !live_source
+        && mount
+            .as_ref()
+            .is_some_and(|m| m.mount_point == std::path::Path::new("/"))
+    {
+        journal.persist_root = Some(PathBuf::from("/"));
+    }
+    journal.clones = clones
+        .iter()
+        .map(|c| record(c, c.size().unwrap_or(Bytes(0))))
+        .collect();
+    journal.install = install.as_ref().map(|p| finish::Record {
+        bootloader: p.boot.bootloader.as_str().into(),
+        initramfs: format!("{:?}", p.initramfs).to_lowercase(),
+        state: "planned".into(),
+        ..Default::default()
+    });
+    let mut run = Run {
+        w,
+        backend,
+        source,
+        target,
+        mount,
+        journal,
+        progress,
+        signals,
+        t_start: Instant::now(),
+        to_copy: checked.source_size,
+        info: None,
+        install,
+        clones,
+        verify: opts.verify,
+        _guardian: guardian,
+    };
+    run.journal.save()?;
+    run.progress.event(
+        "start",
+        &format!(
+            "mirroring {} onto {} through {}",
+            run.source.display(),
+            run.target.display(),
+            run.w.name
+        ),
+        json!({"wrapper": run.w.name, "backend": run.backend.kind(), "source": run.journal.source, "target": run.journal.target}),
+    );
+
+    // mirroring
+    let attached = failpoint::hit("migrate::before-attach")
+        .and_then(|_| run.backend.attach(&run.source, &run.target, &plan));
+    let info = match attached {
+        Ok(i) => i,
+        Err(e) if switch::unconfirmed(&e) => run.stuck(&e),
+        Err(e) => {
+            run.journal.error = Some(format!("{e:#}"));
+            let _ = run.journal.set_step(Step::Aborted);
+            return Err(e);
+        }
+    };
+    run.journal.copy_mode = Some(info.mode.to_string());
+    run.journal.region_bytes = Some(*info.region as u64);
+    run.journal.copied_bytes = Some(*info.to_copy as u64);
+    run.journal.save()?;
+    run.to_copy = info.to_copy;
+    run.progress.event(
+        "copy",
+        &format!(
+            "copying {} of {} ({} copy{})",
+            human(info.to_copy),
+            human(checked.source_size),
+            info.mode,
+            if *info.region > 0 { format!(", {} regions", human(info.region)) } else { String::new() }
+        ),
+        json!({"copy_mode": info.mode, "region_bytes": *info.region as u64, "copied_bytes": *info.to_copy as u64}),
+    );
+    run.info = Some(info);
+    if let Err(e) = failpoint::hit("migrate::attached") {
+        return Err(run.roll_back(Stop::Error(e)));
+    }
+    let window = run.copy_and_switch()?;
+    // ---- switched: the point of no return ----
+    run.switched(window)?;
+    run.finish()?;
+    run.finish_clones()?;
+    run.install()
+}

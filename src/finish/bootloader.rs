@@ -10,6 +10,9 @@ use anyhow::{bail, Context, Result};
 
 use super::cmdline::Cmdline;
 use super::ids::write_atomic;
+#[cfg(test)]
+use super::rootspec::RootIds;
+use super::rootspec::{entries_boot, grub_cfg_roots, ids_of, loader_entry_roots};
 use super::view::View;
 use crate::disk::{self, types, DiskPart, TableKind};
 use crate::error::refuse;
@@ -436,15 +439,6 @@ unset rootshift_dev rootshift_leg
     s
 }
 
-/// Whether a Boot Loader Specification entry (`options …` lines) carries `want`, e.g.
-/// `root=UUID=…`, as a whole word.
-fn loader_entry_boots(entry: &str, want: &str) -> bool {
-    entry.lines().any(|l| {
-        let mut w = l.split_whitespace();
-        w.next() == Some("options") && w.any(|x| x == want)
-    })
-}
-
 /// Install and configure the boot loader. Returns one line per thing done.
 pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
     let mut done = vec![];
@@ -510,13 +504,21 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
             run_checked(c, "grub-mkconfig -o /boot/grub/grub.cfg")?;
             let cfg =
                 fs::read_to_string("/boot/grub/grub.cfg").context("reading /boot/grub/grub.cfg")?;
-            let want = format!("root=UUID={}", ctx.root_uuid);
-            if !cfg.contains(&want) {
+            let ids = ids_of(ctx.root_uuid, ctx.plan.target.as_ref());
+            let roots = grub_cfg_roots(&cfg);
+            if !entries_boot(&roots, &ids) {
                 bail!(
-                    "grub-mkconfig wrote /boot/grub/grub.cfg without {want}: the new system would not find its root"
+                    "grub-mkconfig wrote /boot/grub/grub.cfg whose kernel entries name root={} — none of them \
+                     the new root (UUID={}{}): the new system would not find its root",
+                    roots.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", root="),
+                    ctx.root_uuid,
+                    ids.partuuid.as_deref().map(|p| format!(", PARTUUID={p}")).unwrap_or_default()
                 );
             }
-            done.push(format!("grub-mkconfig: /boot/grub/grub.cfg boots {want}"));
+            let named = roots.iter().find(|r| r.names(&ids)).expect("checked");
+            done.push(format!(
+                "grub-mkconfig: /boot/grub/grub.cfg boots root={named}"
+            ));
         }
         Bootloader::SystemdBoot => {
             let kernel_cmdline = format!("root=UUID={} ro {}", ctx.root_uuid, ctx.cmdline);
@@ -555,6 +557,7 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
             }
             // as for grub.cfg: a loader entry that does not name the new root would boot nothing
             let want = format!("root=UUID={}", ctx.root_uuid);
+            let ids = ids_of(ctx.root_uuid, ctx.plan.target.as_ref());
             let entries = Path::new("/boot/efi/loader/entries");
             let mut booting = vec![];
             for e in
@@ -562,7 +565,8 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
             {
                 let p = e?.path();
                 if p.extension().is_some_and(|x| x == "conf")
-                    && fs::read_to_string(&p).is_ok_and(|t| loader_entry_boots(&t, &want))
+                    && fs::read_to_string(&p)
+                        .is_ok_and(|t| entries_boot(&loader_entry_roots(&t), &ids))
                 {
                     booting.push(
                         p.file_name()
@@ -597,11 +601,15 @@ mod tests {
     fn loader_entry_options_must_name_the_root_as_a_word() {
         let e = "title Debian GNU/Linux 12 (bookworm)\nversion 6.1.0-41-amd64\nmachine-id 0f1e\n\
                  options root=UUID=1234-5 rw console=ttyS0,115200\nlinux /0f1e/6.1.0-41-amd64/linux\n";
-        assert!(loader_entry_boots(e, "root=UUID=1234-5"));
-        assert!(!loader_entry_boots(e, "root=UUID=1234"));
-        assert!(!loader_entry_boots(
-            "title root=UUID=1234-5\n",
-            "root=UUID=1234-5"
+        let ids = |u: &str| RootIds {
+            fs_uuid: u.into(),
+            ..RootIds::default()
+        };
+        assert!(entries_boot(&loader_entry_roots(e), &ids("1234-5")));
+        assert!(!entries_boot(&loader_entry_roots(e), &ids("1234")));
+        assert!(!entries_boot(
+            &loader_entry_roots("title root=UUID=1234-5\n"),
+            &ids("1234-5")
         ));
     }
 

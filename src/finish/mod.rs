@@ -14,6 +14,7 @@ pub mod fstab;
 pub mod hooks;
 pub mod ids;
 pub mod initramfs;
+pub mod rootspec;
 pub mod view;
 
 mod clones;

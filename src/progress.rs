@@ -2,6 +2,9 @@
 //! JSON lines on stdout with `--json` for installers.
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,6 +25,50 @@ enum Mode {
 pub struct Progress {
     mode: Mode,
     t0: Instant,
+}
+
+// ---- the terminal going away --------------------------------------------------------------
+// SIGHUP means the terminal (an SSH session, a closed window) went away, not "stop": the work
+// goes on (only SIGINT/SIGTERM or `rootshift abort` roll back). From then on writes to the old
+// terminal fail (EIO) and `eprintln!` would panic, so the first output after the hang-up moves
+// stdout and stderr onto a log file in /run/rootshift (tmpfs: never the root being moved).
+
+static HANGUP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+static MOVED: AtomicBool = AtomicBool::new(false);
+/// Where the output goes after a hang-up.
+pub const HANGUP_LOG: &str = "/run/rootshift/output.log";
+
+/// Treat SIGHUP as "the terminal went away" (see above). Idempotent.
+pub fn watch_hangup() -> std::io::Result<()> {
+    if HANGUP.get().is_some() {
+        return Ok(());
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&flag))?;
+    let _ = HANGUP.set(flag);
+    Ok(())
+}
+
+/// Whether SIGHUP arrived.
+pub fn hung_up() -> bool {
+    HANGUP.get().is_some_and(|f| f.load(Ordering::SeqCst))
+}
+
+/// After a hang-up, once: stdout and stderr onto [`HANGUP_LOG`] (appended). Returns the log's
+/// path the first time it moves them.
+fn move_output_after_hangup() -> Option<PathBuf> {
+    if !hung_up() || MOVED.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    let _ = std::fs::create_dir_all("/run/rootshift");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(HANGUP_LOG)
+        .ok()?;
+    let _ = nix::unistd::dup2_stdout(&f);
+    let _ = nix::unistd::dup2_stderr(&f);
+    Some(PathBuf::from(HANGUP_LOG))
 }
 
 /// Bytes per second and seconds left, from the average since the copy started.
@@ -53,6 +100,26 @@ impl Progress {
         }
     }
 
+    /// After SIGHUP: move the output off the dead terminal (once) and say so there.
+    fn after_hangup(&self) {
+        if let Some(log) = move_output_after_hangup() {
+            if let Mode::Tty(Some(bar)) = &self.mode {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let line = format!(
+                "SIGHUP: the terminal went away; the migration goes on (only SIGINT/SIGTERM or \
+                 `rootshift abort` roll back); output continues in {}",
+                log.display()
+            );
+            match self.mode {
+                Mode::Json => emit(&json!({"event": "hangup", "message": line, "log": log})),
+                _ => {
+                    let _ = writeln!(std::io::stderr(), "rootshift: {line}");
+                }
+            }
+        }
+    }
+
     pub fn is_json(&self) -> bool {
         matches!(self.mode, Mode::Json)
     }
@@ -80,6 +147,7 @@ impl Progress {
 
     /// Report copy progress. `extra` is merged into the JSON event.
     pub fn update(&mut self, done: u64, total: u64, extra: Value) {
+        self.after_hangup();
         let (rate, eta) = rate_eta(done, total, self.t0.elapsed());
         let pct = if total == 0 {
             100.0
@@ -136,6 +204,7 @@ impl Progress {
 
     /// A named step: a JSON event with `--json`, else one human line on stderr.
     pub fn event(&self, name: &str, human_line: &str, fields: Value) {
+        self.after_hangup();
         match &self.mode {
             Mode::Json => {
                 let mut ev = json!({ "event": name });

@@ -1,5 +1,7 @@
-//! SIGINT/SIGTERM/SIGHUP become flags (signal-hook): during the copy the loop sees them and rolls
-//! back to the source; during the switch nothing looks at them, so they wait until after resume.
+//! SIGINT/SIGTERM become flags (signal-hook): during the copy the loop sees them and rolls back to
+//! the source; during the switch nothing looks at them, so they wait until after resume. SIGHUP
+//! is not a request to stop: the terminal (an SSH session) went away, and the migration goes on
+//! with its output moved to /run/rootshift (`progress::watch_hangup`).
 //! Across the suspend itself they are also blocked (`kernel::memlock::SignalsBlocked`, taken by
 //! the dm switch window): pending, not delivered, so a suspend is not interrupted (EINTR) and no
 //! handler runs in the window; the suspend still retries an EINTR.
@@ -8,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 pub struct Signals {
     flags: Vec<(&'static str, Arc<AtomicBool>)>,
@@ -17,7 +19,8 @@ pub struct Signals {
 impl Signals {
     pub fn install() -> Result<Signals> {
         let mut flags = vec![];
-        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")] {
+        crate::progress::watch_hangup().context("installing a SIGHUP handler")?;
+        for (sig, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
             let f = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(sig, Arc::clone(&f))
                 .with_context(|| format!("installing a {name} handler"))?;
@@ -26,7 +29,7 @@ impl Signals {
         Ok(Signals { flags })
     }
 
-    /// The first signal received, if any.
+    /// The first request to stop (SIGINT, SIGTERM) received, if any. SIGHUP is not one.
     pub fn pending(&self) -> Option<&'static str> {
         self.flags
             .iter()

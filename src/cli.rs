@@ -39,6 +39,10 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Follow the running migration (one started with --detach, or in another shell) with
+        /// the same progress display until it ends.
+        #[arg(long)]
+        follow: bool,
     },
     /// Copy the running root onto TARGET, switch to it and grow the filesystem.
     Migrate {
@@ -57,6 +61,10 @@ pub enum Command {
         /// Print progress and events as JSON lines on stdout.
         #[arg(long)]
         json: bool,
+        /// Run detached from this terminal (a systemd unit where systemd runs, else a
+        /// background process); follow it with `rootshift status --follow`. Needs --yes.
+        #[arg(long)]
+        detach: bool,
         /// Wrapper name (default: the one / is mounted from).
         #[arg(long)]
         name: Option<String>,

@@ -22,6 +22,7 @@ pub mod live;
 pub mod lock;
 pub mod migrate;
 pub mod progress;
+pub mod session;
 pub mod state;
 pub mod status;
 #[cfg(feature = "testing")]

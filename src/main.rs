@@ -4,7 +4,7 @@ use clap::Parser;
 
 use rootshift::cli::{Cli, Command};
 use rootshift::error::{exit_code, hint};
-use rootshift::{boot, migrate, status};
+use rootshift::{boot, migrate, session, status};
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -19,13 +19,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", node.display());
             Ok(())
         }
-        Command::Status { name, json } => status::status(name.as_deref(), json),
+        Command::Status {
+            follow: true, json, ..
+        } => session::follow(json),
+        Command::Status { name, json, .. } => status::status(name.as_deref(), json),
+        Command::Migrate {
+            detach: true, yes, ..
+        } => {
+            session::require_yes_for_detach(yes)?;
+            migrate::preflight::require_root()?;
+            session::detach(session::detached_args(std::env::args()), "migration")
+        }
         Command::Migrate {
             target,
             resume,
             yes,
             force,
             json,
+            detach: _,
             name,
             copy,
             region_size,
@@ -36,28 +47,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             install,
             no_install,
             finish,
-        } => migrate::migrate(&migrate::MigrateOptions {
-            target: target.unwrap_or_default(),
-            resume,
-            name,
-            yes,
-            force,
-            json,
-            copy,
-            region_size,
-            rate_limit,
-            throttle,
-            verify,
-            clones,
-            install: if no_install {
-                Some(false)
-            } else if install || finish.given() {
-                Some(true)
-            } else {
-                None
-            },
-            finish: finish.options(),
-        }),
+        } => {
+            session::start_event_log();
+            let _inhibit = session::Inhibitor::take(&format!(
+                "rootshift is moving the root filesystem{}: powering off now would need a recovery at the next boot",
+                target.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default()
+            ));
+            migrate::migrate(&migrate::MigrateOptions {
+                target: target.unwrap_or_default(),
+                resume,
+                name,
+                yes,
+                force,
+                json,
+                copy,
+                region_size,
+                rate_limit,
+                throttle,
+                verify,
+                clones,
+                install: if no_install {
+                    Some(false)
+                } else if install || finish.given() {
+                    Some(true)
+                } else {
+                    None
+                },
+                finish: finish.options(),
+            })
+        }
         Command::Install {
             disk,
             root_size,
@@ -167,14 +185,35 @@ fn main() -> ExitCode {
             return ExitCode::from(rootshift::error::exit::REFUSED as u8);
         }
     };
+    let json = matches!(
+        &cli.command,
+        Command::Migrate { json: true, .. } | Command::Install { json: true, .. }
+    );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rootshift: error: {e:#}");
-            if let Some(h) = hint(&e) {
-                eprintln!("hint: {h}");
+            let code = exit_code(&e);
+            // the last word of the event stream (stdout with --json, and the log `status
+            // --follow` reads): what failed, the way out, the exit code
+            let ev = serde_json::json!({
+                "event": "error",
+                "message": format!("{e:#}"),
+                "hint": hint(&e),
+                "exit_code": code,
+            });
+            rootshift::progress::log_event(&ev);
+            if json {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout(), "{ev}");
             }
-            ExitCode::from(exit_code(&e) as u8)
+            // stderr may be gone (a closed terminal): never panic over it
+            use std::io::Write;
+            let mut err = std::io::stderr();
+            let _ = writeln!(err, "rootshift: error: {e:#}");
+            if let Some(h) = hint(&e) {
+                let _ = writeln!(err, "hint: {h}");
+            }
+            ExitCode::from(code as u8)
         }
     }
 }

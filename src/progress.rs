@@ -34,6 +34,31 @@ pub struct Progress {
 // stdout and stderr onto a log file in /run/rootshift (tmpfs: never the root being moved).
 
 static HANGUP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// Every event also goes here (one JSON object per line), for `rootshift status --follow`.
+static EVENT_LOG: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+/// From now on write every event and progress update, as JSON lines, to `path` as well
+/// (`crate::session::EVENTS`; tmpfs).
+pub fn log_events_to(path: &std::path::Path) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    if let Ok(mut g) = EVENT_LOG.lock() {
+        *g = Some(f);
+    }
+    Ok(())
+}
+
+/// Append one event to the event log (if one is open).
+pub fn log_event(v: &Value) {
+    if let Ok(mut g) = EVENT_LOG.lock() {
+        if let Some(f) = g.as_mut() {
+            let _ = writeln!(f, "{v}");
+        }
+    }
+}
 static MOVED: AtomicBool = AtomicBool::new(false);
 /// Where the output goes after a hang-up.
 pub const HANGUP_LOG: &str = "/run/rootshift/output.log";
@@ -154,6 +179,16 @@ impl Progress {
         } else {
             done as f64 * 100.0 / total as f64
         };
+        let mut ev = json!({
+            "event": "progress",
+            "done_bytes": done,
+            "total_bytes": total,
+            "percent": (pct * 10.0).round() / 10.0,
+            "rate_bytes_per_sec": rate.map(|r| r.round() as u64),
+            "eta_seconds": eta.map(|e| (e * 10.0).round() / 10.0),
+        });
+        merge(&mut ev, extra);
+        log_event(&ev);
         match &mut self.mode {
             Mode::Tty(Some(bar)) => {
                 bar.set_length(total);
@@ -178,18 +213,7 @@ impl Progress {
                     );
                 }
             }
-            Mode::Json => {
-                let mut ev = json!({
-                    "event": "progress",
-                    "done_bytes": done,
-                    "total_bytes": total,
-                    "percent": (pct * 10.0).round() / 10.0,
-                    "rate_bytes_per_sec": rate.map(|r| r.round() as u64),
-                    "eta_seconds": eta.map(|e| (e * 10.0).round() / 10.0),
-                });
-                merge(&mut ev, extra);
-                emit(&ev);
-            }
+            Mode::Json => emit(&ev),
         }
     }
 
@@ -205,12 +229,17 @@ impl Progress {
     /// A named step: a JSON event with `--json`, else one human line on stderr.
     pub fn event(&self, name: &str, human_line: &str, fields: Value) {
         self.after_hangup();
+        let mut ev = json!({ "event": name });
+        merge(&mut ev, fields);
+        if !human_line.is_empty() && ev.get("message").is_none() {
+            let mut logged = ev.clone();
+            merge(&mut logged, json!({ "message": human_line }));
+            log_event(&logged);
+        } else {
+            log_event(&ev);
+        }
         match &self.mode {
-            Mode::Json => {
-                let mut ev = json!({ "event": name });
-                merge(&mut ev, fields);
-                emit(&ev);
-            }
+            Mode::Json => emit(&ev),
             _ if human_line.is_empty() => {}
             Mode::Tty(Some(bar)) => bar.suspend(|| eprintln!("{human_line}")),
             Mode::Tty(None) | Mode::Plain { .. } => eprintln!("{human_line}"),

@@ -4,12 +4,22 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// `--version`: a build with the `testing` feature (failpoints, fixture devices) says so.
+const VERSION: &str = if cfg!(feature = "testing") {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (testing build: failpoints and fixtures; never ship it)"
+    )
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// Move a running root filesystem to another block device without rebooting.
 ///
 /// The root must be mounted from a rootshift wrapper (/dev/mapper/rootshift-root), which the
 /// rootshift initrd hook sets up at boot.
 #[derive(Debug, Parser)]
-#[command(name = "rootshift", version, propagate_version = true)]
+#[command(name = "rootshift", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -197,6 +197,7 @@ fn main() -> ExitCode {
             // --follow` reads): what failed, the way out, the exit code
             let ev = serde_json::json!({
                 "event": "error",
+                "version": rootshift::progress::EVENT_VERSION,
                 "message": format!("{e:#}"),
                 "hint": hint(&e),
                 "exit_code": code,

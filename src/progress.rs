@@ -55,7 +55,7 @@ pub fn log_events_to(path: &std::path::Path) -> std::io::Result<()> {
 pub fn log_event(v: &Value) {
     if let Ok(mut g) = EVENT_LOG.lock() {
         if let Some(f) = g.as_mut() {
-            let _ = writeln!(f, "{v}");
+            let _ = writeln!(f, "{}", versioned(v));
         }
     }
 }
@@ -253,7 +253,19 @@ fn merge(into: &mut Value, extra: Value) {
     }
 }
 
+/// The version of the JSON event format (`docs/json.md`): every event carries it.
+pub const EVENT_VERSION: u32 = 1;
+
+fn versioned(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Value::Object(m) = &mut v {
+        m.entry("version").or_insert(json!(EVENT_VERSION));
+    }
+    v
+}
+
 fn emit(v: &Value) {
+    let v = versioned(v);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
     let _ = out.flush();

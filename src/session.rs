@@ -26,8 +26,8 @@ use crate::progress::Progress;
 pub const EVENTS: &str = "/run/rootshift/events.jsonl";
 /// A detached run's output without systemd.
 pub const OUTPUT: &str = "/run/rootshift/output.log";
-/// Events after which a follower stops.
-const FINAL: &[&str] = &["done", "aborted", "error", "failed", "install-done"];
+/// Events that mean the run failed (a follower exits non-zero after them).
+const FAILED: &[&str] = &["aborted", "error"];
 
 fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
@@ -183,34 +183,37 @@ pub fn follow(json: bool) -> Result<()> {
     let mut r = BufReader::new(f);
     let mut progress = Progress::new(json);
     let mut copying = false;
-    let mut idle_since: Option<Instant> = None;
+    let mut writer: Option<u64> = None;
+    let mut failed: Option<String> = None;
     let mut line = String::new();
     loop {
         line.clear();
         let n = r.read_line(&mut line).context("reading the event stream")?;
         if n == 0 || !line.ends_with('\n') {
-            // nothing new: the run may still be going
+            // nothing new: done when the writer is gone (and the run lock free), else wait
             if n > 0 {
                 let back = -(n as i64);
                 r.seek(SeekFrom::Current(back))?;
             }
-            if !running() {
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(2) {
-                    bail!("the migration ended without a final event (see `rootshift status`)");
+            let alive = writer.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive && !running() {
+                if copying {
+                    progress.finish_copy();
                 }
-            } else {
-                idle_since = None;
+                return match failed {
+                    Some(why) => Err(anyhow!("the migration did not finish: {why}")),
+                    None => Ok(()),
+                };
             }
             std::thread::sleep(Duration::from_millis(250));
             continue;
         }
-        idle_since = None;
         let Ok(ev) = serde_json::from_str::<Value>(line.trim()) else {
             continue;
         };
         let name = ev["event"].as_str().unwrap_or("").to_string();
-        if name == "start" {
+        if name == "stream" {
+            writer = ev["pid"].as_u64();
             continue;
         }
         if name == "progress" {
@@ -228,13 +231,14 @@ pub fn follow(json: bool) -> Result<()> {
             copying = false;
         }
         let msg = ev["message"].as_str().unwrap_or("").to_string();
-        progress.event(&name, &msg, ev.clone());
-        if FINAL.contains(&name.as_str()) {
-            return match name.as_str() {
-                "done" | "install-done" => Ok(()),
-                _ => Err(anyhow!("the migration ended: {msg}")),
-            };
+        if FAILED.contains(&name.as_str()) {
+            failed = Some(msg.clone());
         }
+        if name == "error" {
+            // the error line is ours to print (as our own failure), not an event to repeat
+            continue;
+        }
+        progress.event(&name, &msg, ev.clone());
     }
 }
 
@@ -247,7 +251,7 @@ pub fn start_event_log() -> Option<PathBuf> {
     }
     crate::progress::log_events_to(&p).ok()?;
     crate::progress::log_event(&serde_json::json!({
-        "event": "start",
+        "event": "stream",
         "pid": std::process::id(),
         "args": std::env::args().skip(1).collect::<Vec<_>>(),
     }));

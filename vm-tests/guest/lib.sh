@@ -127,6 +127,19 @@ wrapper_is() {
   else [ "$(cat "$SYSFS/block/$2/dm/name" 2>/dev/null)" = rootshift-root ]; fi
 }
 
+# check_events NAME FILE : every line of a --json stream is an object with "event" and "version" 1, names an event
+# docs/events.json documents, and carries that event's documented fields (docs/json.md)
+check_events() {
+  _bad=$(jq -c --slurpfile doc "${EVENTS_DOC:-/vmtest/events.json}" '
+      . as $e | $doc[0] as $d
+      | if (type != "object") then "not an object"
+        elif (.version != $d.version) then "version \(.version)"
+        elif ($d.events[.event] == null) then "undocumented event \(.event)"
+        else ($d.events[.event] - ($e | keys)) as $miss | if ($miss | length) > 0 then "\(.event) lacks \($miss)" else empty end
+        end' "$2" 2>&1 | head -3 | tr '\n' '|')
+  check "$1" "$(wc -l < "$2") events; ${_bad:-all documented}" [ -z "$_bad" -a -s "$2" ]
+}
+
 # ---- block device facts ---------------------------------------------------------------------------------------
 devnum() { cat "/sys/class/block/$(basename "$(readlink -f "$1")")/dev"; }        # /dev/vdb -> 254:16
 sectors() { blockdev --getsz "$1"; }

@@ -54,6 +54,16 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// List the disks and partitions, each "usable" as a migration target or why not (the
+    /// refusal `migrate` would give). Changes nothing.
+    Targets {
+        /// Wrapper name (default: the one / is mounted from).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print JSON (an object with a list of targets).
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy the running root onto TARGET, switch to it and grow the filesystem.
     Migrate {
         /// Disk or partition to move to; everything on it is overwritten.

@@ -25,6 +25,7 @@ pub mod progress;
 pub mod session;
 pub mod state;
 pub mod status;
+pub mod targets;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tools;

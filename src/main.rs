@@ -23,6 +23,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             follow: true, json, ..
         } => session::follow(json),
         Command::Status { name, json, .. } => status::status(name.as_deref(), json),
+        Command::Targets { name, json } => {
+            migrate::preflight::require_root()?;
+            rootshift::targets::targets(name.as_deref(), json)
+        }
         Command::Migrate {
             detach: true, yes, ..
         } => {

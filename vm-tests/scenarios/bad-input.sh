@@ -86,6 +86,20 @@ check already-holds-names-fs "$(head -1 /tmp/err)" grep -qE 'already holds an? [
 check vdc-fs-intact "blkid: $(blkid -p -o export /dev/vdc 2>&1 | grep -E '^(TYPE|LABEL)=' | tr '\n' ' ')" \
   sh -c 'blkid -p -s TYPE -o value /dev/vdc | grep -qx ext4 && e2fsck -fn /dev/vdc >/dev/null 2>&1'
 
+# `rootshift targets` (issue 16 §4): every disk listed, usable or the refusal migrate would give; changes nothing
+snapshot /tmp/snap.t0 /dev/vdh
+rootshift targets --json > /tmp/targets.json 2> /tmp/targets.err; rc=$?
+snapshot /tmp/snap.t1 /dev/vdh
+cp /tmp/targets.json "$RES/" 2>/dev/null
+tj() { jq -r --arg p "$1" '.targets[] | select(.path == $p) | "\(.usable) \(.why_not // "")"' /tmp/targets.json; }
+assert_eq targets-exit-0 0 "$rc"
+check targets-vdh-usable "$(tj /dev/vdh)" sh -c '[ "$(echo "$1" | cut -d" " -f1)" = true ]' _ "$(tj /dev/vdh)"
+check targets-vdd-mounted "$(tj /dev/vdd)" sh -c 'echo "$1" | grep -q "^false .*is mounted"' _ "$(tj /dev/vdd)"
+check targets-vde-swap "$(tj /dev/vde)" sh -c 'echo "$1" | grep -q "^false .*swap"' _ "$(tj /dev/vde)"
+check targets-vdc-holds "$(tj /dev/vdc)" sh -c 'echo "$1" | grep -q "^false .*already holds"' _ "$(tj /dev/vdc)"
+check targets-vda-is-source "$(tj /dev/vda)" sh -c 'echo "$1" | grep -q "^false .*source"' _ "$(tj /dev/vda)"
+check targets-changed-nothing "state before/after" cmp -s /tmp/snap.t0 /tmp/snap.t1
+
 # -o: the lock fd is not inherited by `sleep`, so killing flock releases the lock
 flock -o /run/rootshift/lock sleep 120 &
 FP=$!

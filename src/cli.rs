@@ -217,6 +217,13 @@ pub enum Command {
         #[arg(last = true, required = true)]
         argv: Vec<String>,
     },
+    /// Write the man pages or the shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+        dir: PathBuf,
+    },
     /// Internal: the process that resumes/thaws if rootshift dies mid-change.
     #[command(hide = true)]
     Guardian {
@@ -305,4 +312,13 @@ mod tests {
             }
         }
     }
+}
+
+/// What `rootshift generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generated {
+    /// rootshift(8) and rootshift-SUBCOMMAND(8)
+    Man,
+    /// bash, zsh and fish completions
+    Completions,
 }

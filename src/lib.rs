@@ -12,6 +12,7 @@ pub mod backend;
 pub mod boot;
 pub mod cli;
 pub mod disk;
+pub mod docgen;
 pub mod error;
 pub mod failpoint;
 pub mod finish;

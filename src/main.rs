@@ -147,6 +147,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rootshift::finish::view::exec(&view, &argv).map(|_| ())
         }
         Command::Abort { name, json } => migrate::abort(name.as_deref(), json),
+        Command::Generate { what, dir } => {
+            let files = match what {
+                rootshift::cli::Generated::Man => rootshift::docgen::man_pages(&dir)?,
+                rootshift::cli::Generated::Completions => rootshift::docgen::completions(&dir)?,
+            };
+            for f in files {
+                println!("{f}");
+            }
+            Ok(())
+        }
         Command::Guardian { name, kind, thaw } => rootshift::guardian::run(&name, kind, thaw),
         #[cfg(feature = "testing")]
         Command::Testing(t) => match t {

@@ -71,6 +71,15 @@ pub struct Journal {
     pub target: DevRecord,
     pub started_unix: u64,
     pub updated_unix: u64,
+    /// The journal generation of this filesystem: one more with every save, and a migration
+    /// continues from the counter of the journal it finds (`begin_generation`), so a later
+    /// attempt's journal is newer than any earlier attempt's left on a target's blocks, whatever
+    /// the clocks say. Absent in journals written before it (they order by `updated_unix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// A random id of this migration attempt (absent in older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_id: Option<String>,
     /// Suspend ioctl → resume ioctl return, for the switch that succeeded.
     #[serde(default)]
     pub switch_window_ms: Option<f64>,
@@ -138,6 +147,8 @@ impl Journal {
             target,
             started_unix: now,
             updated_unix: now,
+            seq: None,
+            migration_id: None,
             switch_window_ms: None,
             copy_seconds: None,
             copy_mode: None,
@@ -194,6 +205,32 @@ fn load_from(p: &Path) -> Result<Option<Journal>> {
 }
 
 impl Journal {
+    /// A new migration attempt: a fresh random id, and the generation counter continued from
+    /// the highest one found in this wrapper's journals (the /run copy, the copy inside the root
+    /// filesystem), so that this attempt's saves are newer than anything an earlier attempt left.
+    pub fn begin_generation(&mut self) {
+        let prev = [
+            path_for(&self.wrapper),
+            Path::new("/")
+                .join(PERSIST_DIR)
+                .join(format!("{}.json", self.wrapper)),
+        ]
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .filter_map(|t| match parse(&t) {
+            Parsed::Ok(j) => j.seq,
+            _ => None,
+        })
+        .max();
+        self.continue_from(prev);
+    }
+
+    /// [`Self::begin_generation`] on what was found (`prev`: the highest counter, if any).
+    pub fn continue_from(&mut self, prev: Option<u64>) {
+        self.seq = Some(prev.unwrap_or(0));
+        self.migration_id = Some(uuid::Uuid::new_v4().simple().to_string());
+    }
+
     /// Record a step (atomically).
     pub fn set_step(&mut self, step: Step) -> Result<()> {
         self.step = step;
@@ -211,6 +248,9 @@ impl Journal {
 
     pub fn save(&mut self) -> Result<()> {
         self.updated_unix = now_unix();
+        if let Some(n) = self.seq {
+            self.seq = Some(n + 1);
+        }
         fs::create_dir_all(DIR).with_context(|| format!("creating {DIR}"))?;
         let text = serde_json::to_string_pretty(self)?;
         write_synced(&path_for(&self.wrapper), text.as_bytes())?;
@@ -346,6 +386,8 @@ impl super::core::JournalView {
             step: j.step,
             started_unix: j.started_unix,
             updated_unix: j.updated_unix,
+            seq: j.seq,
+            migration: j.migration_id.clone(),
             source: leg(&j.source),
             target: leg(&j.target),
         }
@@ -445,6 +487,47 @@ mod tests {
         let e = load_from(&p).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), crate::error::exit::FAILED);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_generation_grows_with_every_save_and_continues_across_attempts() {
+        let rec = |d: &str| DevRecord {
+            dev: d.into(),
+            path: "/dev/x".into(),
+            size_bytes: 1,
+            identity: None,
+        };
+        let mut j = Journal::new("rootshift-root", "dm-mirror", rec("254:0"), rec("254:16"));
+        // a journal as before the counter: serialised without it (the golden files' form)
+        let text = serde_json::to_string(&j).unwrap();
+        assert!(
+            !text.contains("\"seq\"") && !text.contains("migration_id"),
+            "{text}"
+        );
+        j.continue_from(Some(41));
+        let first = j.migration_id.clone().unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(j.seq, Some(41));
+        // save() bumps it (not run here: it writes /run); the bump alone
+        if let Some(n) = j.seq {
+            j.seq = Some(n + 1);
+        }
+        let back = match parse(&serde_json::to_string_pretty(&j).unwrap()) {
+            Parsed::Ok(b) => b,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(back.seq, Some(42));
+        assert_eq!(back.migration_id.as_deref(), Some(first.as_str()));
+        assert_eq!(super::super::core::JournalView::of(&back).seq, Some(42));
+        let mut again = j.clone();
+        again.continue_from(back.seq);
+        assert_eq!(again.seq, Some(42));
+        assert_ne!(
+            again.migration_id, j.migration_id,
+            "a new attempt, a new id"
+        );
+        j.continue_from(None);
+        assert_eq!(j.seq, Some(0));
     }
 
     #[test]

@@ -1,0 +1,350 @@
+//! Issue 15's boot-choice cases (items 3, 4, 6): a lone device's own journal, the generation
+//! counter and migration id ordering the journals, `rd.rootshift.pick=`. Each case that the
+//! code before this change decided wrongly says so, and asserts the old decision
+//! (`legacy_decide`, verbatim; a lone device was booted unread: `BootBy::Only`).
+
+use super::*;
+
+/// `r` with generation `seq` of migration `mig`.
+fn g(r: JournalRead, seq: u64, mig: &str) -> JournalRead {
+    match r {
+        JournalRead::Ok(j) => JournalRead::Ok(JournalView {
+            seq: Some(seq),
+            migration: Some(mig.into()),
+            ..j
+        }),
+        other => other,
+    }
+}
+
+fn twin_missing(step: Step, leg: Option<Leg>, twin: &str) -> Verdict {
+    refuse(BootRefusal::TwinMissing {
+        step,
+        leg,
+        twin: twin.into(),
+    })
+}
+
+fn only() -> Verdict {
+    Verdict::Boot {
+        index: 0,
+        by: BootBy::Only,
+    }
+}
+
+/// The decision before issue 15 for one device: booted unread.
+const OLD_LONE: Verdict = Verdict::Boot {
+    index: 0,
+    by: BootBy::Only,
+};
+
+type Lone = (&'static str, fn() -> CandidateView, fn() -> Verdict);
+
+/// Item 3: one device visible (slow USB source, fast NVMe target): its own journal decides
+/// whether it may boot alone; `TwinMissing` makes the caller wait, then refuse.
+const LONE: [Lone; 16] = [
+    ("no journal", || tgt(MISSING), only),
+    ("torn journal", || tgt(torn()), only),
+    ("unreadable journal", || tgt(unreadable()), only),
+    (
+        "unknown version",
+        || tgt(JournalRead::UnknownVersion(3)),
+        || {
+            refuse(BootRefusal::UnknownVersion {
+                index: 0,
+                version: 3,
+            })
+        },
+    ),
+    // FAILS on the old code (booted the half copy alone)
+    (
+        "unfinished target, mirroring",
+        || tgt(m1(S::Mirroring, 10)),
+        || twin_missing(S::Mirroring, Some(Leg::Target), "/dev/disk/aaaa"),
+    ),
+    // FAILS on the old code: a stale `switching` may be an earlier attempt's
+    (
+        "target at switching",
+        || tgt(m1(S::Switching, 20)),
+        || twin_missing(S::Switching, Some(Leg::Target), "/dev/disk/aaaa"),
+    ),
+    (
+        "target, aborted",
+        || tgt(m1(S::Aborted, 20)),
+        || twin_missing(S::Aborted, Some(Leg::Target), "/dev/disk/aaaa"),
+    ),
+    (
+        "target, switched",
+        || tgt(m1(S::Switched, 20)),
+        || boot(0, S::Switched, Leg::Target),
+    ),
+    (
+        "target, grown",
+        || tgt(m1(S::Grown, 20)),
+        || boot(0, S::Grown, Leg::Target),
+    ),
+    (
+        "target, done",
+        || tgt(m1(S::Done, 20)),
+        || boot(0, S::Done, Leg::Target),
+    ),
+    (
+        "source, mirroring",
+        || src(m1(S::Mirroring, 10)),
+        || boot(0, S::Mirroring, Leg::Source),
+    ),
+    (
+        "source, aborted",
+        || src(m1(S::Aborted, 10)),
+        || boot(0, S::Aborted, Leg::Source),
+    ),
+    // FAILS on the old code (booted the stale source alone)
+    (
+        "source of a switched migration",
+        || src(m1(S::Switched, 20)),
+        || twin_missing(S::Switched, Some(Leg::Source), "/dev/disk/bbbb"),
+    ),
+    (
+        "source at switching",
+        || src(m1(S::Switching, 20)),
+        || twin_missing(S::Switching, Some(Leg::Source), "/dev/disk/bbbb"),
+    ),
+    // FAILS on the old code: a clone alone, the migration unfinished
+    (
+        "a clone alone",
+        || clone1(m1(S::Switched, 20)),
+        || twin_missing(S::Switched, None, "/dev/disk/bbbb"),
+    ),
+    (
+        "legs without identity",
+        || c("/dev/vda1", pu("aaaa"), jv(S::Mirroring, 10, 5, "", "")),
+        || twin_missing(S::Mirroring, None, "/dev/disk/"),
+    ),
+];
+
+#[test]
+fn a_lone_device_reads_its_own_journal_16_cases() {
+    let mut changed = 0;
+    for (what, cand, want) in LONE {
+        for backend in ["dm-mirror", "md-raid1"] {
+            let cands = with_backend(vec![cand()], backend);
+            let got = choose_boot(&cands);
+            assert_eq!(got, want(), "{what} ({backend})");
+            if let Verdict::Refuse(r) = &got {
+                let m = r.message(&cands);
+                assert!(m.contains("rd.rootshift.pick="), "{what}: {m}");
+            }
+        }
+        if matches!(want(), Verdict::Refuse(BootRefusal::TwinMissing { .. })) {
+            assert_ne!(want(), OLD_LONE);
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, 7, "cases the old code booted alone and now wait");
+    let cands = [tgt(m1(S::Mirroring, 10))];
+    let m = choose_boot(&cands);
+    let Verdict::Refuse(r) = m else { panic!() };
+    let m = r.message(&cands);
+    assert!(
+        m.contains("/dev/vdb1") && m.contains("/dev/disk/aaaa") && m.contains("PARTUUID=bbbb"),
+        "{m}"
+    );
+}
+
+type Gen = (
+    &'static str,
+    fn() -> Vec<CandidateView>,
+    fn() -> Verdict,
+    Option<usize>,
+);
+
+/// Item 4: the generation counter (and the migration id) order the journals, not wall-clock
+/// time or device order. (what, candidates, verdict, what the old code booted).
+const GENERATIONS: [Gen; 8] = [
+    (
+        // FAILS on the old code: attempt 1 failed its switch and rolled back; attempt 2 onto
+        // the same target crashed while copying, in the same second: the target's blocks
+        // still say attempt 1's `switching`, and (time, step) ranked it first
+        "stale switching on a retried target, same second",
+        || {
+            vec![
+                tgt(g(m1(S::Switching, 20), 5, "one")),
+                src(g(m1(S::Mirroring, 20), 9, "two")),
+            ]
+        },
+        || boot(1, S::Mirroring, Leg::Source),
+        Some(0),
+    ),
+    (
+        // FAILS on the old code: the clock went back between the attempts (no RTC, no NTP in
+        // the initrd)
+        "counters decide against wall-clock order",
+        || {
+            vec![
+                src(g(m1(S::Mirroring, 10), 9, "two")),
+                tgt(g(m1(S::Switching, 500), 5, "one")),
+            ]
+        },
+        || boot(0, S::Mirroring, Leg::Source),
+        Some(1),
+    ),
+    (
+        "a newer generation after the switch: the target",
+        || {
+            vec![
+                src(g(m1(S::Switching, 900), 6, "one")),
+                tgt(g(m1(S::Switched, 100), 7, "one")),
+            ]
+        },
+        || boot(1, S::Switched, Leg::Target),
+        Some(1),
+    ),
+    (
+        "equal generations of one migration (both legs, through the mirror)",
+        || {
+            vec![
+                src(g(m1(S::Switching, 20), 6, "one")),
+                tgt(g(m1(S::Switching, 20), 6, "one")),
+            ]
+        },
+        || boot(1, S::Switching, Leg::Target),
+        Some(1),
+    ),
+    (
+        "equal generations, different migration ids: refused",
+        || {
+            vec![
+                src(g(m1(S::Mirroring, 20), 6, "one")),
+                tgt(g(m1(S::Mirroring, 20), 6, "two")),
+            ]
+        },
+        || refuse(BootRefusal::Conflict { step: S::Mirroring }),
+        Some(0),
+    ),
+    (
+        "a journal without a counter: wall-clock time for all, as before",
+        || {
+            vec![
+                src(m1(S::Mirroring, 10)),
+                tgt(g(m1(S::Switching, 20), 1, "one")),
+            ]
+        },
+        || boot(1, S::Switching, Leg::Target),
+        Some(1),
+    ),
+    (
+        "device order does not matter",
+        || {
+            vec![
+                src(g(m1(S::Mirroring, 20), 9, "two")),
+                tgt(g(m1(S::Switching, 20), 5, "one")),
+            ]
+        },
+        || boot(0, S::Mirroring, Leg::Source),
+        Some(1),
+    ),
+    (
+        "torn and missing journals beside a counted one",
+        || {
+            vec![
+                tgt(torn()),
+                src(g(m1(S::Aborted, 20), 9, "two")),
+                clone1(MISSING),
+            ]
+        },
+        || boot(1, S::Aborted, Leg::Source),
+        Some(1),
+    ),
+];
+
+#[test]
+fn generations_decide_8_cases() {
+    let mut fails_old = 0;
+    for (what, cands, want, old) in GENERATIONS {
+        for backend in ["dm-mirror", "md-raid1"] {
+            let cands = with_backend(cands(), backend);
+            assert_eq!(choose_boot(&cands), want(), "{what} ({backend})");
+            assert_eq!(legacy_decide(&cands), old, "{what}: the old decision");
+        }
+        if let (Verdict::Boot { index, .. }, Some(o)) = (want(), old) {
+            if index != o {
+                fails_old += 1;
+            }
+        }
+    }
+    assert_eq!(fails_old, 3, "cases the old code booted the stale copy in");
+}
+
+#[test]
+fn pick_overrides_the_journals_and_must_name_one_device() {
+    let cands = [src(MISSING), tgt(MISSING)];
+    assert!(matches!(
+        choose_boot(&cands),
+        Verdict::Refuse(BootRefusal::NoJournal { .. })
+    ));
+    let pick = Identity::parse_pick("PARTUUID=BBBB").unwrap();
+    assert_eq!(
+        choose_boot_picked(&cands, Some(&pick)),
+        Verdict::Boot {
+            index: 1,
+            by: BootBy::Picked
+        }
+    );
+    // over a journal that says otherwise, too: the user's word
+    let cands = [src(m1(S::Mirroring, 10)), tgt(m1(S::Mirroring, 10))];
+    assert_eq!(
+        choose_boot_picked(&cands, Some(&pick)),
+        Verdict::Boot {
+            index: 1,
+            by: BootBy::Picked
+        }
+    );
+    let serial = Identity::parse_pick("SERIAL=vdb-serial#1").unwrap();
+    assert_eq!(
+        choose_boot_picked(
+            &[c("/dev/vdb1", ser("vdb-serial#1"), MISSING)],
+            Some(&serial)
+        ),
+        Verdict::Boot {
+            index: 0,
+            by: BootBy::Picked
+        }
+    );
+    let none = Identity::parse_pick("PARTUUID=ffff").unwrap();
+    let v = choose_boot_picked(&cands, Some(&none));
+    assert_eq!(
+        v,
+        refuse(BootRefusal::Pick {
+            pick: "PARTUUID=ffff".into(),
+            found: 0
+        })
+    );
+    let twice = [src(MISSING), c("/dev/sdz1", pu("aaaa"), MISSING)];
+    let v = choose_boot_picked(&twice, Identity::parse_pick("PARTUUID=aaaa").as_ref());
+    assert!(matches!(
+        v,
+        Verdict::Refuse(BootRefusal::Pick { found: 2, .. })
+    ));
+    assert_eq!(choose_boot_picked(&cands, None), choose_boot(&cands));
+    for bad in ["", "PARTUUID=", "LABEL=root", "aaaa"] {
+        assert_eq!(Identity::parse_pick(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn every_refusal_names_the_escape_hatch() {
+    let cands = [src(MISSING), tgt(MISSING)];
+    let Verdict::Refuse(r) = choose_boot(&cands) else {
+        panic!()
+    };
+    let m = r.message(&cands);
+    assert!(
+        m.contains("rd.rootshift.pick=PARTUUID=aaaa (/dev/vda1)")
+            && m.contains("rd.rootshift.pick=PARTUUID=bbbb (/dev/vdb1)"),
+        "{m}"
+    );
+    assert_eq!(
+        BootRefusal::NoCandidates.message(&[]),
+        "no device carries the root filesystem"
+    );
+}

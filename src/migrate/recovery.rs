@@ -142,14 +142,58 @@ pub fn journal_on(dev: &BlockDev) -> JournalRead {
     }
 }
 
+/// A block device made read-only at the block layer (BLKROSET) for as long as this lives; its
+/// earlier setting is restored on drop. A probe mount of a possible half copy then cannot write
+/// to it, whatever the filesystem driver decides (a log replay, an orphan cleanup, an error
+/// handler updating the superblock).
+struct ReadOnly {
+    fd: fs::File,
+    was_ro: bool,
+}
+
+impl ReadOnly {
+    fn set(dev: &BlockDev) -> Result<ReadOnly> {
+        use std::os::fd::AsFd;
+        let fd = fs::File::open(&dev.path)
+            .with_context(|| format!("opening {} to make it read-only", dev.display()))?;
+        let was_ro = crate::kernel::ioctl::blk_ro_get(fd.as_fd())
+            .with_context(|| format!("BLKROGET on {}", dev.display()))?;
+        if !was_ro {
+            crate::kernel::ioctl::blk_ro_set(fd.as_fd(), true)
+                .with_context(|| format!("BLKROSET on {}", dev.display()))?;
+        }
+        Ok(ReadOnly { fd, was_ro })
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        use std::os::fd::AsFd;
+        if !self.was_ro {
+            let _ = crate::kernel::ioctl::blk_ro_set(self.fd.as_fd(), false);
+        }
+    }
+}
+
+/// The probe mount's filesystem type and options: never a log replay (ext4 `noload`, xfs
+/// `norecovery`), and on an error the ext driver goes on (`errors=continue`) instead of
+/// remounting or panicking on what may be a half copy.
+pub fn probe_mount_opts(c: Option<Content>) -> Option<(&'static str, &'static str)> {
+    match c {
+        Some(Content::Ext4 | Content::Ext3) => Some(("ext4", "noload,errors=continue")),
+        Some(Content::Ext2) => Some(("ext2", "errors=continue")),
+        Some(Content::Xfs) => Some(("xfs", "norecovery,nouuid")),
+        _ => None,
+    }
+}
+
 fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
     let head = dev.read_head(PROBE_BYTES)?;
-    let (fstype, opts) = match probe(&head) {
-        Some(Content::Ext4 | Content::Ext3) => ("ext4", "noload"),
-        Some(Content::Ext2) => ("ext2", ""),
-        Some(Content::Xfs) => ("xfs", "norecovery,nouuid"),
-        _ => return Ok(JournalRead::Missing),
+    let Some((fstype, opts)) = probe_mount_opts(probe(&head)) else {
+        return Ok(JournalRead::Missing);
     };
+    // read-only at the block level before the mount, restored after the unmount
+    let ro = ReadOnly::set(dev)?;
     let mp = PathBuf::from(format!("/run/rootshift/probe-{}", dev.kname));
     fs::create_dir_all(&mp).with_context(|| format!("creating {}", mp.display()))?;
     mount(
@@ -173,7 +217,11 @@ fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
             }
         }
     }
-    umount2(&mp, MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", mp.display()))?;
+    // not a lazy unmount: the device's read-only flag goes back only once nothing holds it
+    umount2(&mp, MntFlags::empty())
+        .or_else(|_| umount2(&mp, MntFlags::MNT_DETACH))
+        .with_context(|| format!("unmounting {}", mp.display()))?;
+    drop(ro);
     let _ = fs::remove_dir(&mp);
     Ok(best_of(texts))
 }
@@ -589,6 +637,27 @@ mod tests {
         });
         assert_eq!(mounted, 2);
         assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn probe_mounts_never_replay_a_log_and_go_on_after_errors() {
+        assert_eq!(
+            probe_mount_opts(Some(Content::Ext4)),
+            Some(("ext4", "noload,errors=continue"))
+        );
+        assert_eq!(
+            probe_mount_opts(Some(Content::Ext3)),
+            Some(("ext4", "noload,errors=continue"))
+        );
+        assert_eq!(
+            probe_mount_opts(Some(Content::Ext2)),
+            Some(("ext2", "errors=continue"))
+        );
+        assert_eq!(
+            probe_mount_opts(Some(Content::Xfs)),
+            Some(("xfs", "norecovery,nouuid"))
+        );
+        assert_eq!(probe_mount_opts(None), None);
     }
 
     #[test]

@@ -204,13 +204,16 @@ fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
         if opts.is_empty() { None } else { Some(opts) },
     )
     .with_context(|| format!("mounting {} read-only to read its journal", dev.display()))?;
-    let dir = mp.join(PERSIST_DIR);
+    // var/lib/rootshift, or .rootshift at the top when /var was another filesystem
     let mut texts = vec![];
-    if let Ok(rd) = fs::read_dir(&dir) {
+    for d in journal::PERSIST_DIRS {
+        let Ok(rd) = fs::read_dir(mp.join(d)) else {
+            continue;
+        };
         for e in rd.filter_map(|e| e.ok()) {
             if e.path().extension().is_some_and(|x| x == "json") {
                 texts.push(
-                    fs::read_to_string(e.path()).map_err(|err| {
+                    journal::read_bytes(&e.path()).map_err(|err| {
                         format!("reading {}: {err}", e.file_name().to_string_lossy())
                     }),
                 );
@@ -228,11 +231,11 @@ fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
 
 /// Of the journal files read in one filesystem: an unknown version if any, else the newest
 /// journal, else why there is none (torn before unreadable before missing).
-pub fn best_of(texts: Vec<std::result::Result<String, String>>) -> JournalRead {
+pub fn best_of<T: AsRef<[u8]>>(texts: Vec<std::result::Result<T, String>>) -> JournalRead {
     let mut best: Option<Journal> = None;
     let mut bad = JournalRead::Missing;
     for t in texts {
-        match t.map(|t| journal::parse(&t)) {
+        match t.map(|t| journal::parse_bytes(t.as_ref())) {
             Err(e) => {
                 if bad == JournalRead::Missing {
                     bad = JournalRead::Unreadable(e);
@@ -245,10 +248,11 @@ pub fn best_of(texts: Vec<std::result::Result<String, String>>) -> JournalRead {
                 }
             }
             Ok(Parsed::Ok(j)) => {
-                if best
-                    .as_ref()
-                    .is_none_or(|b| j.updated_unix > b.updated_unix)
-                {
+                if best.as_ref().is_none_or(|b| match (j.seq, b.seq) {
+                    // the generation counter where both have one, else the clock
+                    (Some(x), Some(y)) => x > y,
+                    _ => j.updated_unix > b.updated_unix,
+                }) {
                     best = Some(*j);
                 }
             }
@@ -530,7 +534,7 @@ mod tests {
             JournalRead::Ok(j) => Some((j.step, j.updated_unix)),
             _ => None,
         };
-        assert_eq!(best_of(vec![]), JournalRead::Missing);
+        assert_eq!(best_of::<String>(vec![]), JournalRead::Missing);
         assert_eq!(
             step(best_of(vec![
                 text(Step::Mirroring, 10),

@@ -268,7 +268,8 @@ pub fn choose_boot(cands: &[CandidateView]) -> Verdict {
 /// - the journal's target: complete alone from `switched` on (only it got writes since);
 /// - the journal's source: complete alone at `mirroring` and `aborted` (it had every write);
 ///   from `switching` on the target may have newer writes;
-/// - neither leg (no identity, a clone): complete alone only if the migration was aborted.
+/// - neither leg (no identity, a clone, a disk copied later): complete alone only when the
+///   migration is over (`aborted`, `done`).
 fn choose_single(c: &CandidateView) -> Verdict {
     let j = match &c.journal {
         JournalRead::UnknownVersion(v) => {
@@ -300,7 +301,9 @@ fn choose_single(c: &CandidateView) -> Verdict {
     let complete = match leg {
         Some(Leg::Target) => j.step.switched(),
         Some(Leg::Source) => matches!(j.step, Step::Mirroring | Step::Aborted),
-        None => j.step == Step::Aborted,
+        // a device the journal does not name (a clone, a disk copied later) is complete alone
+        // once the migration is over either way
+        None => matches!(j.step, Step::Aborted | Step::Done),
     };
     if complete {
         return Verdict::Boot {

@@ -42,7 +42,7 @@ type Lone = (&'static str, fn() -> CandidateView, fn() -> Verdict);
 
 /// Item 3: one device visible (slow USB source, fast NVMe target): its own journal decides
 /// whether it may boot alone; `TwinMissing` makes the caller wait, then refuse.
-const LONE: [Lone; 16] = [
+const LONE: [Lone; 17] = [
     ("no journal", || tgt(MISSING), only),
     ("torn journal", || tgt(torn()), only),
     ("unreadable journal", || tgt(unreadable()), only),
@@ -120,10 +120,15 @@ const LONE: [Lone; 16] = [
         || c("/dev/vda1", pu("aaaa"), jv(S::Mirroring, 10, 5, "", "")),
         || twin_missing(S::Mirroring, None, "/dev/disk/"),
     ),
+    (
+        "a disk the finished migration does not name (copied later)",
+        || clone1(m1(S::Done, 40)),
+        only,
+    ),
 ];
 
 #[test]
-fn a_lone_device_reads_its_own_journal_16_cases() {
+fn a_lone_device_reads_its_own_journal_17_cases() {
     let mut changed = 0;
     for (what, cand, want) in LONE {
         for backend in ["dm-mirror", "md-raid1"] {

@@ -3,9 +3,11 @@
 //! From the first copied block two devices carry the same filesystem UUID, so after a crash
 //! `root=UUID=…` could land on the half-copied target (before the switch) or on the stale source
 //! (after it). The journal is therefore also kept *inside* the root filesystem
-//! (`/var/lib/rootshift/<wrapper>.json`, fsynced) — written through the wrapper, it reaches every
-//! leg that is in sync, and only the target after the switch — and `rootshift wrap` (the initrd
-//! hook) picks the leg by it:
+//! (`/var/lib/rootshift/<wrapper>.json`, or `/.rootshift/` with a separate /var; fsynced) —
+//! written through the wrapper, it reaches every leg that is in sync, and only the target after
+//! the switch — and `rootshift choose` (the initrd hook, before `wrap`) picks the leg by it, the
+//! journals of all devices read (the newest by generation counter decides), a lone device's own
+//! journal too (it may need its twin: [`choose_root`]):
 //!
 //! - the newest journal found on the candidates says `switching` or later → the target: the
 //!   copy was complete and in sync when `switching` was written, and from the switch on only the

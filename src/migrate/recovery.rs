@@ -410,8 +410,11 @@ fn choose_among(
                 _ => "rd.rootshift.pick= picks".to_string(),
             };
             let why = format!(
-                "{} device(s) carry filesystem UUID {uuid} ({}); {how} {}",
-                devs.len(),
+                "{} carry filesystem UUID {uuid} ({}); {how} {}",
+                match devs.len() {
+                    1 => "1 device".to_string(),
+                    n => format!("{n} devices"),
+                },
                 names(&cands),
                 chosen.display()
             );

@@ -606,6 +606,14 @@ mod tests {
             Parsed::Ok(b) => assert_eq!((b.step, b.seq), (Step::Mirroring, Some(3))),
             other => panic!("{other:?}"),
         }
+        // the same torn save on the format-1 copy (one padded JSON, rewritten in place): the
+        // journal is lost (what the boot met before format 2)
+        let mut v1 = newer.clone().into_bytes();
+        v1.push(b'\n');
+        v1.resize(PERSIST_BYTES, b' ');
+        assert!(matches!(parse_bytes(&v1), Parsed::Ok(_)));
+        v1[..512].fill(0xff);
+        assert!(matches!(parse_bytes(&v1), Parsed::Torn(_)));
         // the format-1 parse path on a format-2 file (what an older rootshift does): version 2,
         // never interpreted
         assert!(!super::super::core::known_version(2));

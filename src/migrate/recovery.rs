@@ -281,6 +281,9 @@ pub const DEFAULT_WAIT_SECS: u64 = 30;
 /// Read the journals of `n` candidates, every one of them (the newest decides, so no journal
 /// may be left unread because an earlier one looked decisive); only a journal of an unknown
 /// version stops the reading (the boot is refused whatever the others say: mount no more twins).
+/// Half copies are mounted too, read-only at the block level ([`journal_on`]); the ext4 driver
+/// may log errors about blocks not copied yet (`errors=continue`: it goes on; seen in
+/// crash-copy), which is the price of never leaving a newer journal unread.
 pub fn read_all(n: usize, mut read: impl FnMut(usize) -> JournalRead) -> Vec<JournalRead> {
     let mut out = vec![];
     for i in 0..n {

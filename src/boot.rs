@@ -14,19 +14,38 @@ use crate::kernel::mounts;
 use crate::migrate::recovery;
 use crate::wrapper::{full_name, list, Kind};
 
+fn block_dev(source: &Path) -> Result<BlockDev> {
+    match BlockDev::from_path(source) {
+        Ok(d) => Ok(d),
+        Err(e @ (BlockDevError::NotFound(_) | BlockDevError::NotBlock(_))) => Err(refuse(
+            e.to_string(),
+            Some("name the block device the root filesystem is on"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `rootshift choose SOURCE`: the device to boot (the hooks run it before `wrap`, and boot what
+/// it printed unwrapped when wrapping fails). Exit 4 (`Ambiguous`): boot nothing.
+pub fn choose(source: &Path, opts: &recovery::ChooseOpts) -> Result<PathBuf> {
+    let src = block_dev(source)?;
+    let (dev, why) = recovery::choose_root(&src, opts)?;
+    if let Some(why) = why {
+        eprintln!("rootshift: {why}");
+    }
+    Ok(dev.path)
+}
+
 /// `rootshift wrap [--backend dm|md] SOURCE`: create the wrapper over SOURCE, make its node.
-pub fn wrap(kind: Kind, source: &Path, name: &str) -> Result<PathBuf> {
+/// `choice`: choose the device first (None: `--chosen`, `rootshift choose` did).
+pub fn wrap(
+    kind: Kind,
+    source: &Path,
+    name: &str,
+    choice: Option<&recovery::ChooseOpts>,
+) -> Result<PathBuf> {
     let full = full_name(name);
-    let src = match BlockDev::from_path(source) {
-        Ok(d) => d,
-        Err(e @ (BlockDevError::NotFound(_) | BlockDevError::NotBlock(_))) => {
-            return Err(refuse(
-                e.to_string(),
-                Some("name the block device the root filesystem is on"),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let src = block_dev(source)?;
     let dm = Dm::open().ok();
     if list(dm.as_ref())?.iter().any(|w| w.name == full) {
         return Err(refuse(
@@ -49,10 +68,16 @@ pub fn wrap(kind: Kind, source: &Path, name: &str) -> Result<PathBuf> {
     }
     // Another device with the same filesystem UUID means a migration was interrupted (a crash,
     // a power cut): the journal inside the filesystems decides which one is complete.
-    let (src, why) = recovery::choose_root(&src)?;
-    if let Some(why) = why {
-        eprintln!("rootshift: {why}");
-    }
+    let src = match choice {
+        Some(opts) => {
+            let (src, why) = recovery::choose_root(&src, opts)?;
+            if let Some(why) = why {
+                eprintln!("rootshift: {why}");
+            }
+            src
+        }
+        None => src,
+    };
     match kind {
         Kind::Dm => crate::backend::dm_mirror::wrap(&Dm::open()?, &src, &full),
         Kind::Md => crate::backend::md_raid1::wrap(&src, &full),

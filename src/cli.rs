@@ -25,6 +25,32 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How the boot device is chosen (`choose`, `wrap`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChoiceArgs {
+    /// Boot the device with this identity whatever the journals say (rd.rootshift.pick=):
+    /// PARTUUID=… or SERIAL=….
+    #[arg(long, value_parser = parse_pick)]
+    pub pick: Option<crate::state::core::Identity>,
+    /// Seconds to wait for the twin a lone device's journal names (rd.rootshift.wait=).
+    #[arg(long, default_value_t = crate::migrate::recovery::DEFAULT_WAIT_SECS)]
+    pub wait: u64,
+}
+
+impl ChoiceArgs {
+    pub fn opts(&self) -> crate::migrate::recovery::ChooseOpts {
+        crate::migrate::recovery::ChooseOpts {
+            pick: self.pick.clone(),
+            wait: std::time::Duration::from_secs(self.wait),
+        }
+    }
+}
+
+fn parse_pick(s: &str) -> Result<crate::state::core::Identity, String> {
+    crate::state::core::Identity::parse_pick(s)
+        .ok_or_else(|| format!("{s}: expected PARTUUID=… or SERIAL=…"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Wrap SOURCE in a thin device (run from the initrd, before mounting the root).
@@ -40,6 +66,21 @@ pub enum Command {
         /// Kernel mechanism for the wrapper and later migrations.
         #[arg(long, value_enum, default_value = "dm")]
         backend: crate::wrapper::Kind,
+        /// SOURCE was chosen by `rootshift choose`: wrap it, choose nothing again.
+        #[arg(long)]
+        chosen: bool,
+        #[command(flatten)]
+        choice: ChoiceArgs,
+    },
+    /// Print the device to boot (run from the initrd before `wrap`, also with rd.rootshift=0).
+    ///
+    /// SOURCE unless its own rootshift journal, or another device with the same filesystem
+    /// UUID after an interrupted migration, says otherwise. Exit 4: boot nothing.
+    Choose {
+        /// Block device the initrd resolved the root to.
+        source: PathBuf,
+        #[command(flatten)]
+        choice: ChoiceArgs,
     },
     /// Show the wrapper, its legs, copy progress and the last migration.
     Status {

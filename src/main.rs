@@ -12,11 +12,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             source,
             name,
             backend,
+            chosen,
+            choice,
         } => {
             migrate::preflight::require_root()?;
             let _lock = rootshift::lock::Lock::acquire()?;
-            let node = boot::wrap(backend, &source, &name)?;
+            let choice = (!chosen).then(|| choice.opts());
+            let node = boot::wrap(backend, &source, &name, choice.as_ref())?;
             println!("{}", node.display());
+            Ok(())
+        }
+        Command::Choose { source, choice } => {
+            migrate::preflight::require_root()?;
+            let dev = boot::choose(&source, &choice.opts())?;
+            println!("{}", dev.display());
             Ok(())
         }
         Command::Status {

@@ -2,11 +2,19 @@
 # POSIX sh; uses only shell builtins plus rootshift, udevadm, modprobe and timeout (the initramfs-tools initrd
 # may have klibc tools only). Sourced, never executed.
 #
-#   rootshift_wrap_root DEVICE   wrap DEVICE (the root filesystem's device) as configured by rd.rootshift=;
-#                                prints the wrapper node and returns 0, or logs one "rootshift: ..." line and
-#                                returns 1: the caller then mounts DEVICE unwrapped. Returns 2 only when two
-#                                devices carry the root filesystem after an interrupted migration and nothing
-#                                says which is complete: the caller must stop the boot (die/panic).
+#   rootshift_wrap_root DEVICE   choose the device to boot (`rootshift choose DEVICE`: DEVICE unless a rootshift
+#                                journal says otherwise after an interrupted migration; also with rd.rootshift=0),
+#                                then wrap it as configured by rd.rootshift=. Prints what to mount (the wrapper
+#                                node, or the chosen device unwrapped when it is not DEVICE) and returns 0; or logs
+#                                one "rootshift: ..." line and returns 1: the caller then mounts DEVICE unwrapped
+#                                (only ever when DEVICE is the chosen one). Returns 2 when rootshift refuses to
+#                                choose (exit 4: twins and no journal says which is complete, a lone device whose
+#                                journal needs its twin, an unknown journal version, any failure while twins
+#                                exist): the caller must stop the boot (die/panic). The refusal names the way out,
+#                                rd.rootshift.pick=PARTUUID=... (or SERIAL=...).
+#
+# Kernel command line: rd.rootshift=dm|md|0, rd.rootshift.pick=PARTUUID=...|SERIAL=... (boot that device whatever
+# the journals say), rd.rootshift.wait=SECONDS (how long a lone device waits for the twin its journal names; 30).
 #
 # State for the booted system and for tests: /run/rootshift/boot (key=value lines: state=wrapped|off|failed,
 # backend, component, wrapper, message) and /run/rootshift/components/MAJ:MIN (read by 69-rootshift.rules:
@@ -97,20 +105,38 @@ rootshift_fail() {
     return 1
 }
 
+# rootshift_fallback CHOSEN RESOLVED BACKEND MESSAGE: wrapping failed: boot CHOSEN unwrapped. Prints CHOSEN and
+# returns 0 when it is not the device the initrd resolved (the caller mounts what was printed), else returns 1.
+rootshift_fallback() {
+    rootshift_fail "$1" "$3" "$4"
+    if [ "$1" != "$2" ]; then
+        echo "$1"
+        return 0
+    fi
+    return 1
+}
+
+# rootshift_errs FILE: FILE's lines joined with " | ".
+rootshift_errs() {
+    _rs_err=
+    while read -r _rs_line; do
+        _rs_err="${_rs_err:+$_rs_err | }$_rs_line"
+    done < "$1"
+    echo "$_rs_err"
+}
+
+# rootshift_refuse BACKEND COMPONENT ERRFILE: log the refusal, record it, return 2 (stop the boot).
+rootshift_refuse() {
+    _rs_err=$(rootshift_errs "$3")
+    rootshift_log 2 "NOT BOOTING: $_rs_err"
+    rootshift_state state=refused "backend=$1" "component=$2" wrapper= "message=$_rs_err"
+    return 2
+}
+
 rootshift_wrap_root() {
     _rs_backend=$(rootshift_backend)
-    _rs_dev=$(rootshift_resolve "$1")
-    case "$_rs_backend" in
-        off)
-            rootshift_log 6 "rd.rootshift=0: not wrapping the root device $_rs_dev"
-            rootshift_state state=off backend= "component=$_rs_dev" wrapper= "message=turned off by rd.rootshift=0"
-            return 1
-            ;;
-        invalid:*)
-            rootshift_fail "$_rs_dev" "" "rd.rootshift=${_rs_backend#invalid:} is not dm, md or 0"
-            return 1
-            ;;
-    esac
+    _rs_given=$(rootshift_resolve "$1")
+    _rs_dev=$_rs_given
     # The root's /dev/disk/by-* link can be missing for a moment although the initrd waited for the device: udev
     # rewrites links while it (re)processes an event for the disk (coldplug's "add" replay, a "change" after a
     # partition table re-read). Seen under load: "is not a block device" on a healthy disk. Settle and retry
@@ -122,14 +148,68 @@ rootshift_wrap_root() {
         _rs_dev=$(rootshift_resolve "$1")
         _rs_n=$((_rs_n + 1))
     done
+    _rs_given=$_rs_dev
     if [ ! -b "$_rs_dev" ]; then
         rootshift_fail "$_rs_dev" "$_rs_backend" "the root device $1 is not a block device"
         return 1
     fi
     if [ ! -x "$ROOTSHIFT_BIN" ]; then
+        if [ "$_rs_backend" = off ]; then
+            rootshift_state state=off backend= "component=$_rs_dev" wrapper= "message=turned off by rd.rootshift=0"
+            return 1
+        fi
         rootshift_fail "$_rs_dev" "$_rs_backend" "$ROOTSHIFT_BIN is missing from the initrd"
         return 1
     fi
+    mkdir -p "$ROOTSHIFT_STATE"
+    # Choosing comes first and always runs (rd.rootshift=0 too): after an interrupted migration the device the
+    # initrd resolved may be the stale or half copy. Whatever happens later, only the chosen device is booted.
+    _rs_wait=$(rootshift_cmdline_value rd.rootshift.wait) || _rs_wait=30
+    case "$_rs_wait" in
+        "" | *[!0-9]*) _rs_wait=30 ;;
+    esac
+    _rs_pick=$(rootshift_cmdline_value rd.rootshift.pick) || _rs_pick=
+    _rs_timeout=
+    command -v timeout > /dev/null 2>&1 && _rs_timeout="timeout $((_rs_wait + 60))"
+    if $_rs_timeout "$ROOTSHIFT_BIN" choose --wait "$_rs_wait" ${_rs_pick:+--pick "$_rs_pick"} "$_rs_dev" \
+        > "$ROOTSHIFT_STATE/choose.out" 2> "$ROOTSHIFT_STATE/choose.err"; then
+        _rs_rc=0
+    else
+        _rs_rc=$?
+    fi
+    _rs_chosen_flag=
+    if [ $_rs_rc = 4 ]; then
+        rootshift_refuse "$_rs_backend" "$_rs_dev" "$ROOTSHIFT_STATE/choose.err"
+        return 2
+    elif [ $_rs_rc = 0 ]; then
+        _rs_chosen=
+        read -r _rs_chosen < "$ROOTSHIFT_STATE/choose.out" 2> /dev/null || true
+        while read -r _rs_line; do
+            [ -n "$_rs_line" ] && rootshift_log 5 "${_rs_line#rootshift: }"
+        done < "$ROOTSHIFT_STATE/choose.err"
+        if [ -b "$_rs_chosen" ]; then
+            _rs_dev=$_rs_chosen
+            _rs_chosen_flag=--chosen
+        fi
+    else
+        # rootshift choose found no twins to refuse over (that is exit 4) but failed: wrap chooses again
+        rootshift_log 4 "rootshift choose $_rs_dev failed (exit $_rs_rc): $(rootshift_errs "$ROOTSHIFT_STATE/choose.err")"
+    fi
+    case "$_rs_backend" in
+        off)
+            rootshift_log 6 "rd.rootshift=0: not wrapping the root device $_rs_dev"
+            rootshift_state state=off backend= "component=$_rs_dev" wrapper= "message=turned off by rd.rootshift=0"
+            if [ "$_rs_dev" != "$_rs_given" ]; then
+                echo "$_rs_dev"
+                return 0
+            fi
+            return 1
+            ;;
+        invalid:*)
+            rootshift_fallback "$_rs_dev" "$_rs_given" "" "rd.rootshift=${_rs_backend#invalid:} is not dm, md or 0"
+            return $?
+            ;;
+    esac
     _rs_kname=${_rs_dev##*/}
     _rs_majmin=
     read -r _rs_majmin < "/sys/class/block/$_rs_kname/dev" 2> /dev/null || true
@@ -144,8 +224,7 @@ rootshift_wrap_root() {
     # Never hang the boot: the devicemapper library waits for udev without a timeout.
     _rs_timeout=
     command -v timeout > /dev/null 2>&1 && _rs_timeout="timeout 60"
-    mkdir -p "$ROOTSHIFT_STATE"
-    if $_rs_timeout "$ROOTSHIFT_BIN" wrap --backend "$_rs_backend" "$_rs_dev" \
+    if $_rs_timeout "$ROOTSHIFT_BIN" wrap --backend "$_rs_backend" $_rs_chosen_flag "$_rs_dev" \
         > "$ROOTSHIFT_STATE/wrap.out" 2> "$ROOTSHIFT_STATE/wrap.err"; then
         _rs_rc=0
     else
@@ -154,25 +233,18 @@ rootshift_wrap_root() {
     _rs_node=
     read -r _rs_node < "$ROOTSHIFT_STATE/wrap.out" 2> /dev/null || true
     if [ $_rs_rc = 4 ]; then
-        # Two devices carry the root filesystem and no journal says which one is complete (an
-        # interrupted migration), or a journal's version is unknown to this rootshift (see
-        # src/migrate/core.rs): booting either could lose data. Never boot unwrapped here.
-        _rs_err=
-        while read -r _rs_line; do
-            _rs_err="${_rs_err:+$_rs_err | }$_rs_line"
-        done < "$ROOTSHIFT_STATE/wrap.err"
-        rootshift_log 2 "NOT BOOTING: $_rs_err"
-        rootshift_state state=refused "backend=$_rs_backend" "component=$_rs_dev" wrapper= "message=$_rs_err"
+        # No journal says which device is complete (an interrupted migration), or a journal's version is unknown to
+        # this rootshift (see src/state/core/boot.rs): booting either could lose data. Never boot unwrapped here.
+        rootshift_refuse "$_rs_backend" "$_rs_dev" "$ROOTSHIFT_STATE/wrap.err"
         return 2
     fi
     if [ $_rs_rc != 0 ] || [ ! -b "$_rs_node" ]; then
-        _rs_err=
-        while read -r _rs_line; do
-            _rs_err="${_rs_err:+$_rs_err | }$_rs_line"
-        done < "$ROOTSHIFT_STATE/wrap.err"
+        _rs_err=$(rootshift_errs "$ROOTSHIFT_STATE/wrap.err")
         [ $_rs_rc = 124 ] && _rs_err="timed out after 60 s${_rs_err:+: $_rs_err}"
-        rootshift_fail "$_rs_dev" "$_rs_backend" "rootshift wrap --backend $_rs_backend $_rs_dev failed (exit $_rs_rc): ${_rs_err:-no message}"
-        return 1
+        # the fallback boots the chosen device, never merely the one the initrd resolved
+        rootshift_fallback "$_rs_dev" "$_rs_given" "$_rs_backend" \
+            "rootshift wrap --backend $_rs_backend $_rs_dev failed (exit $_rs_rc): ${_rs_err:-no message}"
+        return $?
     fi
     # what rootshift said on success (e.g. which leg an interrupted migration left to boot) goes to the journal
     while read -r _rs_line; do

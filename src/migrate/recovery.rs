@@ -3,9 +3,11 @@
 //! From the first copied block two devices carry the same filesystem UUID, so after a crash
 //! `root=UUID=…` could land on the half-copied target (before the switch) or on the stale source
 //! (after it). The journal is therefore also kept *inside* the root filesystem
-//! (`/var/lib/rootshift/<wrapper>.json`, fsynced) — written through the wrapper, it reaches every
-//! leg that is in sync, and only the target after the switch — and `rootshift wrap` (the initrd
-//! hook) picks the leg by it:
+//! (`/var/lib/rootshift/<wrapper>.json`, or `/.rootshift/` with a separate /var; fsynced) —
+//! written through the wrapper, it reaches every leg that is in sync, and only the target after
+//! the switch — and `rootshift choose` (the initrd hook, before `wrap`) picks the leg by it, the
+//! journals of all devices read (the newest by generation counter decides), a lone device's own
+//! journal too (it may need its twin: [`choose_root`]):
 //!
 //! - the newest journal found on the candidates says `switching` or later → the target: the
 //!   copy was complete and in sync when `switching` was written, and from the switch on only the
@@ -142,14 +144,58 @@ pub fn journal_on(dev: &BlockDev) -> JournalRead {
     }
 }
 
+/// A block device made read-only at the block layer (BLKROSET) for as long as this lives; its
+/// earlier setting is restored on drop. A probe mount of a possible half copy then cannot write
+/// to it, whatever the filesystem driver decides (a log replay, an orphan cleanup, an error
+/// handler updating the superblock).
+struct ReadOnly {
+    fd: fs::File,
+    was_ro: bool,
+}
+
+impl ReadOnly {
+    fn set(dev: &BlockDev) -> Result<ReadOnly> {
+        use std::os::fd::AsFd;
+        let fd = fs::File::open(&dev.path)
+            .with_context(|| format!("opening {} to make it read-only", dev.display()))?;
+        let was_ro = crate::kernel::ioctl::blk_ro_get(fd.as_fd())
+            .with_context(|| format!("BLKROGET on {}", dev.display()))?;
+        if !was_ro {
+            crate::kernel::ioctl::blk_ro_set(fd.as_fd(), true)
+                .with_context(|| format!("BLKROSET on {}", dev.display()))?;
+        }
+        Ok(ReadOnly { fd, was_ro })
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        use std::os::fd::AsFd;
+        if !self.was_ro {
+            let _ = crate::kernel::ioctl::blk_ro_set(self.fd.as_fd(), false);
+        }
+    }
+}
+
+/// The probe mount's filesystem type and options: never a log replay (ext4 `noload`, xfs
+/// `norecovery`), and on an error the ext driver goes on (`errors=continue`) instead of
+/// remounting or panicking on what may be a half copy.
+pub fn probe_mount_opts(c: Option<Content>) -> Option<(&'static str, &'static str)> {
+    match c {
+        Some(Content::Ext4 | Content::Ext3) => Some(("ext4", "noload,errors=continue")),
+        Some(Content::Ext2) => Some(("ext2", "errors=continue")),
+        Some(Content::Xfs) => Some(("xfs", "norecovery,nouuid")),
+        _ => None,
+    }
+}
+
 fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
     let head = dev.read_head(PROBE_BYTES)?;
-    let (fstype, opts) = match probe(&head) {
-        Some(Content::Ext4 | Content::Ext3) => ("ext4", "noload"),
-        Some(Content::Ext2) => ("ext2", ""),
-        Some(Content::Xfs) => ("xfs", "norecovery,nouuid"),
-        _ => return Ok(JournalRead::Missing),
+    let Some((fstype, opts)) = probe_mount_opts(probe(&head)) else {
+        return Ok(JournalRead::Missing);
     };
+    // read-only at the block level before the mount, restored after the unmount
+    let ro = ReadOnly::set(dev)?;
     let mp = PathBuf::from(format!("/run/rootshift/probe-{}", dev.kname));
     fs::create_dir_all(&mp).with_context(|| format!("creating {}", mp.display()))?;
     mount(
@@ -160,31 +206,38 @@ fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
         if opts.is_empty() { None } else { Some(opts) },
     )
     .with_context(|| format!("mounting {} read-only to read its journal", dev.display()))?;
-    let dir = mp.join(PERSIST_DIR);
+    // var/lib/rootshift, or .rootshift at the top when /var was another filesystem
     let mut texts = vec![];
-    if let Ok(rd) = fs::read_dir(&dir) {
+    for d in journal::PERSIST_DIRS {
+        let Ok(rd) = fs::read_dir(mp.join(d)) else {
+            continue;
+        };
         for e in rd.filter_map(|e| e.ok()) {
             if e.path().extension().is_some_and(|x| x == "json") {
                 texts.push(
-                    fs::read_to_string(e.path()).map_err(|err| {
+                    journal::read_bytes(&e.path()).map_err(|err| {
                         format!("reading {}: {err}", e.file_name().to_string_lossy())
                     }),
                 );
             }
         }
     }
-    umount2(&mp, MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", mp.display()))?;
+    // not a lazy unmount: the device's read-only flag goes back only once nothing holds it
+    umount2(&mp, MntFlags::empty())
+        .or_else(|_| umount2(&mp, MntFlags::MNT_DETACH))
+        .with_context(|| format!("unmounting {}", mp.display()))?;
+    drop(ro);
     let _ = fs::remove_dir(&mp);
     Ok(best_of(texts))
 }
 
 /// Of the journal files read in one filesystem: an unknown version if any, else the newest
 /// journal, else why there is none (torn before unreadable before missing).
-pub fn best_of(texts: Vec<std::result::Result<String, String>>) -> JournalRead {
+pub fn best_of<T: AsRef<[u8]>>(texts: Vec<std::result::Result<T, String>>) -> JournalRead {
     let mut best: Option<Journal> = None;
     let mut bad = JournalRead::Missing;
     for t in texts {
-        match t.map(|t| journal::parse(&t)) {
+        match t.map(|t| journal::parse_bytes(t.as_ref())) {
             Err(e) => {
                 if bad == JournalRead::Missing {
                     bad = JournalRead::Unreadable(e);
@@ -197,10 +250,11 @@ pub fn best_of(texts: Vec<std::result::Result<String, String>>) -> JournalRead {
                 }
             }
             Ok(Parsed::Ok(j)) => {
-                if best
-                    .as_ref()
-                    .is_none_or(|b| j.updated_unix > b.updated_unix)
-                {
+                if best.as_ref().is_none_or(|b| match (j.seq, b.seq) {
+                    // the generation counter where both have one, else the clock
+                    (Some(x), Some(y)) => x > y,
+                    _ => j.updated_unix > b.updated_unix,
+                }) {
                     best = Some(*j);
                 }
             }
@@ -212,74 +266,166 @@ pub fn best_of(texts: Vec<std::result::Result<String, String>>) -> JournalRead {
     }
 }
 
-/// `rootshift wrap`'s choice of the device to wrap: `given` unless another device carries the
-/// same filesystem UUID, in which case the journals decide (or nothing is booted).
-pub fn choose_root(given: &BlockDev) -> Result<(BlockDev, Option<String>)> {
-    // A stacked root (dmsquash-live's live-rw, an LVM volume, an md array) is what the initrd
-    // built for this boot: it is the root whatever disk carries a copy of its filesystem.
-    if given.dm_name().is_some()
-        || given.kname.starts_with("md")
-        || given.loop_backing_file().is_some()
-    {
-        return Ok((given.clone(), None));
+/// How `rootshift choose` / `wrap` choose.
+#[derive(Debug, Clone, Default)]
+pub struct ChooseOpts {
+    /// `rd.rootshift.pick=`: boot the candidate with this identity, whatever the journals say.
+    pub pick: Option<Identity>,
+    /// How long to wait for the twin a lone device's journal names (`rd.rootshift.wait=`).
+    pub wait: std::time::Duration,
+}
+
+/// The default of `rd.rootshift.wait=` (seconds).
+pub const DEFAULT_WAIT_SECS: u64 = 30;
+
+/// Read the journals of `n` candidates, every one of them (the newest decides, so no journal
+/// may be left unread because an earlier one looked decisive); only a journal of an unknown
+/// version stops the reading (the boot is refused whatever the others say: mount no more twins).
+/// Half copies are mounted too, read-only at the block level ([`journal_on`]); the ext4 driver
+/// may log errors about blocks not copied yet (`errors=continue`: it goes on; seen in
+/// crash-copy), which is the price of never leaving a newer journal unread.
+pub fn read_all(n: usize, mut read: impl FnMut(usize) -> JournalRead) -> Vec<JournalRead> {
+    let mut out = vec![];
+    for i in 0..n {
+        let r = read(i);
+        let stop = matches!(r, JournalRead::UnknownVersion(_));
+        out.push(r);
+        if stop {
+            break;
+        }
     }
+    out.resize(n, JournalRead::Missing);
+    out
+}
+
+/// A stacked root (dmsquash-live's live-rw, an LVM volume, an md array, a loop device).
+fn stacked(d: &BlockDev) -> bool {
+    d.dm_name().is_some() || d.kname.starts_with("md") || d.loop_backing_file().is_some()
+}
+
+/// `rootshift choose` (and `wrap` without `--chosen`): which device to boot. The journal of
+/// the device about to be booted is always read, also when it is the only one carrying the
+/// root's filesystem UUID (so far): when it says it needs its twin (a target before the switch,
+/// a source after it), the twin is waited for (`opts.wait`), then the boot refused. With two or
+/// more, every journal is read and the newest decides ([`core::choose_boot`]). Any failure
+/// while twins exist refuses (exit 4), never a guess.
+pub fn choose_root(given: &BlockDev, opts: &ChooseOpts) -> Result<(BlockDev, Option<String>)> {
     let head = given.read_head(PROBE_BYTES)?;
     let Some(uuid) = fs_uuid(&head) else {
         return Ok((given.clone(), None));
     };
-    let mut devs = devices_with_uuid(&uuid);
-    if devs.len() <= 1 {
-        // one device (or none found: the given one) is no choice; the core boots it unread
-        devs = vec![given.clone()];
+    let deadline = std::time::Instant::now() + opts.wait;
+    let mut read: Vec<(DevNum, JournalRead)> = vec![];
+    loop {
+        let mut devs = devices_with_uuid(&uuid);
+        if !devs.iter().any(|d| d.devnum == given.devnum) {
+            // a stacked root (not scanned) or one not found: the given device is a candidate
+            devs.insert(0, given.clone());
+        }
+        let twins = devs.len() > 1;
+        let r = choose_among(given, &devs, &uuid, opts, &mut read);
+        let r = match r {
+            Err(e) if twins && !e.is::<Ambiguous>() => {
+                bail!(Ambiguous(format!(
+                    "{} devices carry filesystem UUID {uuid} and choosing between them failed: {e:#}",
+                    devs.len()
+                )))
+            }
+            r => r,
+        };
+        let waiting = matches!(&r, Err(e) if e.downcast_ref::<TwinMissing>().is_some());
+        if waiting && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            continue;
+        }
+        return r.map_err(|e| match e.downcast::<TwinMissing>() {
+            Ok(t) => anyhow::Error::new(Ambiguous(format!(
+                "{} (waited {} s: rd.rootshift.wait=)",
+                t.0,
+                opts.wait.as_secs()
+            ))),
+            Err(e) => e,
+        });
     }
+}
+
+/// The lone device's journal names a twin that is not there (yet).
+#[derive(Debug)]
+struct TwinMissing(String);
+impl std::fmt::Display for TwinMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for TwinMissing {}
+
+/// One round of the choice over `devs` (journals read once per device, kept in `read`).
+fn choose_among(
+    given: &BlockDev,
+    devs: &[BlockDev],
+    uuid: &str,
+    opts: &ChooseOpts,
+    read: &mut Vec<(DevNum, JournalRead)>,
+) -> Result<(BlockDev, Option<String>)> {
     let mut cands: Vec<Candidate> = devs
         .iter()
         .map(|d| Candidate {
             path: d.path.display().to_string(),
-            identity: if devs.len() > 1 {
-                Identity::of(d)
-            } else {
-                Identity::default()
-            },
+            identity: Identity::of(d),
             journal: JournalRead::Missing,
         })
         .collect();
-    // Read the journals one device at a time and stop at the first that decides: one readable
-    // journal is enough (before the switch the source's is the newest and the target's a copy of
-    // it or missing; from `switching` on, either says "the target"), and each device not mounted
-    // is a half-copied twin the kernel was not made to parse (it logs ext4 errors for one). A
-    // journal of an unknown version refuses the boot once read (never a guess).
-    if devs.len() > 1 {
-        for (i, d) in devs.iter().enumerate() {
-            cands[i].journal = journal_on(d);
-            if matches!(cands[i].journal, JournalRead::UnknownVersion(_)) {
-                break; // refused whatever the others say: mount no more twins
-            }
-            if matches!(cands[i].journal, JournalRead::Ok(_))
-                && matches!(core::choose_boot(&cands), core::Verdict::Boot { .. })
-            {
-                break;
-            }
+    let journals = read_all(devs.len(), |i| {
+        let d = &devs[i];
+        if let Some((_, r)) = read.iter().find(|(n, _)| *n == d.devnum) {
+            return r.clone();
         }
+        let r = journal_on(d);
+        read.push((d.devnum, r.clone()));
+        r
+    });
+    for (c, j) in cands.iter_mut().zip(journals) {
+        c.journal = j;
     }
-    match core::choose_boot(&cands) {
-        core::Verdict::Boot {
-            by: core::BootBy::Only,
-            ..
-        } => Ok((given.clone(), None)),
+    // A stacked root with no journal of its own is what the initrd built for this boot (a live
+    // medium's live-rw carries the UUID of the image it came from): boot it, as before.
+    if stacked(given)
+        && devs.len() > 1
+        && opts.pick.is_none()
+        && !matches!(
+            cands[0].journal,
+            JournalRead::Ok(_) | JournalRead::UnknownVersion(_)
+        )
+    {
+        return Ok((given.clone(), None));
+    }
+    match core::choose_boot_picked(&cands, opts.pick.as_ref()) {
         core::Verdict::Boot {
             index,
-            by: core::BootBy::Journal { step, .. },
-        } => {
+            by: core::BootBy::Only,
+        } => Ok((devs[index].clone(), None)),
+        core::Verdict::Boot { index, by } => {
             let chosen = devs[index].clone();
+            let how = match by {
+                core::BootBy::Journal { step, .. } => {
+                    format!("the rootshift journal ({}) picks", step.as_str())
+                }
+                _ => "rd.rootshift.pick= picks".to_string(),
+            };
             let why = format!(
-                "{} devices carry filesystem UUID {uuid} ({}); the rootshift journal ({}) picks {}",
-                devs.len(),
+                "{} carry filesystem UUID {uuid} ({}); {how} {}",
+                match devs.len() {
+                    1 => "1 device".to_string(),
+                    n => format!("{n} devices"),
+                },
                 names(&cands),
-                step.as_str(),
                 chosen.display()
             );
-            Ok((chosen, Some(why)))
+            let tell = devs.len() > 1 || chosen.devnum != given.devnum;
+            Ok((chosen, tell.then_some(why)))
+        }
+        core::Verdict::Refuse(r @ core::BootRefusal::TwinMissing { .. }) => {
+            bail!(TwinMissing(r.message(&cands)))
         }
         core::Verdict::Refuse(r) => bail!(Ambiguous(r.message(&cands))),
     }
@@ -396,7 +542,7 @@ mod tests {
             JournalRead::Ok(j) => Some((j.step, j.updated_unix)),
             _ => None,
         };
-        assert_eq!(best_of(vec![]), JournalRead::Missing);
+        assert_eq!(best_of::<String>(vec![]), JournalRead::Missing);
         assert_eq!(
             step(best_of(vec![
                 text(Step::Mirroring, 10),
@@ -437,6 +583,93 @@ mod tests {
             crate::error::exit_code(&e),
             crate::error::exit::AMBIGUOUS_ROOT
         );
+    }
+
+    /// The reading loop before issue 15 (verbatim logic): stop at the first journal that decides.
+    fn old_read_loop(cands: &mut [Candidate], mut read: impl FnMut(usize) -> JournalRead) {
+        for i in 0..cands.len() {
+            cands[i].journal = read(i);
+            if matches!(cands[i].journal, JournalRead::UnknownVersion(_)) {
+                break;
+            }
+            if matches!(cands[i].journal, JournalRead::Ok(_))
+                && matches!(core::choose_boot(cands), core::Verdict::Boot { .. })
+            {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    fn every_journal_is_read_not_the_first_that_decides() {
+        // the target comes first in device order and its blocks still say an earlier attempt's
+        // `switching`; the source's journal (a later attempt, copying) was never read
+        let mut stale = journal(Step::Switching, 20);
+        stale.continue_from(Some(4));
+        stale.seq = Some(5);
+        let mut now = journal(Step::Mirroring, 20);
+        now.continue_from(Some(8));
+        now.seq = Some(9);
+        let reads = [
+            JournalRead::Ok(JournalView::of(&stale)),
+            JournalRead::Ok(JournalView::of(&now)),
+        ];
+        let mut cands = [
+            cand("/dev/nvme0n1p1", "bbbb", None),
+            cand("/dev/sda1", "aaaa", None),
+        ];
+        let mut mounted = 0;
+        old_read_loop(&mut cands, |i| {
+            mounted += 1;
+            reads[i].clone()
+        });
+        assert_eq!(mounted, 1);
+        // FAILS on the old code: the stale half copy boots
+        assert_eq!(decide(&cands), Verdict::Boot(0));
+        let mut mounted = 0;
+        let all = read_all(2, |i| {
+            mounted += 1;
+            reads[i].clone()
+        });
+        assert_eq!(mounted, 2);
+        for (c, j) in cands.iter_mut().zip(all) {
+            c.journal = j;
+        }
+        assert_eq!(decide(&cands), Verdict::Boot(1));
+        // an unknown version stops the reading: the boot is refused whatever the others say
+        let mut mounted = 0;
+        let all = read_all(3, |i| {
+            mounted += 1;
+            [
+                JournalRead::Missing,
+                JournalRead::UnknownVersion(9),
+                JournalRead::Missing,
+            ][i]
+                .clone()
+        });
+        assert_eq!(mounted, 2);
+        assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn probe_mounts_never_replay_a_log_and_go_on_after_errors() {
+        assert_eq!(
+            probe_mount_opts(Some(Content::Ext4)),
+            Some(("ext4", "noload,errors=continue"))
+        );
+        assert_eq!(
+            probe_mount_opts(Some(Content::Ext3)),
+            Some(("ext4", "noload,errors=continue"))
+        );
+        assert_eq!(
+            probe_mount_opts(Some(Content::Ext2)),
+            Some(("ext2", "errors=continue"))
+        );
+        assert_eq!(
+            probe_mount_opts(Some(Content::Xfs)),
+            Some(("xfs", "norecovery,nouuid"))
+        );
+        assert_eq!(probe_mount_opts(None), None);
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     {
         journal.persist_root = Some(PathBuf::from("/"));
     }
+    // a counter that only grows across attempts, and this attempt's id (the boot choice orders
+    // the journals by them, not by the clock)
+    journal.begin_generation();
     journal.clones = clones
         .iter()
         .map(|c| record(c, c.size().unwrap_or(Bytes(0))))

@@ -19,6 +19,60 @@ pub use super::core::Step;
 
 /// Where the journal's copy inside the root filesystem lives (relative to its mount point).
 pub const PERSIST_DIR: &str = "var/lib/rootshift";
+/// Where it lives when [`PERSIST_DIR`] is on another filesystem (a separate /var would hide it
+/// from the boot hook, which mounts the root filesystem alone).
+pub const FALLBACK_DIR: &str = ".rootshift";
+/// Every place a reader looks, in that order.
+pub const PERSIST_DIRS: [&str; 2] = [PERSIST_DIR, FALLBACK_DIR];
+
+/// The directory for the copy inside the root filesystem mounted at `root` (created): the first
+/// of [`PERSIST_DIRS`] that is on that filesystem itself (same `st_dev` as `root`).
+pub fn persist_dir(root: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.dev())
+            .with_context(|| format!("stat {}", p.display()))
+    };
+    let root_dev = dev(root)?;
+    for d in PERSIST_DIRS {
+        let dir = root.join(d);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if dev(&dir)? == root_dev {
+            return Ok(dir);
+        }
+    }
+    anyhow::bail!(
+        "neither {} nor {} is on the root filesystem: the boot hook could not read the journal",
+        root.join(PERSIST_DIR).display(),
+        root.join(FALLBACK_DIR).display()
+    )
+}
+
+/// A journal file's bytes, for [`parse_bytes`] (not text: a torn write may have left bytes that
+/// are not UTF-8, and the two-slot copy is read at fixed byte offsets).
+pub fn read_bytes(p: &Path) -> std::io::Result<Vec<u8>> {
+    fs::read(p)
+}
+
+/// [`parse`] on a file's bytes: the two-slot copy (format 2) by its fixed offsets, anything
+/// else as text (bytes that are not UTF-8 make it torn).
+pub fn parse_bytes(bytes: &[u8]) -> Parsed {
+    // the persisted copy's format 2: two slots, each a format-1 journal (persisted.rs)
+    if super::persisted::is_v2(bytes) {
+        return match super::persisted::read_slots(bytes) {
+            Ok(inner) if super::persisted::is_v2(inner.as_bytes()) => {
+                Parsed::Torn("a two-slot file inside a slot".into())
+            }
+            Ok(inner) => parse_bytes(inner.as_bytes()),
+            Err(e) => Parsed::Torn(e),
+        };
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_text(text),
+        Err(e) => Parsed::Torn(e.to_string()),
+    }
+}
 
 /// What a journal file's text is.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +88,11 @@ pub enum Parsed {
 /// Parse a journal file (the persisted copy's padding of spaces included). The version is read
 /// first, alone; only a known version is parsed as a [`Journal`].
 pub fn parse(text: &str) -> Parsed {
+    parse_bytes(text.as_bytes())
+}
+
+/// A format-1 journal's text (the /run copy, the persisted copy before format 2, a slot's).
+fn parse_text(text: &str) -> Parsed {
     #[derive(Deserialize)]
     struct Versioned {
         version: u64,
@@ -71,6 +130,15 @@ pub struct Journal {
     pub target: DevRecord,
     pub started_unix: u64,
     pub updated_unix: u64,
+    /// The journal generation of this filesystem: one more with every save, and a migration
+    /// continues from the counter of the journal it finds (`begin_generation`), so a later
+    /// attempt's journal is newer than any earlier attempt's left on a target's blocks, whatever
+    /// the clocks say. Absent in journals written before it (they order by `updated_unix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// A random id of this migration attempt (absent in older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_id: Option<String>,
     /// Suspend ioctl → resume ioctl return, for the switch that succeeded.
     #[serde(default)]
     pub switch_window_ms: Option<f64>,
@@ -138,6 +206,8 @@ impl Journal {
             target,
             started_unix: now,
             updated_unix: now,
+            seq: None,
+            migration_id: None,
             switch_window_ms: None,
             copy_seconds: None,
             copy_mode: None,
@@ -161,10 +231,11 @@ impl Journal {
     pub fn load(wrapper: &str) -> Result<Option<Journal>> {
         let mut p = path_for(wrapper);
         if !p.exists() {
-            let persisted = Path::new("/")
-                .join(PERSIST_DIR)
-                .join(format!("{wrapper}.json"));
-            if persisted.exists() {
+            if let Some(persisted) = PERSIST_DIRS
+                .iter()
+                .map(|d| Path::new("/").join(d).join(format!("{wrapper}.json")))
+                .find(|p| p.exists())
+            {
                 p = persisted;
             }
         }
@@ -174,12 +245,12 @@ impl Journal {
 
 /// Read a journal file; None when there is none. A journal of an unknown version is refused.
 fn load_from(p: &Path) -> Result<Option<Journal>> {
-    let text = match fs::read_to_string(p) {
+    let text = match read_bytes(p) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
     };
-    match parse(&text) {
+    match parse_bytes(&text) {
         Parsed::Ok(j) => Ok(Some(*j)),
         Parsed::UnknownVersion(v) => Err(crate::error::refuse(
             format!(
@@ -194,6 +265,32 @@ fn load_from(p: &Path) -> Result<Option<Journal>> {
 }
 
 impl Journal {
+    /// A new migration attempt: a fresh random id, and the generation counter continued from
+    /// the highest one found in this wrapper's journals (the /run copy, the copy inside the root
+    /// filesystem), so that this attempt's saves are newer than anything an earlier attempt left.
+    pub fn begin_generation(&mut self) {
+        let name = format!("{}.json", self.wrapper);
+        let prev = std::iter::once(path_for(&self.wrapper))
+            .chain(
+                PERSIST_DIRS
+                    .iter()
+                    .map(|d| Path::new("/").join(d).join(&name)),
+            )
+            .filter_map(|p| read_bytes(&p).ok())
+            .filter_map(|t| match parse_bytes(&t) {
+                Parsed::Ok(j) => j.seq,
+                _ => None,
+            })
+            .max();
+        self.continue_from(prev);
+    }
+
+    /// [`Self::begin_generation`] on what was found (`prev`: the highest counter, if any).
+    pub fn continue_from(&mut self, prev: Option<u64>) {
+        self.seq = Some(prev.unwrap_or(0));
+        self.migration_id = Some(uuid::Uuid::new_v4().simple().to_string());
+    }
+
     /// Record a step (atomically).
     pub fn set_step(&mut self, step: Step) -> Result<()> {
         self.step = step;
@@ -211,12 +308,14 @@ impl Journal {
 
     pub fn save(&mut self) -> Result<()> {
         self.updated_unix = now_unix();
+        if let Some(n) = self.seq {
+            self.seq = Some(n + 1);
+        }
         fs::create_dir_all(DIR).with_context(|| format!("creating {DIR}"))?;
         let text = serde_json::to_string_pretty(self)?;
         write_synced(&path_for(&self.wrapper), text.as_bytes())?;
         if let Some(root) = &self.persist_root {
-            let dir = root.join(PERSIST_DIR);
-            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let dir = persist_dir(root)?;
             let checkpoint = || -> Result<()> {
                 // FIFREEZE writes the whole log out to the home blocks; thaw right away
                 let frozen = crate::kernel::fs::Frozen::freeze(root).with_context(|| {
@@ -239,44 +338,25 @@ impl Journal {
 
 /// The size of the journal's copy inside the root filesystem. Fixed, so that every save after
 /// the first overwrites the same blocks of the same inode.
-pub const PERSIST_BYTES: usize = 64 * 1024;
+pub const PERSIST_BYTES: usize = super::persisted::BYTES;
 
 /// The journal's copy inside the root filesystem, readable by the boot hook, which mounts that
 /// filesystem read-only *without replaying its log* (ext4 `noload`, xfs `norecovery`: the device
 /// may be a twin that must not be written). Such a mount sees only what has reached the blocks'
 /// home locations. A rename-into-place save makes a new inode each time, which lives in the fs
 /// log until the next checkpoint, so the hook met "iget: checksum invalid" on it after a power
-/// cut (crash-copy) and could not tell the legs apart. Hence: the file is created once (padded to
-/// [`PERSIST_BYTES`]), then the filesystem is frozen and thawed — a freeze checkpoints the whole
-/// log — so its inode, extents and directory entry are at home; every later save rewrites its
-/// data blocks in place (data goes straight to the home blocks; only the timestamps go through
-/// the log) and fsyncs. The JSON is followed by spaces, which the parser skips.
+/// cut (crash-copy) and could not tell the legs apart. Hence: the file is created once (its
+/// fixed [`PERSIST_BYTES`]), then the filesystem is frozen and thawed — a freeze checkpoints the
+/// whole log — so its inode, extents and directory entry are at home; every later save rewrites
+/// the data blocks of one of its two slots in place (data goes straight to the home blocks; only
+/// the timestamps go through the log) and fsyncs. The format (version 2, two slots with a
+/// sequence number and a checksum each, so a torn save loses only itself) is in persisted.rs;
+/// a format-1 file there (one padded JSON journal, written before) is replaced whole.
 fn write_persisted(p: &Path, text: &str, checkpoint: impl FnOnce() -> Result<()>) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = text.as_bytes().to_vec();
-    buf.push(b'\n');
-    if buf.len() > PERSIST_BYTES {
-        anyhow::bail!(
-            "the journal grew past {PERSIST_BYTES} bytes ({}); not saving it to {}",
-            buf.len(),
-            p.display()
-        );
-    }
-    buf.resize(PERSIST_BYTES, b' ');
-    let in_place = fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == PERSIST_BYTES as u64);
-    if in_place {
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .open(p)
-            .with_context(|| format!("opening {}", p.display()))?;
-        f.write_all_at(&buf, 0)
-            .with_context(|| format!("writing {}", p.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", p.display()))?;
-        return Ok(());
-    }
-    write_synced(p, &buf)?;
-    checkpoint()
+    super::persisted::write(p, text, |bytes| {
+        write_synced(p, bytes)?;
+        checkpoint()
+    })
 }
 
 /// Write a file atomically and durably: temp file, fsync, rename, fsync of the directory.
@@ -346,6 +426,8 @@ impl super::core::JournalView {
             step: j.step,
             started_unix: j.started_unix,
             updated_unix: j.updated_unix,
+            seq: j.seq,
+            migration: j.migration_id.clone(),
             source: leg(&j.source),
             target: leg(&j.target),
         }
@@ -408,7 +490,8 @@ mod tests {
             "later saves rewrite the same inode"
         );
         assert_eq!(fs::metadata(&p).unwrap().len(), PERSIST_BYTES as u64);
-        let back: Journal = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
+        // format 2 (two slots): read through parse (load_from), as every reader does
+        let back = load_from(&p).unwrap().unwrap();
         assert_eq!(back.step, Step::Switching);
         let huge = "x".repeat(PERSIST_BYTES);
         assert!(write_persisted(&p, &huge, || Ok(())).is_err());
@@ -444,6 +527,105 @@ mod tests {
         fs::write(&p, &text[..text.len() / 2]).unwrap();
         let e = load_from(&p).unwrap_err();
         assert_eq!(crate::error::exit_code(&e), crate::error::exit::FAILED);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_generation_grows_with_every_save_and_continues_across_attempts() {
+        let rec = |d: &str| DevRecord {
+            dev: d.into(),
+            path: "/dev/x".into(),
+            size_bytes: 1,
+            identity: None,
+        };
+        let mut j = Journal::new("rootshift-root", "dm-mirror", rec("254:0"), rec("254:16"));
+        // a journal as before the counter: serialised without it (the golden files' form)
+        let text = serde_json::to_string(&j).unwrap();
+        assert!(
+            !text.contains("\"seq\"") && !text.contains("migration_id"),
+            "{text}"
+        );
+        j.continue_from(Some(41));
+        let first = j.migration_id.clone().unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(j.seq, Some(41));
+        // save() bumps it (not run here: it writes /run); the bump alone
+        if let Some(n) = j.seq {
+            j.seq = Some(n + 1);
+        }
+        let back = match parse(&serde_json::to_string_pretty(&j).unwrap()) {
+            Parsed::Ok(b) => b,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(back.seq, Some(42));
+        assert_eq!(back.migration_id.as_deref(), Some(first.as_str()));
+        assert_eq!(super::super::core::JournalView::of(&back).seq, Some(42));
+        let mut again = j.clone();
+        again.continue_from(back.seq);
+        assert_eq!(again.seq, Some(42));
+        assert_ne!(
+            again.migration_id, j.migration_id,
+            "a new attempt, a new id"
+        );
+        j.continue_from(None);
+        assert_eq!(j.seq, Some(0));
+    }
+
+    #[test]
+    fn the_two_slot_copy_parses_and_survives_a_torn_slot() {
+        let rec = |d: &str| DevRecord {
+            dev: d.into(),
+            path: "/dev/x".into(),
+            size_bytes: 1,
+            identity: None,
+        };
+        let mut j = Journal::new("rootshift-root", "dm-mirror", rec("254:0"), rec("254:16"));
+        j.continue_from(Some(3));
+        let older = serde_json::to_string_pretty(&j).unwrap();
+        let mut f = super::super::persisted::layout(&older, 1).unwrap();
+        j.step = Step::Switching;
+        j.seq = Some(4);
+        let newer = serde_json::to_string_pretty(&j).unwrap();
+        // the next save goes to slot 0 (4096..32768)
+        let (i, _) = super::super::persisted::next_slot(&f);
+        assert_eq!(i, 0);
+        let mut whole = f.clone();
+        let dir = std::env::temp_dir().join(format!("rootshift-2slot-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("rootshift-root.json");
+        fs::write(&p, &whole).unwrap();
+        write_persisted(&p, &newer, || panic!("in place")).unwrap();
+        whole = fs::read(&p).unwrap();
+        match parse_bytes(&whole) {
+            Parsed::Ok(b) => assert_eq!((b.step, b.seq), (Step::Switching, Some(4))),
+            other => panic!("{other:?}"),
+        }
+        // the same save torn (its first 512 bytes garbage): the previous save is read
+        f[4096..4608].fill(0xff);
+        match parse_bytes(&f) {
+            Parsed::Ok(b) => assert_eq!((b.step, b.seq), (Step::Mirroring, Some(3))),
+            other => panic!("{other:?}"),
+        }
+        // the same torn save on the format-1 copy (one padded JSON, rewritten in place): the
+        // journal is lost (what the boot met before format 2)
+        let mut v1 = newer.clone().into_bytes();
+        v1.push(b'\n');
+        v1.resize(PERSIST_BYTES, b' ');
+        assert!(matches!(parse_bytes(&v1), Parsed::Ok(_)));
+        v1[..512].fill(0xff);
+        assert!(matches!(parse_bytes(&v1), Parsed::Torn(_)));
+        // the format-1 parse path on a format-2 file (what an older rootshift does): version 2,
+        // never interpreted
+        assert!(!super::super::core::known_version(2));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_copy_goes_where_the_root_filesystem_itself_has_it() {
+        let dir = std::env::temp_dir().join(format!("rootshift-pdir-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        // one filesystem here: var/lib/rootshift (a separate /var: .rootshift, VM-tested)
+        assert_eq!(persist_dir(&dir).unwrap(), dir.join(PERSIST_DIR));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -29,7 +29,7 @@ rootshift_dracut() {
     _node=$(rootshift_wrap_root "$_comp")
     case $? in
         0) ;;
-        2) die "rootshift: two devices carry the root filesystem after an interrupted migration and none is known to be complete; see the message above" ;;
+        2) die "rootshift: not booting: no device is known to be complete after an interrupted migration; see the message above (it names rd.rootshift.pick=)" ;;
         *) return 0 ;;
     esac
 

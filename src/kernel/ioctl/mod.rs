@@ -34,6 +34,9 @@ mod raw {
     nix::ioctl_none!(blkflsbuf, 0x12, 97);
     nix::ioctl_none!(blkrrpart, 0x12, 95);
     nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+    // linux/fs.h: BLKROSET _IO(0x12, 93), BLKROGET _IO(0x12, 94): an int by pointer
+    nix::ioctl_write_ptr_bad!(blkroset, nix::request_code_none!(0x12, 93), libc::c_int);
+    nix::ioctl_read_bad!(blkroget, nix::request_code_none!(0x12, 94), libc::c_int);
     // fs/ext4/ext4.h: EXT4_IOC_SETFSUUID _IOW('f', 44, struct fsuuid); the struct ends in a flexible
     // array, so the size in the number is 8 (two u32) while the buffer carries the 16 UUID bytes too.
     nix::ioctl_write_ptr_bad!(
@@ -97,6 +100,22 @@ pub fn blkpg(
     // SAFETY: `arg.data` points to `part`, which lives until the call returns; the kernel copies
     // `datalen` bytes from it.
     io(unsafe { raw::blkpg(disk.as_raw_fd(), &arg) })
+}
+
+/// Whether the kernel treats a block device as read-only (BLKROGET).
+pub fn blk_ro_get(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut ro: libc::c_int = 0;
+    // SAFETY: the kernel writes one int to `ro`, which lives until the call returns.
+    io(unsafe { raw::blkroget(fd.as_raw_fd(), &mut ro) })?;
+    Ok(ro != 0)
+}
+
+/// Make a block device read-only (or writable again) at the block layer (BLKROSET): every
+/// write to it, a filesystem's included, fails with EPERM/EROFS. Needs CAP_SYS_ADMIN.
+pub fn blk_ro_set(fd: BorrowedFd<'_>, ro: bool) -> io::Result<()> {
+    let v: libc::c_int = ro.into();
+    // SAFETY: the kernel reads one int from `v`, which lives until the call returns.
+    io(unsafe { raw::blkroset(fd.as_raw_fd(), &v) })
 }
 
 /// Ask the kernel to re-read a disk's partition table (BLKRRPART). EBUSY while any partition of
@@ -417,6 +436,8 @@ mod tests {
         assert_eq!(nix::request_code_none!(0x12, 97), 0x1261); // BLKFLSBUF
         assert_eq!(nix::request_code_none!(0x12, 95), 0x125F); // BLKRRPART
         assert_eq!(nix::request_code_none!(0x12, 105), 0x1269); // BLKPG
+        assert_eq!(nix::request_code_none!(0x12, 93), 0x125D); // BLKROSET
+        assert_eq!(nix::request_code_none!(0x12, 94), 0x125E); // BLKROGET
         assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
         assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
         assert_eq!(request_code_write!(b'f', 44, 8), 0x4008662C); // EXT4_IOC_SETFSUUID

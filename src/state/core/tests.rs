@@ -265,6 +265,8 @@ fn jv(step: Step, updated: u64, started: u64, src: &str, tgt: &str) -> JournalRe
         step,
         started_unix: started,
         updated_unix: updated,
+        seq: None,
+        migration: None,
         source: leg(&format!("/dev/disk/{src}"), id(src)),
         target: leg(&format!("/dev/disk/{tgt}"), id(tgt)),
     })
@@ -339,11 +341,15 @@ const BOOT_CASES: [Case; 34] = [
         },
     ),
     (
-        "one device, unknown version: no choice to make, booted unread",
+        // changed by design (issue 15 item 3): the lone device's journal is read too, and an
+        // unknown version is never a guess
+        "one device, unknown version: refused",
         || vec![src(JournalRead::UnknownVersion(2))],
-        || Verdict::Boot {
-            index: 0,
-            by: BootBy::Only,
+        || {
+            refuse(BootRefusal::UnknownVersion {
+                index: 0,
+                version: 2,
+            })
         },
     ),
     (
@@ -1057,3 +1063,5 @@ fn golden_unknown_version_and_torn_journals_are_never_interpreted() {
     ));
     assert!(known_version(u64::from(journal::VERSION)));
 }
+
+mod issue15;

@@ -42,10 +42,13 @@ rootshift_dracut() {
             echo "[Mount]"
             echo "What=$_node"
         } > /etc/systemd/system/sysroot.mount.d/50-rootshift.conf
-        # The root fsck (systemd-fsck@<root device>.service) checks the wrapper, not the claimed component.
+        # The root fsck checks the wrapper, not the claimed component: systemd-fsck@<root device>.service, or
+        # (systemd-fstab-generator in the initrd, Debian 12) systemd-fsck-root.service naming the root= link.
+        # Seen: only the first was overridden, so the root fsck went by the by-uuid link alone (which does point
+        # at the wrapper, but nothing made sure of it).
         for _u in $(systemctl show -P Requires sysroot.mount 2> /dev/null); do
             case "$_u" in
-                systemd-fsck@*.service)
+                systemd-fsck@*.service | systemd-fsck-root.service)
                     _d=/etc/systemd/system/$_u.d
                     mkdir -p "$_d"
                     {

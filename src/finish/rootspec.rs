@@ -178,6 +178,43 @@ pub fn entries_boot(roots: &[RootSpec], ids: &RootIds) -> bool {
     roots.iter().any(|r| r.names(ids))
 }
 
+/// Without the install step nothing rewrites how the system finds its root: a boot entry or an
+/// fstab line that names the *old device* (PARTUUID=, PARTLABEL=, a /dev path) — or a kernel
+/// command line with no `root=` (systemd's gpt-auto) — would boot the stale source after the
+/// migration. The refusal text (problem and way out) when that is so, else None. `cmdline` is
+/// `/proc/cmdline`; `fstab_root` the device field of fstab's `/` line, if any.
+pub fn stale_after_migration(cmdline: &str, fstab_root: Option<&str>) -> Option<String> {
+    let root = cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix("root="))
+        .map(|v| v.parse::<RootSpec>());
+    let mut names = vec![];
+    match root {
+        None => names.push(
+            "the kernel command line has no root= (the root is found by partition type)"
+                .to_string(),
+        ),
+        Some(Ok(r)) if !r.follows_filesystem() && !matches!(r, RootSpec::Other(_)) => {
+            names.push(format!("the kernel command line names root={r}"))
+        }
+        _ => {}
+    }
+    if let Some(Ok(f)) = fstab_root.map(|f| f.parse::<RootSpec>()) {
+        if !f.follows_filesystem() && !matches!(f, RootSpec::Other(_)) {
+            names.push(format!("/etc/fstab mounts / from {f}"));
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: that names the device the root is on now, so after the migration the next boot would \
+         use the stale old copy",
+        names.join(" and ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +302,36 @@ mod tests {
         assert_eq!(
             loader_entry_roots(e),
             vec![RootSpec::PartUuid("4b06-02".into())]
+        );
+    }
+
+    #[test]
+    fn a_root_named_by_the_old_device_is_stale_after_a_migration() {
+        assert_eq!(
+            stale_after_migration(
+                "BOOT_IMAGE=/vmlinuz root=UUID=3e4f ro quiet",
+                Some("UUID=3e4f")
+            ),
+            None
+        );
+        assert_eq!(
+            stale_after_migration("root=LABEL=rootfs ro", Some("LABEL=rootfs")),
+            None
+        );
+        let m = stale_after_migration("root=PARTUUID=4b06-02 ro", Some("UUID=3e4f")).unwrap();
+        assert!(m.contains("root=PARTUUID=4b06-02"), "{m}");
+        let m = stale_after_migration("root=/dev/sda2 ro", Some("/dev/sda2")).unwrap();
+        assert!(
+            m.contains("root=/dev/sda2") && m.contains("/etc/fstab mounts / from /dev/sda2"),
+            "{m}"
+        );
+        assert!(stale_after_migration("quiet splash", None)
+            .unwrap()
+            .contains("no root="));
+        // a live medium's or a network root is not the old device's name
+        assert_eq!(
+            stale_after_migration("root=live:CDLABEL=X rd.live.image", None),
+            None
         );
     }
 }

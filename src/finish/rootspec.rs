@@ -182,8 +182,14 @@ pub fn entries_boot(roots: &[RootSpec], ids: &RootIds) -> bool {
 /// fstab line that names the *old device* (PARTUUID=, PARTLABEL=, a /dev path) — or a kernel
 /// command line with no `root=` (systemd's gpt-auto) — would boot the stale source after the
 /// migration. The refusal text (problem and way out) when that is so, else None. `cmdline` is
-/// `/proc/cmdline`; `fstab_root` the device field of fstab's `/` line, if any.
-pub fn stale_after_migration(cmdline: &str, fstab_root: Option<&str>) -> Option<String> {
+/// `/proc/cmdline`; `fstab_root` the device field of fstab's `/` line, if any; `gpt_auto` whether
+/// systemd's gpt-auto generator is there to find a root without `root=` (without it, and without
+/// `root=`, the root was set up by something else — an initramfs of its own, a test init).
+pub fn stale_after_migration(
+    cmdline: &str,
+    fstab_root: Option<&str>,
+    gpt_auto: bool,
+) -> Option<String> {
     let root = cmdline
         .split_whitespace()
         .rev()
@@ -315,12 +321,12 @@ mod tests {
             None
         );
         assert_eq!(
-            stale_after_migration("root=LABEL=rootfs ro", Some("LABEL=rootfs")),
+            stale_after_migration("root=LABEL=rootfs ro", Some("LABEL=rootfs"), true),
             None
         );
-        let m = stale_after_migration("root=PARTUUID=4b06-02 ro", Some("UUID=3e4f")).unwrap();
+        let m = stale_after_migration("root=PARTUUID=4b06-02 ro", Some("UUID=3e4f"), true).unwrap();
         assert!(m.contains("root=PARTUUID=4b06-02"), "{m}");
-        let m = stale_after_migration("root=/dev/sda2 ro", Some("/dev/sda2")).unwrap();
+        let m = stale_after_migration("root=/dev/sda2 ro", Some("/dev/sda2"), false).unwrap();
         assert!(
             m.contains("root=/dev/sda2") && m.contains("/etc/fstab mounts / from /dev/sda2"),
             "{m}"
@@ -330,7 +336,7 @@ mod tests {
             .contains("no root="));
         // a live medium's or a network root is not the old device's name
         assert_eq!(
-            stale_after_migration("root=live:CDLABEL=X rd.live.image", None),
+            stale_after_migration("root=live:CDLABEL=X rd.live.image", None, true),
             None
         );
     }

@@ -316,7 +316,8 @@ mod tests {
         assert_eq!(
             stale_after_migration(
                 "BOOT_IMAGE=/vmlinuz root=UUID=3e4f ro quiet",
-                Some("UUID=3e4f")
+                Some("UUID=3e4f"),
+                true
             ),
             None
         );
@@ -331,9 +332,10 @@ mod tests {
             m.contains("root=/dev/sda2") && m.contains("/etc/fstab mounts / from /dev/sda2"),
             "{m}"
         );
-        assert!(stale_after_migration("quiet splash", None)
+        assert!(stale_after_migration("quiet splash", None, true)
             .unwrap()
             .contains("no root="));
+        assert_eq!(stale_after_migration("console=ttyS0", None, false), None);
         // a live medium's or a network root is not the old device's name
         assert_eq!(
             stale_after_migration("root=live:CDLABEL=X rd.live.image", None, true),

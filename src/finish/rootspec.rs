@@ -197,8 +197,8 @@ pub fn stale_after_migration(
         .map(|v| v.parse::<RootSpec>());
     let mut names = vec![];
     match root {
-        None => names.push(
-            "the kernel command line has no root= (the root is found by partition type)"
+        None if gpt_auto => names.push(
+            "the kernel command line has no root= (systemd's gpt-auto finds the root by partition type)"
                 .to_string(),
         ),
         Some(Ok(r)) if !r.follows_filesystem() && !matches!(r, RootSpec::Other(_)) => {

@@ -136,7 +136,30 @@ pub fn set_uuid_offline(dev: &BlockDev, fstype: &str) -> Result<String> {
         }
         other => bail!("rootshift cannot change the UUID of a {other} filesystem"),
     }
+    // A root named LABEL= (fstab, root=) must not find the stale copy either: the detached source
+    // gets a label of its own too (the target keeps the one the boot entries know).
+    let label = tools::run("blkid", &["-p", "-s", "LABEL", "-o", "value", &path])
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
+    if !label.is_empty() {
+        let new = old_label(&label, if fstype == "xfs" { 12 } else { 16 });
+        match fstype {
+            "xfs" => tools::run("xfs_admin", &["-L", &new, &path])?,
+            _ => tools::run("tune2fs", &["-L", &new, &path])?,
+        };
+    }
     uuid_on(dev)?.ok_or_else(|| anyhow!("{path} shows no UUID after the change"))
+}
+
+/// The detached copy's label: `LABEL.old`, cut to the filesystem's limit (ext4 16, xfs 12 bytes)
+/// on a character boundary, never equal to `label`.
+pub fn old_label(label: &str, max: usize) -> String {
+    let suffix = ".old";
+    let mut keep = label.len().min(max.saturating_sub(suffix.len()));
+    while !label.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &label[..keep])
 }
 
 /// A new random machine-id (32 lowercase hex digits).
@@ -191,6 +214,15 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn old_labels_fit_and_differ() {
+        assert_eq!(old_label("rootfs", 16), "rootfs.old");
+        assert_eq!(old_label("installed-root", 16), "installed-ro.old");
+        assert_eq!(old_label("installed-root", 12), "installe.old");
+        assert!(old_label("root-ä-äää", 12).len() <= 12);
+    }
+
     use super::*;
 
     #[test]

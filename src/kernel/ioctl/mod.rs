@@ -427,6 +427,8 @@ mod tests {
 mod md;
 pub use md::*;
 
+pub mod dm;
+
 // ---- loop ----
 
 mod raw_loop {

@@ -71,7 +71,7 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
     let backend = backend::open(&w)?;
     let legs = backend.legs()?;
     let mirroring = backend.mirroring()?;
-    let found = Recorded::find(&journal, &w, mirroring, &legs)?;
+    let found = Recorded::find(&journal, &w, mirroring)?;
     let (source, target) = (found.source, found.target);
     let past = backend.past_point_of_no_return(source.devnum)?;
     let seen = core::ResumeSeen {
@@ -150,29 +150,13 @@ struct Recorded {
 }
 
 impl Recorded {
-    /// While mirroring, every recorded device must be a leg the wrapper maps now (the kernel's
-    /// mapping is the content check: a half copy shows no settled filesystem yet). After the
+    /// While mirroring, what the kernel maps decides (a half copy shows no settled filesystem
+    /// yet; the core checks the target is a leg). After the
     /// switch the detached source must show the root's filesystem UUID (or the new one the
     /// migration gave it) and a clone not yet given its own ids the root's UUID.
-    fn find(j: &Journal, w: &Wrapper, mirroring: bool, legs: &[DevNum]) -> Result<Recorded> {
+    fn find(j: &Journal, w: &Wrapper, mirroring: bool) -> Result<Recorded> {
         let wdev = BlockDev::from_devnum(w.devnum)?;
         let root_uuid = finish::ids::uuid_on(&wdev)?;
-        let mapped = |what: &str, r: &DevRecord, d: BlockDev| -> Result<BlockDev> {
-            if mirroring && !legs.contains(&d.devnum) {
-                return Err(refuse(
-                    format!(
-                        "the {what} recorded as {} is {} ({}) in this boot, which {} does not map (it maps {})",
-                        r.path,
-                        d.display(),
-                        d.devnum,
-                        w.name,
-                        legs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
-                    ),
-                    Some("`rootshift abort` goes back to the source"),
-                ));
-            }
-            Ok(d)
-        };
         let find = |what: &str, r: &DevRecord, expect: identify::Expect| {
             identify::find(what, r, expect).map_err(identify::refusal)
         };
@@ -194,11 +178,9 @@ impl Recorded {
                 .map_err(|e| anyhow!("journal: {e}"))?;
             BlockDev::from_devnum(d)?
         } else if mirroring {
-            mapped(
-                "source",
-                &j.source,
-                find("source", &j.source, identify::Expect::Any)?,
-            )?
+            // a leg of the mirror, or (md past its point of no return) a member already failed:
+            // what the kernel maps decides what may be done (core::may_resume)
+            find("source", &j.source, identify::Expect::Any)?
         } else {
             let changed = [
                 j.source_uuid_changed.clone(),
@@ -206,18 +188,6 @@ impl Recorded {
             ];
             find("source", &j.source, settled(&changed))?
         };
-        if mirroring && legs.first() != Some(&source.devnum) {
-            return Err(refuse(
-                format!(
-                    "{} copies from {}, not from the journal's source {} ({})",
-                    w.name,
-                    legs.first().map(|l| l.to_string()).unwrap_or_default(),
-                    source.display(),
-                    source.devnum
-                ),
-                Some("`rootshift status` shows the mapping"),
-            ));
-        }
         // the target: a leg now (the core checks which), whatever its superblock shows yet
         let target = find("target", &j.target, identify::Expect::Any)?;
         let mut clones = vec![];
@@ -227,7 +197,7 @@ impl Recorded {
                 // done already and never touched again: the target stands in for it
                 clones.push(target.clone());
             } else if mirroring {
-                clones.push(mapped(&what, c, find(&what, c, identify::Expect::Any)?)?);
+                clones.push(find(&what, c, identify::Expect::Any)?);
             } else {
                 clones.push(find(&what, c, settled(&[]))?);
             }

@@ -98,9 +98,16 @@ pub fn report(w: &Wrapper) -> Result<Report> {
         let dev = *devs
             .first()
             .ok_or_else(|| anyhow::anyhow!("{} maps no device", w.name))?;
-        let on_target = journal
-            .as_ref()
-            .is_some_and(|j| j.target.dev == dev.to_string() && j.step.switched());
+        // the journal's target by identity (numbers change between boots), by number only when
+        // it was recorded without one
+        let on_target = journal.as_ref().is_some_and(|j| {
+            j.step.switched()
+                && match j.target.identity.as_ref().filter(|i| i.is_known()) {
+                    Some(i) => BlockDev::from_devnum(dev)
+                        .is_ok_and(|d| i.matches(&crate::migrate::recovery::Identity::of(&d))),
+                    None => j.target.dev == dev.to_string(),
+                }
+        });
         let state = match journal.as_ref().map(|j| j.step) {
             Some(s) if on_target => s.as_str().to_string(),
             Some(Step::Aborted) => "aborted".to_string(),

@@ -54,6 +54,9 @@ pub struct DmMirror {
     wrapper: Wrapper,
     /// The RAM-backed dirty-region log of a used-only copy (auto-clears when released).
     log: Option<LoopDev>,
+    /// The log's pages, locked in memory while this process holds the mirror (tmpfs pages can
+    /// go to swap, and swap may live on the wrapper itself: `/swapfile`).
+    log_lock: Option<crate::kernel::ioctl::dm::LockedMap>,
     /// Regions already in sync when the copy started (pre-seeded clean).
     baseline: Option<u64>,
     /// The throttle value to put back.
@@ -66,6 +69,7 @@ impl DmMirror {
             dm,
             wrapper,
             log: None,
+            log_lock: None,
             baseline: None,
             throttle_restore: None,
         }
@@ -183,6 +187,13 @@ impl DmMirror {
             .open(&file_path)
             .with_context(|| format!("creating {}", file_path.display()))?;
         file.set_len(log_bytes)?;
+        let locked = crate::kernel::ioctl::dm::LockedMap::lock(&file, log_bytes as usize)
+            .with_context(|| {
+                format!(
+                    "locking the RAM-backed mirror log ({} bytes) in memory so it cannot go to swap",
+                    log_bytes
+                )
+            })?;
         let log = LoopDev::attach(&file_path)?;
         // The loop device keeps the file alive; it disappears with the loop (autoclear).
         let _ = fs::remove_file(&file_path);
@@ -242,6 +253,7 @@ impl DmMirror {
         })?;
         thawed.with_context(|| format!("thawing {}", mount.display()))?;
         self.log = Some(log);
+        self.log_lock = Some(locked);
         self.baseline = Some(map.clean);
         let (_, st) = self.mirror_status()?;
         if st.total != map.nr_regions {

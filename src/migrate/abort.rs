@@ -30,11 +30,12 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
     } else if let Some(j) = journal.as_ref() {
         let leg_id = recovery::Identity::of(&BlockDev::from_devnum(first)?);
         core::AbortSeen::Single {
-            is_target: j.target.dev == first.to_string()
-                || j.target
-                    .identity
-                    .as_ref()
-                    .is_some_and(|i| i.matches(&leg_id)),
+            // by identity; the number only when none was recorded (and then a wrong guess
+            // refuses the abort, it never clears anything)
+            is_target: match j.target.identity.as_ref().filter(|i| i.is_known()) {
+                Some(i) => i.matches(&leg_id),
+                None => j.target.dev == first.to_string(),
+            },
         }
     } else {
         core::AbortSeen::Single { is_target: false }
@@ -79,10 +80,32 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
             j.error =
                 Some("interrupted before the switch; found running on the source alone".into());
             j.set_step(Step::Aborted)?;
-            let half: Vec<BlockDev> = std::iter::once(&j.target)
-                .chain(j.clones.iter())
-                .filter_map(|r| find_recorded(r, first))
-                .collect();
+            // the half copies, found by identity and only if they show the root's filesystem
+            // UUID or none: whatever now has their old numbers is never cleared
+            let root_uuid = finish::ids::uuid_on(&BlockDev::from_devnum(w.devnum)?)?
+                .ok_or_else(|| anyhow!("{} shows no filesystem UUID", w.name))?;
+            let mut half = vec![];
+            let mut refused = vec![];
+            for (what, r) in std::iter::once(("target".to_string(), &j.target)).chain(
+                j.clones
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("clone {}", i + 1), c)),
+            ) {
+                match identify::find(&what, r, identify::Expect::HalfCopy(root_uuid.clone())) {
+                    Ok(d) if d.devnum == first => refused.push(format!(
+                        "the {what} recorded as {} is {} in this boot, the device the system runs on",
+                        r.path,
+                        d.display()
+                    )),
+                    Ok(d) => half.push(d),
+                    Err(identify::Refused {
+                        why: identify::Unresolved::Missing,
+                        ..
+                    }) => {}
+                    Err(e) => refused.push(e.to_string()),
+                }
+            }
             progress.event(
                 "aborted",
                 &format!(
@@ -94,6 +117,15 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
                 json!({"wrapper": w.name, "source": first, "target": j.target.path}),
             );
             clear_half_copies(&half, &progress);
+            if !refused.is_empty() {
+                return Err(refuse(
+                    format!(
+                        "the migration is abandoned, but not every half copy was cleared: {}",
+                        refused.join("; ")
+                    ),
+                    Some("clear the half copy yourself (wipefs -a DEVICE) once you know which device it is"),
+                ));
+            }
             return Ok(());
         }
     }

@@ -82,6 +82,9 @@ impl Run {
                     e.context("recording the switch in the journal"),
                 )));
             }
+            if let Err(e) = failpoint::hit("migrate::switching") {
+                return Err(self.roll_back(Stop::Error(e)));
+            }
             // With clones, the filesystem is frozen across the switch: every detached leg then holds
             // a consistent image, not a crash image. (The guardian thaws it if we die in between.)
             // A thaw that is not confirmed, or a switch that left the device suspended, ends in

@@ -103,14 +103,43 @@ pub fn finish_command(
     };
     let target = BlockDev::from_devnum(*leg).context("finding the device / runs on")?;
     let mut journal = Journal::load(&w.name)?;
-    let migrated_here = journal
-        .as_ref()
-        .filter(|j| j.step.switched() && j.target.dev == leg.to_string());
+    // the journal's target is the device / runs on by identity, not by its number
+    let leg_id = recovery::Identity::of(&target);
+    let migrated_here = journal.as_ref().filter(|j| {
+        j.step.switched()
+            && match j.target.identity.as_ref().filter(|i| i.is_known()) {
+                Some(i) => i.matches(&leg_id),
+                None => j.target.dev == leg.to_string(),
+            }
+    });
     let live_source = migrated_here.is_some_and(|j| j.source_live);
-    let source = migrated_here
-        .and_then(|j| j.source.dev.parse::<DevNum>().ok())
-        .and_then(|d| BlockDev::from_devnum(d).ok())
-        .filter(|s| s.holders().is_empty());
+    let progress = Progress::new(json_out);
+    // the detached source, only by identity and only if it shows the root's UUID (or the one
+    // the migration gave it): whatever now has its old number is never given a new UUID
+    let source = match migrated_here.filter(|j| !j.source_live) {
+        None => None,
+        Some(j) => {
+            let root = finish::ids::uuid_on(&target)?;
+            let expect = identify::Expect::FsUuid(
+                root.into_iter()
+                    .chain(j.source_uuid_changed.clone())
+                    .chain(j.install.as_ref().and_then(|i| i.source_uuid.clone()))
+                    .collect(),
+            );
+            match identify::find("source", &j.source, expect) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    progress.event(
+                        "warning",
+                        &format!("the old device is left alone: {e}"),
+                        json!({"source": j.source.path, "error": e.to_string()}),
+                    );
+                    None
+                }
+            }
+        }
+    }
+    .filter(|s| s.holders().is_empty());
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
     let plan = finish::preflight(opts, source.as_ref(), live_source, &target, mount.as_ref())?;
     confirm(
@@ -121,7 +150,6 @@ pub fn finish_command(
         ),
         yes,
     )?;
-    let progress = Progress::new(json_out);
     let mut rec = finish::Record {
         bootloader: plan.boot.bootloader.as_str().into(),
         initramfs: format!("{:?}", plan.initramfs).to_lowercase(),

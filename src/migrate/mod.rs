@@ -20,6 +20,7 @@ mod abort;
 mod clones;
 mod copy;
 mod grow;
+mod identify;
 mod install;
 mod resume;
 mod rollback;
@@ -29,7 +30,7 @@ mod switched;
 pub use abort::abort;
 use copy::region_sectors;
 pub use install::finish_command;
-use resume::{find_recorded, keep_persisted};
+use resume::keep_persisted;
 use rollback::clear_half_copies;
 pub use start::{migrate, migrate_locked};
 

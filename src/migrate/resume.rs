@@ -14,36 +14,6 @@ pub(super) fn keep_persisted(j: &mut Journal, w: &Wrapper) {
     }
 }
 
-/// The device a journal record names, in this boot: its number if it still has the recorded
-/// identity, else the device with that identity. Never `current` (the device / runs on).
-pub(super) fn find_recorded(r: &DevRecord, current: DevNum) -> Option<BlockDev> {
-    let id = r.identity.clone();
-    let ok = |d: &BlockDev| {
-        d.devnum != current
-            && id
-                .as_ref()
-                .is_none_or(|i| i.matches(&recovery::Identity::of(d)))
-    };
-    if let Some(d) = r
-        .dev
-        .parse::<DevNum>()
-        .ok()
-        .and_then(|d| BlockDev::from_devnum(d).ok())
-    {
-        if ok(&d) {
-            return Some(d);
-        }
-    }
-    let id = id?;
-    std::fs::read_dir("/sys/class/block")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
-        .filter_map(|s| s.trim().parse::<DevNum>().ok())
-        .filter_map(|d| BlockDev::from_devnum(d).ok())
-        .find(|d| d.devnum != current && id.matches(&recovery::Identity::of(d)))
-}
-
 /// The message for a refused `--resume` (`legs`, `target`: what the kernel maps, the journal's
 /// target, once read).
 pub(super) fn resume_refused(
@@ -99,11 +69,10 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         unreachable!("core::resume_from refuses without a journal")
     };
     let backend = backend::open(&w)?;
-    let parse = |s: &str| s.parse::<DevNum>().map_err(|e| anyhow!("journal: {e}"));
-    let source = BlockDev::from_devnum(parse(&journal.source.dev)?)?;
-    let target = BlockDev::from_devnum(parse(&journal.target.dev)?)?;
     let legs = backend.legs()?;
     let mirroring = backend.mirroring()?;
+    let found = Recorded::find(&journal, &w, mirroring)?;
+    let (source, target) = (found.source, found.target);
     let past = backend.past_point_of_no_return(source.devnum)?;
     let seen = core::ResumeSeen {
         mirroring,
@@ -138,13 +107,7 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         verify: opts.verify,
         _guardian: guardian,
     };
-    run.clones = run
-        .journal
-        .clones
-        .iter()
-        .filter_map(|c| c.dev.parse::<DevNum>().ok())
-        .filter_map(|d| BlockDev::from_devnum(d).ok())
-        .collect();
+    run.clones = found.clones;
     run.journal.error = None;
     run.progress.event(
         "resume",
@@ -176,4 +139,73 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The journal's devices found again in this boot by identity (see identify.rs), never by the
+/// numbers they had before the reboot.
+struct Recorded {
+    source: BlockDev,
+    target: BlockDev,
+    clones: Vec<BlockDev>,
+}
+
+impl Recorded {
+    /// While mirroring, what the kernel maps decides (a half copy shows no settled filesystem
+    /// yet; the core checks the target is a leg). After the
+    /// switch the detached source must show the root's filesystem UUID (or the new one the
+    /// migration gave it) and a clone not yet given its own ids the root's UUID.
+    fn find(j: &Journal, w: &Wrapper, mirroring: bool) -> Result<Recorded> {
+        let wdev = BlockDev::from_devnum(w.devnum)?;
+        let root_uuid = finish::ids::uuid_on(&wdev)?;
+        let find = |what: &str, r: &DevRecord, expect: identify::Expect| {
+            identify::find(what, r, expect).map_err(identify::refusal)
+        };
+        let settled = |extra: &[Option<String>]| {
+            identify::Expect::FsUuid(
+                root_uuid
+                    .iter()
+                    .chain(extra.iter().flatten())
+                    .cloned()
+                    .collect(),
+            )
+        };
+        let source = if j.source_live && !j.source.identity.as_ref().is_some_and(|i| i.is_known()) {
+            // a live medium's image (a loop device) has no identity; it is never written
+            let d = j
+                .source
+                .dev
+                .parse::<DevNum>()
+                .map_err(|e| anyhow!("journal: {e}"))?;
+            BlockDev::from_devnum(d)?
+        } else if mirroring {
+            // a leg of the mirror, or (md past its point of no return) a member already failed:
+            // what the kernel maps decides what may be done (core::may_resume)
+            find("source", &j.source, identify::Expect::Any)?
+        } else {
+            let changed = [
+                j.source_uuid_changed.clone(),
+                j.install.as_ref().and_then(|i| i.source_uuid.clone()),
+            ];
+            find("source", &j.source, settled(&changed))?
+        };
+        // the target: a leg now (the core checks which), whatever its superblock shows yet
+        let target = find("target", &j.target, identify::Expect::Any)?;
+        let mut clones = vec![];
+        for (i, c) in j.clones.iter().enumerate() {
+            let what = format!("clone {}", i + 1);
+            if i < j.clones_done {
+                // done already and never touched again: the target stands in for it
+                clones.push(target.clone());
+            } else if mirroring {
+                clones.push(find(&what, c, identify::Expect::Any)?);
+            } else {
+                clones.push(find(&what, c, settled(&[]))?);
+            }
+        }
+        Ok(Recorded {
+            source,
+            target,
+            clones,
+        })
+    }
 }

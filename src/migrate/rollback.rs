@@ -38,6 +38,18 @@ impl Run {
             Stop::TargetFailed(msg) => (msg.clone(), anyhow!("{msg}; {back}")),
             Stop::Error(e) => (format!("{e:#}"), e.context(back.clone())),
         };
+        // A switch that did not happen is recorded while the mirror still writes both legs:
+        // after the detach the target's blocks would keep saying `switching` for good, and a
+        // boot (or a retry onto it) could take that stale copy for the newest.
+        if self.journal.step == Step::Switching {
+            if let Err(e) = self.journal.set_step(Step::Mirroring) {
+                self.progress.event(
+                    "warning",
+                    &format!("recording the failed switch before rolling back: {e:#}"),
+                    json!({"error": format!("{e:#}")}),
+                );
+            }
+        }
         if let Err(rb) = self.backend.detach_target(&self.source) {
             if switch::unconfirmed(&rb) {
                 self.stuck(&rb.context(why));
@@ -46,6 +58,7 @@ impl Run {
             let _ = self.journal.save();
             return anyhow!("{why}, and rolling back to {src} failed: {rb:#}");
         }
+        let _ = failpoint::hit("migrate::rolled-back");
         self.journal.error = Some(why.clone());
         let _ = self.journal.set_step(Step::Aborted);
         self.progress.event(

@@ -179,6 +179,22 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         json!({"wrapper": run.w.name, "backend": run.backend.kind(), "source": run.journal.source, "target": run.journal.target}),
     );
 
+    // the target and the clones blank: no partitions of them left in the kernel, no signature
+    // at either end (an old GPT's backup header, an md 1.0 superblock) outliving the copy
+    for t in std::iter::once(&run.target).chain(run.clones.iter()) {
+        match crate::disk::wipe::blank(t) {
+            Ok(done) => run.progress.event(
+                "blank",
+                &format!("cleared {}: {}", t.display(), done.join("; ")),
+                json!({"device": t.display(), "done": done}),
+            ),
+            Err(e) => {
+                run.journal.error = Some(format!("{e:#}"));
+                let _ = run.journal.set_step(Step::Aborted);
+                return Err(e);
+            }
+        }
+    }
     // mirroring
     let attached = failpoint::hit("migrate::before-attach")
         .and_then(|_| run.backend.attach(&run.source, &run.target, &plan));

@@ -77,11 +77,21 @@ impl SwitchOps for RealDm<'_> {
     fn clear_inactive(&mut self) -> Result<(), Errno> {
         self.dm.table_clear(&self.id).map(|_| ()).map_err(dm_errno)
     }
+    /// Without a udev cookie (see kernel::ioctl::dm): the crate's cookie wait has no timeout,
+    /// and the filesystem may be frozen here (the used-blocks attach, a switch with clones).
     fn resume(&mut self) -> Result<(), Errno> {
-        self.dm
-            .device_suspend(&self.id, devicemapper::DmOptions::default())
-            .map(|_| ())
-            .map_err(dm_errno)
+        use std::os::fd::AsFd;
+        match &self.id {
+            devicemapper::DevId::Name(n) => {
+                crate::kernel::ioctl::dm::dm_resume_no_udev(self.dm.file().as_fd(), n.as_bytes())
+                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+            }
+            _ => self
+                .dm
+                .device_suspend(&self.id, devicemapper::DmOptions::default())
+                .map(|_| ())
+                .map_err(dm_errno),
+        }
     }
     fn live_table(&mut self) -> Result<Vec<RawLine>, Errno> {
         self.dm

@@ -448,6 +448,8 @@ mod tests {
 mod md;
 pub use md::*;
 
+pub mod dm;
+
 // ---- loop ----
 
 mod raw_loop {

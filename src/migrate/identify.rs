@@ -9,6 +9,10 @@
 //! root's UUID or nothing) before anything touches it. Otherwise the caller refuses, naming both
 //! identities. [`resolve`] is the pure decision; [`find`] reads the devices.
 
+// A refusal carries both identities for its message; one is built per command, on a path that
+// stops there: its size is not worth a Box.
+#![allow(clippy::result_large_err)]
+
 use std::fmt;
 
 use super::journal::DevRecord;

@@ -80,6 +80,36 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     } else {
         None
     };
+    let moves_root = mount
+        .as_ref()
+        .is_some_and(|m| m.mount_point == std::path::Path::new("/"));
+    if install.is_none() && moves_root && !live_source {
+        // Without the install step nothing rewrites how the system finds its root: a name of the
+        // old device would boot the stale copy after the migration (issue 15 item 8). A live
+        // medium boots its image whatever happens, and a non-root wrapper is not booted.
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let fstab_root = std::fs::read_to_string("/etc/fstab")
+            .ok()
+            .and_then(|t| t.parse::<finish::fstab::Fstab>().ok())
+            .and_then(|f| f.entries().find(|e| e.file == "/").map(|e| e.spec.clone()));
+        let gpt_auto = [
+            "/usr/lib/systemd/system-generators/systemd-gpt-auto-generator",
+            "/lib/systemd/system-generators/systemd-gpt-auto-generator",
+        ]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+        if let Some(why) =
+            finish::rootspec::stale_after_migration(&cmdline, fstab_root.as_deref(), gpt_auto)
+        {
+            return Err(refuse(
+                why,
+                Some(
+                    "run with --install (it points the boot entry and fstab at the new root's UUID), or \
+                     name the root by UUID= in the boot entry and fstab first",
+                ),
+            ));
+        }
+    }
     let what = mount
         .as_ref()
         .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))

@@ -32,6 +32,18 @@ if [ "$VMTEST_PHASE" = main ]; then
   SWAP_UUID=$(blkid -p -s UUID -o value /dev/vda2)
   assert_eq old-swap-partition-active /dev/vda2 "$(active_swaps)"
   step partition-vdb sh -c "echo '$LAYOUT' | sfdisk -q /dev/vdb && udevadm settle"
+  # issue 15 item 8: without --install, an fstab naming the root by its old partition (PARTUUID=) would boot the
+  # stale source after the migration: refused (exit 2), nothing changed; with --install (below) it is rewritten
+  cp /etc/fstab /tmp/fstab.orig
+  PU=$(blkid -p -s PART_ENTRY_UUID -o value /dev/vda1)
+  sed -i "s|^UUID=$OLD_UUID[[:space:]]\+/[[:space:]]|PARTUUID=$PU / |" /etc/fstab
+  check fstab-names-partuuid "$(grep ' / ' /etc/fstab)" grep -q "^PARTUUID=$PU / " /etc/fstab
+  rootshift migrate /dev/vdb2 --yes --no-install > /tmp/stale.out 2> /tmp/stale.err; rc=$?
+  say "migrate without --install, fstab by PARTUUID: exit $rc: $(tr '\n' '|' < /tmp/stale.err)"
+  assert_eq stale-root-name-refused 2 "$rc"
+  assert_contains stale-root-name-message /tmp/stale.err "/etc/fstab mounts / from PARTUUID=$PU"
+  assert_eq stale-root-name-unchanged "linear vda1" "$(rootshift status --json | jq -r '.table') $(slaves_of "$ROOTK")"
+  cp /tmp/fstab.orig /etc/fstab
   step prefill-4MiB prefill /data 4 1
   writer_start /live 600 2
   writer_wait_more 2 60; check writer-running-before-migrate "files=$(writer_count)" [ "$(writer_count)" -ge 2 ]

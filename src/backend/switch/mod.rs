@@ -28,29 +28,53 @@ pub type RawLine = (u64, u64, String, String);
 
 /// The calls made around the switch. Every call answers with an errno on failure; a call that
 /// "times out" may have taken effect (the sequences assume the worst).
+/// A call an implementation does not offer (md has no tables, a freeze no md members) answers
+/// ENOTSUP: the defaults.
 pub trait SwitchOps {
     /// DM_TABLE_LOAD into the inactive slot.
-    fn load(&mut self, table: &[RawLine]) -> Result<(), Errno>;
+    fn load(&mut self, _table: &[RawLine]) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// DM_DEV_SUSPEND with flush; `lockfs` also freezes a mounted filesystem.
-    fn suspend(&mut self, lockfs: bool) -> Result<(), Errno>;
+    fn suspend(&mut self, _lockfs: bool) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// DM_TABLE_STATUS (info) of the live table.
-    fn status(&mut self) -> Result<Vec<RawLine>, Errno>;
+    fn status(&mut self) -> Result<Vec<RawLine>, Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// DM_TABLE_CLEAR: drop the inactive table.
-    fn clear_inactive(&mut self) -> Result<(), Errno>;
+    fn clear_inactive(&mut self) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// DM_DEV_SUSPEND without the suspend flag: resume, swapping in an inactive table.
-    fn resume(&mut self) -> Result<(), Errno>;
+    fn resume(&mut self) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// DM_TABLE_STATUS with DM_STATUS_TABLE: the live table.
-    fn live_table(&mut self) -> Result<Vec<RawLine>, Errno>;
+    fn live_table(&mut self) -> Result<Vec<RawLine>, Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// GET_DISK_INFO of one md member: (in sync, faulty), None when it is no member.
-    fn md_disk_state(&mut self, dev: DevNum) -> Result<Option<(bool, bool)>, Errno>;
+    fn md_disk_state(&mut self, _dev: DevNum) -> Result<Option<(bool, bool)>, Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// SET_DISK_FAULTY.
-    fn md_set_faulty(&mut self, dev: DevNum) -> Result<(), Errno>;
+    fn md_set_faulty(&mut self, _dev: DevNum) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// HOT_REMOVE_DISK.
-    fn md_remove(&mut self, dev: DevNum) -> Result<(), Errno>;
+    fn md_remove(&mut self, _dev: DevNum) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// FIFREEZE.
-    fn freeze(&mut self) -> Result<(), Errno>;
+    fn freeze(&mut self) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// FITHAW.
-    fn thaw(&mut self) -> Result<(), Errno>;
+    fn thaw(&mut self) -> Result<(), Errno> {
+        Err(Errno::ENOTSUP)
+    }
     /// Wait between retries (the fake does not sleep).
     fn pause(&mut self, d: Duration) {
         std::thread::sleep(d)

@@ -103,21 +103,6 @@ impl SwitchOps for RealDm<'_> {
             .map(|(_, v)| v)
             .map_err(dm_errno)
     }
-    fn md_disk_state(&mut self, _: DevNum) -> Result<Option<(bool, bool)>, Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn md_set_faulty(&mut self, _: DevNum) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn md_remove(&mut self, _: DevNum) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn freeze(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn thaw(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
 }
 
 /// The real md calls on one array (today's `MdArray` functions).
@@ -134,24 +119,6 @@ fn md_errno(e: crate::kernel::md::MdError) -> Errno {
 }
 
 impl SwitchOps for RealMd<'_> {
-    fn load(&mut self, _: &[RawLine]) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn suspend(&mut self, _: bool) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn status(&mut self) -> Result<Vec<RawLine>, Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn clear_inactive(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn resume(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn live_table(&mut self) -> Result<Vec<RawLine>, Errno> {
-        Err(Errno::ENOTSUP)
-    }
     fn md_disk_state(&mut self, dev: DevNum) -> Result<Option<(bool, bool)>, Errno> {
         use crate::kernel::ioctl::{self, MD_DISK_FAULTY, MD_DISK_SYNC};
         use std::os::fd::AsFd;
@@ -177,12 +144,6 @@ impl SwitchOps for RealMd<'_> {
     fn md_remove(&mut self, dev: DevNum) -> Result<(), Errno> {
         self.array.hot_remove(dev).map_err(md_errno)
     }
-    fn freeze(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn thaw(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
 }
 
 /// FIFREEZE/FITHAW on one mounted filesystem, announced to the guardian first, so that it thaws
@@ -204,33 +165,6 @@ fn io_errno(e: std::io::Error) -> Errno {
 }
 
 impl SwitchOps for RealFreeze {
-    fn load(&mut self, _: &[RawLine]) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn suspend(&mut self, _: bool) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn status(&mut self) -> Result<Vec<RawLine>, Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn clear_inactive(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn resume(&mut self) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn live_table(&mut self) -> Result<Vec<RawLine>, Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn md_disk_state(&mut self, _: DevNum) -> Result<Option<(bool, bool)>, Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn md_set_faulty(&mut self, _: DevNum) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
-    fn md_remove(&mut self, _: DevNum) -> Result<(), Errno> {
-        Err(Errno::ENOTSUP)
-    }
     fn freeze(&mut self) -> Result<(), Errno> {
         crate::kernel::fs::freeze_file(&self.file).map_err(io_errno)
     }

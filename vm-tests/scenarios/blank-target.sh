@@ -25,7 +25,10 @@ assert_eq switch-fail/killed-after-detach 137 "$rc"
 assert_eq switch-fail/back-on-source "linear $(devnum /dev/vda)" "$(rootshift status --json | jq -r '"\(.table) \(.legs[0].dev)"')"
 mkdir -p /mnt/t
 step switch-fail/mount-target-ro mount -t ext4 -o ro,noload /dev/vdb /mnt/t
-tstep=$(jq -r .step /mnt/t/var/lib/rootshift/rootshift-root.json 2>&1)
+# the persisted copy: format 2 (two slots, the newer decides) or format 1 (a plain journal)
+jf=$(ls /mnt/t/var/lib/rootshift/rootshift-root.json /mnt/t/.rootshift/rootshift-root.json 2>/dev/null | head -1)
+tstep=$(jq -r 'if .version == 2 then ([.slots[] | select(type == "object" and .journal != null)] | max_by(.seq)
+               | .journal | fromjson | .step) else .step end' "${jf:-/nonexistent}" 2>&1)
 umount /mnt/t
 assert_eq switch-fail/target-journal-not-switching mirroring "$tstep"
 rootshift abort > /tmp/ab.out 2> /tmp/ab.err; rc=$?

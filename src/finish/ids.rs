@@ -17,6 +17,13 @@ use crate::tools;
 
 /// The filesystem UUID as the device's own superblock says it.
 pub fn uuid_on(dev: &BlockDev) -> Result<Option<String>> {
+    // What the disk holds, not the page cache: a mirror leg's cache keeps whatever was read before
+    // the copy wrote beneath it (dm-io bypasses it) for as long as dm holds the device open — seen:
+    // udev's probe after the target was blanked cached zeros, and "the target shows no UUID" after a
+    // complete copy. BLKFLSBUF drops the clean cache first.
+    if let Ok(f) = File::open(&dev.path) {
+        let _ = ioctl::blk_flush_buffers(f.as_fd());
+    }
     let head = dev
         .read_head(PROBE_BYTES)
         .with_context(|| format!("reading the superblock of {}", dev.display()))?;

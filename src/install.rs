@@ -19,19 +19,17 @@ use anyhow::{anyhow, bail, Context, Result};
 use devicemapper::Bytes;
 use serde_json::json;
 
-use crate::backend::{self, CopyMode};
+use crate::backend::CopyMode;
 use crate::disk::layout::{last_entry, LayoutOptions, Plan, Role};
 use crate::disk::{self, DiskPart, Part, Table, TableKind};
 use crate::error::refuse;
 use crate::finish::{self, bootloader, initramfs};
 use crate::kernel::blockdev::BlockDev;
-use crate::kernel::dm::Dm;
 use crate::kernel::ioctl::{self, BlkpgOp};
 use crate::lock::Lock;
 use crate::migrate::{self, preflight};
 use crate::progress::Progress;
 use crate::units::human;
-use crate::wrapper;
 
 /// Where the partition ids are written on the installed system (KIWI's `/config.partids` format).
 pub const PARTIDS: &str = "/etc/rootshift/partids";
@@ -73,18 +71,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
     let progress = Progress::new(opts.json);
-    let dm = Dm::open().ok();
-    let w = wrapper::find(dm.as_ref(), opts.name.as_deref())?;
-    let backend = backend::open(&w)?;
-    if backend.mirroring()? {
-        return Err(refuse(
-            format!(
-                "a migration of {} is in progress (a target is attached)",
-                w.name
-            ),
-            Some("let it finish (`rootshift migrate --resume`) or abort it first"),
-        ));
-    }
+    let (w, backend) = migrate::idle_wrapper(opts.name.as_deref())?;
     let source_dev = *backend
         .legs()?
         .first()

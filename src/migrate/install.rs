@@ -85,18 +85,7 @@ pub fn finish_command(
 ) -> Result<()> {
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
-    let dm = Dm::open().ok();
-    let w = wrapper::find(dm.as_ref(), name)?;
-    let backend = backend::open(&w)?;
-    if backend.mirroring()? {
-        return Err(refuse(
-            format!(
-                "a migration of {} is in progress (a target is attached)",
-                w.name
-            ),
-            Some("let it finish (`rootshift migrate --resume`) or abort it first"),
-        ));
-    }
+    let (w, backend) = super::idle_wrapper(name)?;
     let legs = backend.legs()?;
     let [leg] = legs.as_slice() else {
         bail!("{} maps {} devices", w.name, legs.len());

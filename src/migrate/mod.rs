@@ -150,3 +150,22 @@ struct Run {
     verify: bool,
     _guardian: Guardian,
 }
+
+/// The wrapper (named, or the one `/` is on) and its backend, refusing while a migration of it
+/// is in progress (a target attached): for the commands that act on a settled root (`finish`,
+/// `install --disk`).
+pub fn idle_wrapper(name: Option<&str>) -> Result<(Wrapper, Box<dyn Backend>)> {
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), name)?;
+    let backend = backend::open(&w)?;
+    if backend.mirroring()? {
+        return Err(refuse(
+            format!(
+                "a migration of {} is in progress (a target is attached)",
+                w.name
+            ),
+            Some("let it finish (`rootshift migrate --resume`) or abort it first"),
+        ));
+    }
+    Ok((w, backend))
+}

@@ -30,4 +30,16 @@ impl Lock {
             Err((_, e)) => Err(e).with_context(|| format!("locking {PATH}")),
         }
     }
+
+    /// Whether another process holds the lock now (a rootshift run is under way). Probes with a
+    /// shared non-blocking flock, released at once; a missing lock file means nobody holds it.
+    pub fn held_elsewhere() -> bool {
+        let Ok(f) = File::open(PATH) else {
+            return false;
+        };
+        matches!(
+            Flock::lock(f, FlockArg::LockSharedNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    }
 }

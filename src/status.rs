@@ -9,6 +9,7 @@ use crate::kernel::blockdev::BlockDev;
 use crate::kernel::dm::Dm;
 use crate::kernel::dmtable::Health;
 use crate::kernel::mounts;
+use crate::state::core::advice::{self, Advice};
 use crate::state::journal::{Journal, Step};
 use crate::units::human;
 use crate::wrapper::{self, Wrapper};
@@ -44,6 +45,8 @@ pub struct Report {
     pub state: String,
     pub mounted_on: Option<String>,
     pub journal: Option<Journal>,
+    /// What to run next after an interruption (None: nothing to do, or a run is under way).
+    pub next: Option<Advice>,
 }
 
 fn leg(
@@ -66,7 +69,8 @@ pub fn report(w: &Wrapper) -> Result<Report> {
     let journal = Journal::load(&w.name)?;
     let line = b.describe()?;
     let devs = b.legs()?;
-    let (legs, sync, table, state) = if b.mirroring()? {
+    let mirroring = b.mirroring()?;
+    let (legs, sync, table, state, on_target) = if mirroring {
         let st = b.sync_state().ok();
         let legs = devs
             .iter()
@@ -93,7 +97,7 @@ pub fn report(w: &Wrapper) -> Result<Report> {
         } else {
             "mirroring"
         };
-        (legs, sync, "mirror", state.to_string())
+        (legs, sync, "mirror", state.to_string(), false)
     } else {
         let dev = *devs
             .first()
@@ -118,6 +122,7 @@ pub fn report(w: &Wrapper) -> Result<Report> {
             None,
             "linear",
             state,
+            on_target,
         )
     };
     let size = BlockDev::from_devnum(w.devnum)
@@ -127,6 +132,16 @@ pub fn report(w: &Wrapper) -> Result<Report> {
     let mounted_on = mounts::mounts_of(w.devnum)?
         .first()
         .map(|m| m.mount_point.display().to_string());
+    let next = advice::advise(advice::Seen {
+        step: journal.as_ref().map(|j| j.step),
+        mirroring,
+        on_target,
+        running: crate::lock::Lock::held_elsewhere(),
+        install_pending: journal
+            .as_ref()
+            .and_then(|j| j.install.as_ref())
+            .is_some_and(|i| i.state != "done"),
+    });
     Ok(Report {
         name: w.name.clone(),
         backend: b.kind(),
@@ -140,6 +155,7 @@ pub fn report(w: &Wrapper) -> Result<Report> {
         state,
         mounted_on,
         journal,
+        next,
     })
 }
 
@@ -195,6 +211,10 @@ fn print_human(r: &Report) {
         if let Some(e) = &j.error {
             println!("  stopped:    {e}");
         }
+    }
+    if let Some(n) = &r.next {
+        println!("  next:       {}", n.command);
+        println!("              ({})", n.why);
     }
 }
 

@@ -139,10 +139,19 @@ pub fn finish_command(
         ),
         yes,
     )?;
+    // the migration may have given the detached source its new UUID already (right after the
+    // switch, or in an install step a power cut interrupted): the target then keeps the root's
+    // UUID, as an uninterrupted `migrate --install` leaves it — never a second new one
+    let source_uuid = migrated_here.and_then(|j| {
+        j.source_uuid_changed
+            .clone()
+            .or_else(|| j.install.as_ref().and_then(|i| i.source_uuid.clone()))
+    });
     let mut rec = finish::Record {
         bootloader: plan.boot.bootloader.as_str().into(),
         initramfs: format!("{:?}", plan.initramfs).to_lowercase(),
         state: "planned".into(),
+        source_uuid,
         ..Default::default()
     };
     let node = w.node();

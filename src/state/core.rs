@@ -267,6 +267,7 @@ pub fn may_resume(step: Option<Step>, seen: ResumeSeen) -> ResumeAction {
     }
 }
 
+pub mod advice;
 mod boot;
 pub use boot::*;
 

@@ -12,6 +12,7 @@ CRASH_AT=copy
 assert_eq booted-the-source vda1 "$(slaves_of "$ROOTK")"
 check hook-said-which "$(grep -m1 'devices carry' "$RES/kernel-rootshift.txt")" grep -q "picks /dev/vda1" "$RES/kernel-rootshift.txt"
 assert_eq journal-says-mirroring mirroring "$(jq -r .journal.step /tmp/st.json)"
+assert_eq status-advises-abort "abort rootshift abort" "$(jq -r '"\(.next.action) \(.next.command)"' /tmp/st.json)"
 check half-copy-carries-the-uuid "vdb: $(blkid -p -s UUID -o value /dev/vdb)" [ "$(blkid -p -s UUID -o value /dev/vdb)" = "$UUID" ]
 rootshift abort --json > /tmp/ab.json 2> /tmp/ab.err; rc=$?
 say "abort: exit $rc: $(tr '\n' '|' < /tmp/ab.err) $(tr '\n' '|' < /tmp/ab.json)"

@@ -15,12 +15,14 @@ assert_eq target-is-vda-now vdb "$(cat /sys/block/vda/serial)"
 assert_eq booted-the-target vda "$(slaves_of "$ROOTK")"
 step=$(jq -r .journal.step /tmp/st.json)
 assert_eq journal-says-switched switched "$step"
+assert_eq status-advises-resume "resume rootshift migrate --resume" "$(jq -r '"\(.next.action) \(.next.command)"' /tmp/st.json)"
 say "journal records: $(jq -c '.journal | {source: .source.dev, target: .target.dev}' /tmp/st.json); now vda=$(cat /sys/block/vda/dev) vdb1=$(cat /sys/class/block/vdb1/dev)"
 timeout 600 rootshift migrate --resume --yes --json > /tmp/r.json 2> /tmp/r.err; rc=$?
 say "resume: exit $rc: $(tail -3 /tmp/r.err | tr '\n' '|') events: $(jq -r .event /tmp/r.json | uniq | tr '\n' ' ')"
 assert_eq resume-exit-0 0 "$rc"
 rootshift status --json > /tmp/st2.json
 assert_eq state-done done "$(jq -r .state /tmp/st2.json)"
+assert_eq nothing-more-advised null "$(jq -c .next /tmp/st2.json)"
 size=$(stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2 / 1048576}')
 check fs-fills-the-target "statfs $size MiB" [ "$size" -gt 1800 ]
 check old-source-vdb1-got-a-new-uuid "vdb1: $(blkid -p -s UUID -o value /dev/vdb1)" \

@@ -78,6 +78,8 @@ pub fn wrap(
         }
         None => src,
     };
+    // a root on dm-crypt is not wrapped: a wrapper there would let a migration copy plaintext
+    crate::migrate::preflight::check_not_encrypted(&src, "the root")?;
     match kind {
         Kind::Dm => crate::backend::dm_mirror::wrap(&Dm::open()?, &src, &full),
         Kind::Md => crate::backend::md_raid1::wrap(&src, &full),

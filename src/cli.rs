@@ -307,6 +307,7 @@ impl FinishArgs {
                 .initramfs
                 .unwrap_or(crate::finish::initramfs::Mode::Regenerate),
             boot_partition: None,
+            force: false,
         }
     }
 }

@@ -86,7 +86,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     None
                 },
-                finish: finish.options(),
+                finish: rootshift::finish::Options {
+                    force,
+                    ..finish.options()
+                },
             })
         }
         Command::Install {

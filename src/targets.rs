@@ -13,7 +13,6 @@ use crate::error::hint;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::dm::Dm;
-use crate::kernel::fs::{probe, PROBE_BYTES};
 use crate::migrate::preflight;
 use crate::units::human;
 use crate::wrapper;
@@ -27,7 +26,7 @@ pub struct Candidate {
     pub size_bytes: u64,
     pub model: Option<String>,
     pub serial: Option<String>,
-    /// What is on it now, as far as a signature probe of its start tells.
+    /// What is on it now: the signatures wipefs finds (the built-in probe where it is missing).
     pub holds: Option<String>,
     pub usable: bool,
     /// Why not (the refusal `migrate` would give), and the way out.
@@ -95,11 +94,7 @@ pub fn targets(name: Option<&str>, json_out: bool) -> Result<()> {
             serial: dsys.as_ref().and_then(|s| {
                 read_trim(s.join("serial")).or_else(|| read_trim(s.join("device/serial")))
             }),
-            holds: d
-                .read_head(PROBE_BYTES)
-                .ok()
-                .and_then(|h| probe(&h))
-                .map(|c| c.describe().to_string()),
+            holds: crate::disk::signatures::holds(&d).ok().flatten(),
             usable,
             why_not,
             hint: how,

@@ -6,6 +6,7 @@
 //! gptman uses and the usual text form.
 
 pub mod layout;
+pub mod signatures;
 pub mod wipe;
 
 use std::fmt;

@@ -117,22 +117,67 @@ fn package_installed(pkg: &str) -> bool {
 
 /// Decide the boot loader for `target` and check that it can be installed, refusing (nothing
 /// changed) with what is missing.
-pub fn plan(choice: Choice, target: &BlockDev) -> Result<Plan> {
+/// `force`: an existing ESP holding something else than a FAT filesystem is formatted anyway.
+pub fn plan(choice: Choice, target: &BlockDev, force: bool) -> Result<Plan> {
     let dp = if target.is_partition() {
         Some(disk::locate(target)?)
     } else {
         None
     };
-    plan_on(choice, dp, target, false)
+    plan_on(choice, dp, target, false, force)
 }
 
 /// [`plan`] for a layout `rootshift install` is about to write: `dp` is the planned table, its
 /// partitions have no devices yet, and the ESP will be new (formatted).
 pub fn plan_fresh(choice: Choice, dp: DiskPart, target: &BlockDev) -> Result<Plan> {
-    plan_on(choice, Some(dp), target, true)
+    plan_on(choice, Some(dp), target, true, false)
 }
 
-fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool) -> Result<Plan> {
+/// What an existing ESP holds, as far as formatting it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EspContent {
+    /// A FAT filesystem (and nothing else): used as it is.
+    Fat,
+    /// No signature and its first MiB all zeros: formatted.
+    Blank,
+    /// Anything else, in words: formatted only with --force.
+    Other(String),
+}
+
+/// The full probe (wipefs, else the built-in one) and, when it finds nothing, the first MiB:
+/// data no probe recognises is still data, and mkfs.vfat would destroy it.
+fn esp_content(dev: &BlockDev) -> Result<EspContent> {
+    let sigs = crate::disk::signatures::probe(dev)?;
+    match sigs {
+        Some(s) if !s.is_empty() => {
+            return Ok(if s.only(&["vfat"]) {
+                EspContent::Fat
+            } else {
+                EspContent::Other(s.to_string())
+            })
+        }
+        Some(_) => {}
+        None => match probe(&dev.read_head(PROBE_BYTES)?) {
+            Some(Content::Vfat) => return Ok(EspContent::Fat),
+            Some(other) => return Ok(EspContent::Other(other.describe().into())),
+            None => {}
+        },
+    }
+    let head = dev.read_head(1 << 20)?;
+    Ok(if head.iter().all(|&b| b == 0) {
+        EspContent::Blank
+    } else {
+        EspContent::Other("data no probe recognises (its first MiB is not blank)".into())
+    })
+}
+
+fn plan_on(
+    choice: Choice,
+    dp: Option<DiskPart>,
+    target: &BlockDev,
+    fresh: bool,
+    force: bool,
+) -> Result<Plan> {
     let efi_firmware = Path::new("/sys/firmware/efi").exists();
     let Some(dp) = dp else {
         if choice == Choice::None {
@@ -224,9 +269,10 @@ fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool)
             if fresh {
                 esp_mkfs = has_tool("mkfs.vfat");
             } else if let Some(dev) = disk::part_dev(&dp.disk, p.number) {
-                match probe(&dev.read_head(PROBE_BYTES)?) {
-                    Some(Content::Vfat) => esp = Some(dev),
-                    None if has_tool("mkfs.vfat") => {
+                // not needed to boot: formatted only when blank, left alone otherwise
+                match esp_content(&dev)? {
+                    EspContent::Fat => esp = Some(dev),
+                    EspContent::Blank if has_tool("mkfs.vfat") => {
                         esp_mkfs = true;
                         esp = Some(dev);
                     }
@@ -258,23 +304,27 @@ fn plan_on(choice: Choice, dp: Option<DiskPart>, target: &BlockDev, fresh: bool)
                         p.number
                     )
                 })?;
-                let head = dev.read_head(PROBE_BYTES)?;
-                match probe(&head) {
-                    Some(Content::Vfat) => {}
-                    None => {
+                match esp_content(&dev)? {
+                    EspContent::Fat => {}
+                    EspContent::Blank => {
                         esp_mkfs = true;
                         need_tools(&["mkfs.vfat"], "dosfstools")?;
                     }
-                    Some(other) => {
+                    EspContent::Other(_) if force => {
+                        esp_mkfs = true;
+                        need_tools(&["mkfs.vfat"], "dosfstools")?;
+                    }
+                    EspContent::Other(what) => {
                         return Err(refuse(
                             format!(
-                                "the EFI System Partition {} holds {}, not a FAT filesystem",
-                                dev.display(),
-                                other.describe()
+                                "the EFI System Partition {} holds {what}, not a FAT filesystem; formatting it \
+                                 would destroy that",
+                                dev.display()
                             ),
-                            Some(
-                                "wipe it (wipefs -a) so rootshift formats it, or pick another disk",
-                            ),
+                            Some(&format!(
+                                "check it is the right disk; wipe it (wipefs -a {}) or pass --force to format it",
+                                dev.display()
+                            )),
                         ))
                     }
                 }

@@ -47,6 +47,9 @@ pub struct Options {
     /// A partition to become /boot (formatted ext4, /boot's files copied in): `rootshift install
     /// --boot-partition`.
     pub boot_partition: Option<PathBuf>,
+    /// `migrate --force`: an ESP on the target disk that holds something else than FAT is
+    /// formatted anyway.
+    pub force: bool,
 }
 
 /// Something of the old disk the running system still uses besides `/`.
@@ -362,13 +365,9 @@ pub fn run(
     if new_text != fstab_text {
         ids::write_atomic(Path::new("/etc/fstab"), new_text.as_bytes(), 0o644)?;
     }
-    if let Ok(ct) = fs::read_to_string("/etc/crypttab") {
-        let nt = ct.replace(&format!("UUID={before}"), &format!("UUID={root_uuid}"));
-        if nt != ct {
-            ids::write_atomic(Path::new("/etc/crypttab"), nt.as_bytes(), 0o600)?;
-            lines.push("crypttab: root UUID updated".into());
-        }
-    }
+    // /etc/crypttab is left alone: it names LUKS containers by the LUKS header's UUID, which no
+    // step here changes (an encrypted root is refused before the copy; the filesystem UUID
+    // changed above never appears there)
     step(rec, &mut save, "fstab", lines);
 
     // ---- boot loader package, initramfs, boot loader

@@ -61,7 +61,7 @@ pub fn preflight(
             Some("migrate without --install"),
         ));
     }
-    let boot = bootloader::plan(opts.bootloader, target)?;
+    let boot = bootloader::plan(opts.bootloader, target, opts.force)?;
     let (initramfs_tool, kernels) = initramfs::check(opts.initramfs)?;
     let mut leftovers = vec![];
     if let (false, Some(source)) = (live_source, source) {

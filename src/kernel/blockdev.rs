@@ -206,6 +206,25 @@ impl BlockDev {
         read_trim(&self.sysfs.join("dm/name"))
     }
 
+    /// The model and serial of the disk this device is on, as sysfs has them (either may be
+    /// missing: virtio disks have no model, some USB bridges no serial).
+    pub fn disk_model_serial(&self) -> (Option<String>, Option<String>) {
+        let Ok(d) = self.whole_disk() else {
+            return (None, None);
+        };
+        let get = |f: &str| read_trim(&d.sysfs.join(f)).filter(|s| !s.is_empty());
+        let model = get("device/model");
+        let serial = get("serial")
+            .or_else(|| get("device/serial"))
+            .or_else(|| get("device/wwid"));
+        (model, serial)
+    }
+
+    /// The dm uuid when this is a device-mapper device that has one.
+    pub fn dm_uuid(&self) -> Option<String> {
+        read_trim(&self.sysfs.join("dm/uuid")).filter(|u| !u.is_empty())
+    }
+
     /// The backing file when this is a loop device.
     pub fn loop_backing_file(&self) -> Option<PathBuf> {
         read_trim(&self.sysfs.join("loop/backing_file")).map(PathBuf::from)

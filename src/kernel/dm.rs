@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use devicemapper::{DevId, DmFlags, DmName, DmOptions, DmUuid, DM};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::blockdev::BlockDev;
 use nix::sys::stat::{mknod, Mode, SFlag};
 
 use super::devnum::DevNum;
@@ -232,6 +234,40 @@ impl Dm {
             Err(e) => Err(anyhow!("poll on /dev/mapper/control: {e}")),
         }
     }
+}
+
+/// Whether a dm uuid is cryptsetup's (`CRYPT-LUKS2-…`, `CRYPT-PLAIN-…`; systemd-cryptsetup and
+/// the initrds open LUKS through libcryptsetup, which sets it).
+pub fn is_crypt_uuid(uuid: &str) -> bool {
+    uuid.starts_with("CRYPT-")
+}
+
+/// The first dm-crypt device in `dev`'s stack — `dev` itself or any device below it (LVM on LUKS
+/// included): a cryptsetup uuid, or a `crypt` table (a mapping made without cryptsetup). Above
+/// such a device the data is plaintext: copying it elsewhere writes it unencrypted.
+pub fn crypt_in_stack(dev: &BlockDev) -> Option<BlockDev> {
+    let dm = Dm::open().ok();
+    let mut todo = vec![dev.clone()];
+    let mut seen = 0;
+    while let Some(d) = todo.pop() {
+        seen += 1;
+        if seen > 64 {
+            break; // a stack is never this deep; sysfs loops are not followed forever
+        }
+        if let Some(name) = d.dm_name() {
+            let by_uuid = d.dm_uuid().is_some_and(|u| is_crypt_uuid(&u));
+            let by_table = || {
+                dm.as_ref()
+                    .and_then(|dm| dm.table(&name).ok())
+                    .is_some_and(|t| t.iter().any(|l| l.target == "crypt"))
+            };
+            if by_uuid || by_table() {
+                return Some(d);
+            }
+        }
+        todo.extend(d.slaves());
+    }
+    None
 }
 
 /// Whether a udev daemon is running (the same test libdevmapper and the devicemapper crate use).

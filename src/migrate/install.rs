@@ -69,7 +69,8 @@ pub(super) fn installed(
             journal.install = Some(rec.clone());
             let _ = journal.save();
             Err(e.context(format!(
-                "the system runs on {} with all its data, but making it boot on its own failed; fix the cause                  and run `rootshift finish`",
+                "the system runs on {} with all its data, but making it boot on its own failed; fix the cause \
+                 and run `rootshift finish`",
                 target.display()
             )))
         }

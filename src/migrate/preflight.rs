@@ -9,7 +9,6 @@ use devicemapper::Bytes;
 use crate::error::refuse;
 use crate::kernel::blockdev::{human, BlockDev, BlockDevError};
 use crate::kernel::devnum::DevNum;
-use crate::kernel::fs::{probe, PROBE_BYTES};
 use crate::kernel::mounts::{self, Swaps};
 use crate::wrapper::{self, Wrapper};
 
@@ -46,6 +45,28 @@ pub fn resolve_target(path: &Path) -> Result<BlockDev> {
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An encrypted root is never copied as plaintext: refuse a source with dm-crypt in its stack
+/// (the wrapper would sit above the `luks-*` mapping and mirror decrypted blocks onto the
+/// target). `what`: how the caller names the device ("the root", "SOURCE").
+pub fn check_not_encrypted(source: &BlockDev, what: &str) -> Result<()> {
+    let Some(c) = crate::kernel::dm::crypt_in_stack(source) else {
+        return Ok(());
+    };
+    Err(refuse(
+        format!(
+            "{what} {} is on the dm-crypt device {} ({}): moving it would write the decrypted data to \
+             the target unencrypted",
+            source.display(),
+            c.display(),
+            c.dm_uuid().unwrap_or_else(|| "a crypt table".into())
+        ),
+        Some(
+            "rootshift does not move encrypted roots yet (the LUKS container has to move, not its \
+             plaintext); copy the LUKS partition from a live system, or boot with rd.rootshift=0",
+        ),
+    ))
 }
 
 /// Every check against the target, in a fixed order (so the first problem found is reported).
@@ -109,16 +130,14 @@ pub fn check_target(
         ));
     }
     if !force {
-        let head = target
-            .read_head(PROBE_BYTES)
-            .with_context(|| format!("reading the start of {t}"))?;
-        if let Some(c) = probe(&head) {
+        // what blkid -p / wipefs -n find anywhere on it (md superblocks and ZFS labels sit at
+        // the end); the built-in probe of the start where wipefs is missing
+        let holds = crate::disk::signatures::holds(target)
+            .with_context(|| format!("probing {t} for signatures"))?;
+        if let Some(what) = holds {
             return Err(refuse(
-                format!(
-                    "target {t} already holds {}; migrating would overwrite it",
-                    c.describe()
-                ),
-                Some("check it is the right disk; pass --force to overwrite it"),
+                format!("target {t} already holds {what}; migrating would overwrite it"),
+                Some("check it is the right disk (wipefs -n shows what is there); pass --force to overwrite it"),
             ));
         }
     }

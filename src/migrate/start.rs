@@ -28,6 +28,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         .first()
         .ok_or_else(|| anyhow!("{} maps no device", w.name))?;
     let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
+    preflight::check_not_encrypted(&source, &format!("the source of {}", w.name))?;
     let target = preflight::resolve_target(&opts.target)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
     let mut clones: Vec<BlockDev> = vec![];
@@ -128,9 +129,28 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             )
         })
         .unwrap_or_default();
+    // the prompt names the disk as its label says (model, serial) and what is on it now
+    let about = if opts.yes {
+        String::new()
+    } else {
+        let (model, serial) = target.disk_model_serial();
+        let holds = crate::disk::signatures::holds(&target)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "no signature found".into());
+        [
+            model,
+            serial.map(|s| format!("serial {s}")),
+            Some(format!("holds: {holds}")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|x| format!("; {x}"))
+        .collect()
+    };
     confirm(
         &format!(
-            "Move {what} from {} ({}) to {} ({})? Everything on {} will be overwritten.{then}",
+            "Move {what} from {} ({}) to {} ({}{about})? Everything on {} will be overwritten.{then}",
             source.display(),
             human(checked.source_size),
             target.display(),

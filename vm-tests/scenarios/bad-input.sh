@@ -3,8 +3,10 @@
 # substring, and change nothing (dm devices, wrapper status, swaps, mounts, the target's first MiB).
 # Disks: vda 512M source | vdb 256M too small | vdc 1G holds ext4 | vdd 1G mounted | vde 1G swap
 #        vdf 1G held by another wrapper | vdg 1G with 4096-byte logical blocks | vdh 1G free and valid
+#        vdi 1G md 1.0 superblock at its end | vdj 1G ZFS label | vdk 1G GPT whose ESP holds unrecognised data
+#        vdl 1G under a dm-crypt mapping | vdm 1G free
 # vm-fs: ext4
-# vm-disks: 512M 256M 1G 1G 1G 1G 1G,lbs=4096 1G
+# vm-disks: 512M 256M 1G 1G 1G 1G 1G,lbs=4096 1G 1G 1G 1G 1G 1G
 # vm-timeout: 600
 . /vmtest/lib.sh
 SRC_SZ=$(sectors /dev/vda)
@@ -41,6 +43,7 @@ snapshot() {  # snapshot OUT [TARGET]
     echo "mounts: $(awk '{print $1 "@" $2}' /proc/mounts | tr '\n' ' ')"
     if [ -n "$2" ] && [ -b "$2" ] && [ "$2" != /dev/vda ] && [ "$2" != /dev/mapper/overlap ]; then
       echo "first MiB of $2: $(head -c 1048576 "$2" | sha256sum | cut -c1-16)"
+      echo "last MiB of $2: $(dd if="$2" bs=1M skip=$(( $(sectors "$2") / 2048 - 1 )) count=1 2>/dev/null | sha256sum | cut -c1-16)"
     fi
   } > "$1" 2>&1
 }
@@ -82,7 +85,7 @@ check too-small-names-sizes "want $((SRC_SZ * 512)) and $(( $(sectors /dev/vdb) 
   sh -c "grep -qw $((SRC_SZ * 512)) /tmp/err && grep -qw $(( $(sectors /dev/vdb) * 512 )) /tmp/err"
 refuse block-size      "logical block size"              /dev/vdg  $M /dev/vdg --yes
 refuse already-holds   "already holds"                   /dev/vdc  $M /dev/vdc --yes
-check already-holds-names-fs "$(head -1 /tmp/err)" grep -qE 'already holds an? [^ ]*ext' /tmp/err
+check already-holds-names-fs "$(head -1 /tmp/err)" grep -qE 'already holds ext4 "holdme"' /tmp/err
 check vdc-fs-intact "blkid: $(blkid -p -o export /dev/vdc 2>&1 | grep -E '^(TYPE|LABEL)=' | tr '\n' ' ')" \
   sh -c 'blkid -p -s TYPE -o value /dev/vdc | grep -qx ext4 && e2fsck -fn /dev/vdc >/dev/null 2>&1'
 
@@ -124,6 +127,39 @@ refuse clone-is-target  "named twice"                    /dev/vdh  $M /dev/vdh -
 refuse no-confirmation  "confirmation needed"            /dev/vdh  sh -c "$M /dev/vdh < /dev/null"
 refuse status-no-such-name   "there is no rootshift wrapper named rootshift-nosuch" ""        rootshift status --json --name nosuch
 refuse migrate-no-such-name  "there is no rootshift wrapper named rootshift-nosuch" /dev/vdh  $M /dev/vdh --yes --name nosuch
+
+# Issue 16 §3: "already holds" is what wipefs (libblkid's full probe) finds anywhere on the target, not only in its
+# first 68 KiB: an md 1.0 superblock (8 KiB before the end of the 1 GiB vdi; written here byte for byte, checksum
+# included) and a ZFS label (uberblock magics in labels 0 and 1 of vdj) are refused without --force.
+MD10=/E4rqQEAAAAAAAAAAAAAAKXKVn1JIB9IgYYuCTkkPgJyb290c2hpZnQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAQAAAAAAAADw/x8AAAAAAAAAAAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPD/HwAAAAAA8P8fAAAAAAAAAAAAAAAAAAAAAAAAAAAARTS45mT3zrBKiWI9wZsc1gAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAjg1MAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA//8AAAAA
+step setup-vdi-md10 sh -c "echo $MD10 | base64 -d | dd of=/dev/vdi bs=512 seek=2097136 conv=notrunc status=none && sync"
+zfs_label() { for L in 0 262144; do for i in 0 1 2 3 4 5 6 7; do
+  printf '\014\261\272\000\000\000\000\000' | dd of=/dev/vdj bs=1 seek=$((L + 131072 + i * 1024)) conv=notrunc status=none || return 1
+done; done; sync; }
+step setup-vdj-zfs zfs_label
+say "wipefs -n: vdi: $(wipefs -n /dev/vdi | tail -n +2 | head -2 | tr '\n' '|') vdj: $(wipefs -n /dev/vdj | tail -n +2 | head -1)"
+refuse md10-at-the-end  "already holds linux_raid_member" /dev/vdi  $M /dev/vdi --yes
+refuse zfs-label        "already holds zfs_member"       /dev/vdj  $M /dev/vdj --yes
+rootshift targets --json > /tmp/targets2.json 2>&1
+tj2() { jq -r --arg p "$1" '.targets[] | select(.path == $p) | "\(.usable) \(.holds // "")"' /tmp/targets2.json; }
+check targets-vdi-holds-md "$(tj2 /dev/vdi)" sh -c 'echo "$1" | grep -q "^false linux_raid_member"' _ "$(tj2 /dev/vdi)"
+check targets-vdj-holds-zfs "$(tj2 /dev/vdj)" sh -c 'echo "$1" | grep -q "^false zfs_member"' _ "$(tj2 /dev/vdj)"
+# an ESP whose content no probe recognises (random bytes) is not run through mkfs.vfat: refused; with --force the
+# ESP passes and the next check answers (this guest has no mkfs.vfat or grub-efi: "missing on this system"), the
+# ESP still untouched
+step setup-vdk-gpt-esp sh -c "printf 'label: gpt\nsize=64MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' | sfdisk -q /dev/vdk && head -c 1048576 /dev/urandom > /tmp/junk && dd if=/tmp/junk of=/dev/vdk1 bs=1M conv=notrunc status=none && sync"
+refuse esp-unknown      "EFI System Partition /dev/vdk1 holds data no probe recognises" /dev/vdk1  $M /dev/vdk2 --install --bootloader grub-efi --initramfs keep --yes
+refuse esp-unknown-force "missing on this system"       /dev/vdk1  $M /dev/vdk2 --install --bootloader grub-efi --initramfs keep --yes --force
+check esp-force-passed-the-esp "$(head -1 /tmp/err)" sh -c '! grep -q "EFI System Partition" /tmp/err'
+check esp-kept-its-bytes "first MiB of vdk1 = the junk written" sh -c 'head -c 1048576 /dev/vdk1 | cmp -s - /tmp/junk'
+# Issue 16 §2: a root on dm-crypt is neither wrapped at boot nor migrated (the copy would be plaintext). The mapping
+# is made without cryptsetup (cipher_null, no uuid): recognised by its crypt table.
+step setup-crypt rootshift testing dm-create plain "0 $(sectors /dev/vdl) crypt cipher_null-ecb - 0 /dev/vdl 0"
+refuse wrap-on-crypt    "is on the dm-crypt device"      ""        rootshift wrap /dev/mapper/plain --name cr
+check wrap-on-crypt-no-wrapper "$(ls /dev/mapper | tr '\n' ' ')" [ ! -e /dev/mapper/rootshift-cr ]
+step setup-wrapper-over-crypt rootshift testing dm-create rootshift-crw "0 $(sectors /dev/vdl) linear /dev/mapper/plain 0"
+refuse migrate-crypt-source "moving it would write the decrypted data" /dev/vdm $M /dev/vdm --name crw --yes
+step remove-crypt-fixtures sh -c "rootshift testing dm-remove rootshift-crw && rootshift testing dm-remove plain"
 
 # The boot-time guard: two devices with the same filesystem UUID and no journal saying which one is complete (what
 # an interrupted migration could leave) -> `rootshift wrap` refuses to pick (exit 4; the initrd hooks stop the boot).

@@ -126,6 +126,10 @@ pub enum Command {
         /// background process); follow it with `rootshift status --follow`. Needs --yes.
         #[arg(long)]
         detach: bool,
+        /// Run every check and show the plan (source, target, copy, install step), then stop:
+        /// nothing is changed (exit 0: it would run; 2: refused, with the reason).
+        #[arg(long, conflicts_with_all = ["resume", "detach"])]
+        dry_run: bool,
         /// Wrapper name (default: the one / is mounted from).
         #[arg(long)]
         name: Option<String>,

@@ -238,6 +238,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     let mut finish_opts = opts.finish.clone();
     finish_opts.boot_partition = plan.boot().map(|b| devs[&b.number].path.clone());
     migrate::migrate_locked(&migrate::MigrateOptions {
+        dry_run: false,
         target: target.path.clone(),
         name: opts.name.clone(),
         yes: true,

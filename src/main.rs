@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             json,
             detach: _,
+            dry_run,
             name,
             copy,
             region_size,
@@ -61,14 +62,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_install,
             finish,
         } => {
-            session::start_event_log();
-            let _inhibit = session::Inhibitor::take(&format!(
+            // a dry run changes nothing: no event log, no inhibitor
+            if !dry_run {
+                session::start_event_log();
+            }
+            let _inhibit = (!dry_run).then(|| session::Inhibitor::take(&format!(
                 "rootshift is moving the root filesystem{}: powering off now would need a recovery at the next boot",
                 target.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default()
-            ));
+            )));
             migrate::migrate(&migrate::MigrateOptions {
                 target: target.unwrap_or_default(),
                 resume,
+                dry_run,
                 name,
                 yes,
                 force,
@@ -227,6 +232,8 @@ fn main() -> ExitCode {
                 "message": format!("{e:#}"),
                 "hint": hint(&e),
                 "exit_code": code,
+                // the state the system is in after the failure (null: no wrapper)
+                "system": rootshift::status::system_now(),
             });
             rootshift::progress::log_event(&ev);
             if json {

@@ -9,6 +9,7 @@ use crate::kernel::blockdev::BlockDev;
 use crate::kernel::dm::Dm;
 use crate::kernel::dmtable::Health;
 use crate::kernel::mounts;
+use crate::state::bootrecord::BootRecord;
 use crate::state::core::advice::{self, Advice};
 use crate::state::journal::{Journal, Step};
 use crate::units::human;
@@ -105,7 +106,9 @@ pub fn report(w: &Wrapper) -> Result<Report> {
         // the journal's target by identity (numbers change between boots), by number only when
         // it was recorded without one
         let on_target = journal.as_ref().is_some_and(|j| {
-            j.step.switched()
+            // from `switching` on: after a crash there the boot chose the target (the power-cut
+            // campaign's runs at the switching failpoints were advised `abort` on the target)
+            j.step.target_may_run()
                 && match j.target.identity.as_ref().filter(|i| i.is_known()) {
                     Some(i) => BlockDev::from_devnum(dev)
                         .is_ok_and(|d| i.matches(&crate::migrate::recovery::Identity::of(&d))),
@@ -218,34 +221,71 @@ fn print_human(r: &Report) {
     }
 }
 
+/// The version of `status --json`'s shape (`docs/json.md`).
+pub const STATUS_VERSION: u32 = 1;
+
+/// `status --json`: one shape, also when nothing is wrapped.
+#[derive(Debug, Serialize)]
+pub struct StatusDoc {
+    pub version: u32,
+    /// The wrappers asked for (the root's, or all; empty when none exists).
+    pub wrappers: Vec<Report>,
+    /// What the initrd hook did at this boot (None: it did not run).
+    pub boot: Option<BootRecord>,
+}
+
 /// `rootshift status [--name N] [--json]`.
 pub fn status(name: Option<&str>, json: bool) -> Result<()> {
     let dm = Dm::open().ok();
-    let all = wrapper::list(dm.as_ref())?;
+    let boot = BootRecord::read();
+    // an explicit name that does not exist is an error in either form
     let chosen: Vec<Wrapper> = if name.is_some() {
         vec![wrapper::find(dm.as_ref(), name)?]
     } else if let Ok(w) = wrapper::find(dm.as_ref(), None) {
         vec![w]
     } else {
-        all
+        wrapper::list(dm.as_ref())?
     };
-    if chosen.is_empty() {
-        return Err(refuse(
-            "no rootshift wrapper exists (no device-mapper device named rootshift-*)",
-            Some("the root is wrapped at boot by the rootshift initrd hook, or by `rootshift wrap` before mounting"),
-        ));
-    }
     let reports = chosen.iter().map(report).collect::<Result<Vec<_>>>()?;
     if json {
-        if reports.len() == 1 {
-            println!("{}", serde_json::to_string_pretty(&reports[0])?);
-        } else {
-            println!("{}", serde_json::to_string_pretty(&reports)?);
-        }
-    } else {
-        for r in &reports {
-            print_human(r);
-        }
+        let doc = StatusDoc {
+            version: STATUS_VERSION,
+            wrappers: reports,
+            boot,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    if reports.is_empty() {
+        let this_boot = match &boot {
+            Some(b) => format!("this boot: the rootshift hook {}", b.summary()),
+            None => "this boot: the rootshift initrd hook did not run (no /run/rootshift/boot)".into(),
+        };
+        return Err(refuse(
+            "no rootshift wrapper exists (no device-mapper device named rootshift-*)",
+            Some(&format!(
+                "{this_boot}; the root is wrapped at boot by the rootshift initrd hook, or by `rootshift wrap` before mounting"
+            )),
+        ));
+    }
+    for r in &reports {
+        print_human(r);
+    }
+    if let Some(b) = boot.filter(|b| b.state != "wrapped") {
+        println!("boot hook: {}", b.summary());
     }
     Ok(())
+}
+
+/// What the system runs on now, for the `error` event (best effort; None without a wrapper):
+/// `{"wrapper", "state", "on"}` — `on` the paths of the devices the root's wrapper maps.
+pub fn system_now() -> Option<serde_json::Value> {
+    let dm = Dm::open().ok();
+    let w = wrapper::find(dm.as_ref(), None).ok()?;
+    let r = report(&w).ok()?;
+    Some(serde_json::json!({
+        "wrapper": r.name,
+        "state": r.state,
+        "on": r.legs.iter().map(|l| l.path.clone()).collect::<Vec<_>>(),
+    }))
 }

@@ -80,6 +80,8 @@ pub struct MigrateOptions {
     pub throttle: Option<u32>,
     /// Continue an interrupted migration instead of starting one.
     pub resume: bool,
+    /// Every check and the plan, nothing changed.
+    pub dry_run: bool,
     /// Devices filled in the same pass as the target, detached at the switch with the
     /// filesystem frozen, then given their own filesystem UUID (root clones).
     pub clones: Vec<PathBuf>,

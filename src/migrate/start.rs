@@ -5,7 +5,13 @@ use super::*;
 /// `rootshift migrate TARGET` (or `--resume`).
 pub fn migrate(opts: &MigrateOptions) -> Result<()> {
     preflight::require_root()?;
-    let _lock = Lock::acquire()?;
+    // a dry run writes nothing, not even the lock file (a migration under way is refused by
+    // the attached-mirror check all the same)
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(Lock::acquire()?)
+    };
     migrate_locked(opts)
 }
 
@@ -129,6 +135,50 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             )
         })
         .unwrap_or_default();
+    if opts.dry_run {
+        let progress = Progress::new(opts.json);
+        let copy = serde_json::to_value(opts.copy)?;
+        progress.event(
+            "plan",
+            &format!(
+                "would move {what} from {} ({}) to {} ({}) through {} ({}, copy {}){}{then}",
+                source.display(),
+                human(checked.source_size),
+                target.display(),
+                human(checked.target_size),
+                w.name,
+                backend.kind(),
+                copy.as_str().unwrap_or("?"),
+                if clones.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", clones {}",
+                        clones.iter().map(|c| c.display()).collect::<Vec<_>>().join(", ")
+                    )
+                },
+            ),
+            json!({
+                "wrapper": w.name,
+                "backend": backend.kind(),
+                "source": record(&source, checked.source_size),
+                "target": record(&target, checked.target_size),
+                "copy_mode": copy,
+                "clones": clones.iter().map(|c| record(c, c.size().unwrap_or(Bytes(0)))).collect::<Vec<_>>(),
+                "install": install.as_ref().map(|p| json!({
+                    "bootloader": p.boot.bootloader.as_str(),
+                    "initramfs": format!("{:?}", p.initramfs).to_lowercase(),
+                })),
+                "target_holds": crate::disk::signatures::holds(&target).ok().flatten(),
+            }),
+        );
+        progress.event(
+            "dry-run",
+            "dry run: every check passed, nothing was changed",
+            json!({}),
+        );
+        return Ok(());
+    }
     // the prompt names the disk as its label says (model, serial) and what is on it now
     let about = if opts.yes {
         String::new()

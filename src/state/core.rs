@@ -60,6 +60,11 @@ impl Step {
     pub fn switched(self) -> bool {
         matches!(self, Step::Switched | Step::Grown | Step::Done)
     }
+    /// The target may be the device the system runs on: from `switching` (every write reached
+    /// it, and the boot choice picks it after a crash there) to `done`.
+    pub fn target_may_run(self) -> bool {
+        self == Step::Switching || self.switched()
+    }
 }
 
 /// The journal format versions this build reads. A journal of any other version is never

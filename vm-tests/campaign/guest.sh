@@ -110,7 +110,10 @@ if [ "$VMTEST_PHASE" = after1 ] || [ "$VMTEST_PHASE" = after2 ]; then
   say "disks: $(for d in /sys/block/vd?; do echo "${d##*/}=$(cat $d/serial)"; done | tr '\n' ' '); kernel: $(kernel_rootshift_lines | tr '\n' '|' | cut -c1-400)"
   check "root-on-$BACKEND-wrapper" "/ on $ROOTK" wrapper_is "$BACKEND" "$ROOTK"
   LEG=$(root_leg); ROLE=$(role_of "$LEG")
-  rootshift status --json > "$RES/status-$VMTEST_PHASE.json" 2>&1
+  status_json "$RES/status-$VMTEST_PHASE.json"
+  D="$RES/status-$VMTEST_PHASE.json.doc"
+  check status-json-one-shape "$(jq -c '{version, wrappers: (.wrappers | length), boot: .boot.state}' "$D" 2>&1 | cut -c1-200)" \
+    jq -e '.version == 1 and (.wrappers | length) == 1 and .boot.state == "wrapped"' "$D"
   JSTEP=$(jq -r '.journal.step // "none"' "$RES/status-$VMTEST_PHASE.json")
   say "booted $ROLE ($LEG); journal step $JSTEP; status advises: $(jq -r '.next.command // "nothing"' "$RES/status-$VMTEST_PHASE.json")"
   figure "booted_$VMTEST_PHASE" "$ROLE"
@@ -134,7 +137,7 @@ if [ "$VMTEST_PHASE" = after1 ] || [ "$VMTEST_PHASE" = after2 ]; then
   # what status advises, until it advises nothing
   : > "$RES/advice"
   for i in 1 2 3; do
-    rootshift status --json > /run/st.json 2>&1
+    status_json /run/st.json
     cmd=$(jq -r '.next.command // empty' /run/st.json); act=$(jq -r '.next.action // empty' /run/st.json)
     [ -z "$cmd" ] && break
     echo "$act" >> "$RES/advice"
@@ -145,7 +148,7 @@ if [ "$VMTEST_PHASE" = after1 ] || [ "$VMTEST_PHASE" = after2 ]; then
     check "advice-$i-$act-exit-0" "$cmd: exit $rc; $(tail -3 "/run/r$i.err" | tr '\n' '|' | cut -c1-300)" [ "$rc" = 0 ]
     [ "$rc" = 0 ] || break
   done
-  rootshift status --json > "$RES/status-final.json" 2>&1
+  status_json "$RES/status-final.json"
   assert_eq nothing-more-advised "" "$(jq -r '.next.command // empty' "$RES/status-final.json")"
   LEG=$(root_leg); OUT=$(role_of "$LEG"); echo "$OUT" > "$RES/outcome"
   figure advice "$(tr '\n' ',' < "$RES/advice" | sed 's/,$//')"

@@ -148,8 +148,13 @@ backend() { cat "$RES/backend" 2>/dev/null || echo dm; }
 wrapper_node() { if [ "$(backend)" = md ]; then echo /dev/md_rootshift-root; else echo /dev/mapper/rootshift-root; fi; }
 wrapper_block() { if [ "$(backend)" = md ]; then echo md_rootshift-root; else dm_by_name rootshift-root; fi; }   # name in /sys/block
 dm_by_name() { for d in /sys/block/dm-*; do [ "$(cat "$d/dm/name" 2>/dev/null)" = "$1" ] && { basename "$d"; return 0; }; done; return 1; }
-# status_json OUT : rootshift status --json into OUT, returns its exit status
-status_json() { rootshift status --json > "$1" 2> "$1.err"; }
+# status_json OUT : `rootshift status --json` (one shape: {version, wrappers: [...], boot}) into OUT.doc, the first
+# wrapper's report into OUT ("null" when none); returns rootshift's exit status
+status_json() {
+  rootshift status --json > "$1.doc" 2> "$1.err"; local rc=$?
+  jq '.wrappers[0]' "$1.doc" > "$1" 2>> "$1.err" || cp "$1.doc" "$1"
+  return $rc
+}
 jget() { jq -r "$2" "$1" 2>/dev/null; }
 
 # ---- end of run (PID 1 only) ---------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ snapshot() {  # snapshot OUT [TARGET]
       [ -e "$d" ] || continue
       echo "$(basename "$d") name=$(cat "$d/dm/name") size=$(cat "$d/size") slaves=$(ls "$d/slaves" | tr '\n' ,) holders=$(ls "$d/holders" | tr '\n' ,)"
     done
-    rootshift status --json 2>&1 | jq -c '{table, legs, state}' 2>&1
-    rootshift status --json --name holder 2>&1 | jq -c '{table, legs, state}' 2>&1
+    rootshift status --json 2>&1 | jq -c '.wrappers[0] | {table, legs, state}' 2>&1
+    rootshift status --json --name holder 2>&1 | jq -c '.wrappers[0] | {table, legs, state}' 2>&1
     echo "swaps: $(tail -n +2 /proc/swaps | awk '{print $1}' | tr '\n' ' ')"
     echo "mounts: $(awk '{print $1 "@" $2}' /proc/mounts | tr '\n' ' ')"
     if [ -n "$2" ] && [ -b "$2" ] && [ "$2" != /dev/vda ] && [ "$2" != /dev/mapper/overlap ]; then
@@ -102,6 +102,25 @@ check targets-vde-swap "$(tj /dev/vde)" sh -c 'echo "$1" | grep -q "^false .*swa
 check targets-vdc-holds "$(tj /dev/vdc)" sh -c 'echo "$1" | grep -q "^false .*already holds"' _ "$(tj /dev/vdc)"
 check targets-vda-is-source "$(tj /dev/vda)" sh -c 'echo "$1" | grep -q "^false .*source"' _ "$(tj /dev/vda)"
 check targets-changed-nothing "state before/after" cmp -s /tmp/snap.t0 /tmp/snap.t1
+
+# `migrate --dry-run` (issue 16 §4): every check, the plan, nothing changed (the whole target disk hashed before and
+# after, the kernel's state, no event log, no lock file); refused the same way a real run is
+rm -f /run/rootshift/events.jsonl /run/rootshift/lock
+snapshot /tmp/snap.d0 /dev/vdh; H0=$(sha256sum < /dev/vdh | cut -c1-16)
+timeout 60 $M /dev/vdh --dry-run --json > /tmp/dry.json 2> /tmp/dry.err; rc=$?
+snapshot /tmp/snap.d1 /dev/vdh; H1=$(sha256sum < /dev/vdh | cut -c1-16)
+cp /tmp/dry.json /tmp/dry.err "$RES/" 2>/dev/null
+assert_eq dry-run-exit-0 0 "$rc"
+assert_eq dry-run-plan "plan /dev/vdh $(( $(sectors /dev/vdh) * 512 ))" "$(jq -r 'select(.event=="plan") | "\(.event) \(.target.path) \(.target.size_bytes)"' /tmp/dry.json)"
+assert_eq dry-run-last-event dry-run "$(tail -1 /tmp/dry.json | jq -r .event)"
+check_events dry-run-events-documented /tmp/dry.json
+check dry-run-disk-unchanged "sha256 of all of vdh: $H0 before, $H1 after" [ "$H0" = "$H1" ]
+check dry-run-state-unchanged "$(diff /tmp/snap.d0 /tmp/snap.d1 | head -3 | tr '\n' '|')" cmp -s /tmp/snap.d0 /tmp/snap.d1
+check dry-run-wrote-no-log-or-lock "$(ls /run/rootshift | tr '\n' ' ')" [ ! -e /run/rootshift/events.jsonl -a ! -e /run/rootshift/lock ]
+timeout 60 $M /dev/vdc --dry-run --json > /tmp/dry2.json 2> /tmp/dry2.err; rc=$?
+assert_eq dry-run-refused-exit-2 2 "$rc"
+assert_eq dry-run-refused-error-event "error 2" "$(tail -1 /tmp/dry2.json | jq -r '"\(.event) \(.exit_code)"')"
+check dry-run-refusal-names-it "$(head -1 /tmp/dry2.err)" grep -q 'already holds ext4 "holdme"' /tmp/dry2.err
 
 # -o: the lock fd is not inherited by `sleep`, so killing flock releases the lock
 flock -o /run/rootshift/lock sleep 120 &

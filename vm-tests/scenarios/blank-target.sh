@@ -22,7 +22,7 @@ ROOTSHIFT_FAILPOINTS="migrate::switching=error,migrate::rolled-back=kill" timeou
 sleep 1
 say "failed switch: exit $rc; stderr: $(tr '\n' '|' < /tmp/a.err | cut -c1-300)"
 assert_eq switch-fail/killed-after-detach 137 "$rc"
-assert_eq switch-fail/back-on-source "linear $(devnum /dev/vda)" "$(rootshift status --json | jq -r '"\(.table) \(.legs[0].dev)"')"
+assert_eq switch-fail/back-on-source "linear $(devnum /dev/vda)" "$(rootshift status --json | jq -r '.wrappers[0] | "\(.table) \(.legs[0].dev)"')"
 mkdir -p /mnt/t
 step switch-fail/mount-target-ro mount -t ext4 -o ro,noload /dev/vdb /mnt/t
 # the persisted copy: format 2 (two slots, the newer decides) or format 1 (a plain journal)
@@ -47,7 +47,7 @@ check old-table/backup-header-before "$(dd if=/dev/vdc bs=512 skip=$last count=1
 timeout 300 rootshift migrate /dev/vdc --yes --force --json > /tmp/b.json 2> /tmp/b.err; rc=$?
 say "migrate onto the old table: exit $rc; stderr: $(tr '\n' '|' < /tmp/b.err | cut -c1-300)"
 assert_eq old-table/migrate-exit-0 0 "$rc"
-assert_eq old-table/done-on-vdc "done $(devnum /dev/vdc)" "$(rootshift status --json | jq -r '"\(.state) \(.legs[0].dev)"')"
+assert_eq old-table/done-on-vdc "done $(devnum /dev/vdc)" "$(rootshift status --json | jq -r '.wrappers[0] | "\(.state) \(.legs[0].dev)"')"
 check old-table/no-partitions-left "$(ls /sys/block/vdc | grep '^vdc[0-9]' | tr '\n' ' ')" \
   sh -c '! ls /sys/block/vdc | grep -q "^vdc[0-9]"'
 tail=$(dd if=/dev/vdc bs=512 skip=$last count=1 2>/dev/null | head -c 8 | tr -d '\0')

@@ -17,7 +17,7 @@ assert_eq status-advises-resume "resume rootshift migrate --resume" "$(jq -r '"\
 timeout 600 rootshift migrate --resume --yes --json > /tmp/r.json 2> /tmp/r.err; rc=$?
 say "resume: exit $rc: $(tail -3 /tmp/r.err | tr '\n' '|') events: $(jq -r .event /tmp/r.json | uniq | tr '\n' ' ')"
 assert_eq resume-exit-0 0 "$rc"
-rootshift status --json > /tmp/st2.json
+status_json /tmp/st2.json
 assert_eq state-done done "$(jq -r .state /tmp/st2.json)"
 assert_eq nothing-more-advised null "$(jq -c .next /tmp/st2.json)"
 size=$(stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2 / 1048576}')

@@ -30,6 +30,6 @@ assert_eq fio-exit-0 0 "$frc"
 assert_eq fio-zero-verify-errors 0 "$verr"
 check fio-verified-everything "read back $verified of $written bytes" [ -n "$verified" -a "$verified" = "$written" -a "$verified" != null ]
 figure fio_verified_bytes "$verified"
-assert_eq on-target "$(devnum /dev/vdb)" "$(rootshift status --json | jq -r '[.legs[].dev] | join(",")')"
+assert_eq on-target "$(devnum /dev/vdb)" "$(rootshift status --json | jq -r '.wrappers[0] | [.legs[].dev] | join(",")')"
 fault_row "concurrent fio --verify writer through the migration" dm "0 verify errors; switched to the target" "$verified"
 scenario_done

@@ -42,7 +42,7 @@ if [ "$VMTEST_PHASE" = main ]; then
   say "migrate without --install, fstab by PARTUUID: exit $rc: $(tr '\n' '|' < /tmp/stale.err)"
   assert_eq stale-root-name-refused 2 "$rc"
   assert_contains stale-root-name-message /tmp/stale.err "/etc/fstab mounts / from PARTUUID=$PU"
-  assert_eq stale-root-name-unchanged "linear vda1" "$(rootshift status --json | jq -r '.table') $(slaves_of "$ROOTK")"
+  assert_eq stale-root-name-unchanged "linear vda1" "$(rootshift status --json | jq -r '.wrappers[0] | .table') $(slaves_of "$ROOTK")"
   cp /tmp/fstab.orig /etc/fstab
   step prefill-4MiB prefill /data 4 1
   writer_start /live 600 2
@@ -82,7 +82,7 @@ if [ "$VMTEST_PHASE" = main ]; then
     sh -c "dd if=/dev/vdb bs=512 count=1 2>/dev/null | grep -aq GRUB"
   check mbr-of-vda-untouched "$(dd if=/dev/vda bs=512 count=1 2>/dev/null | strings | tr '\n' ' ')" \
     sh -c "! dd if=/dev/vda bs=512 count=1 2>/dev/null | grep -aq GRUB"
-  rootshift status --json > "$RES/status.json" 2>&1
+  status_json "$RES/status.json"
   assert_eq journal-install-done done "$(jget "$RES/status.json" '.journal.install.state')"
   n0=$(writer_count); writer_wait_more 2 90
   step writer-stop-no-errors writer_stop

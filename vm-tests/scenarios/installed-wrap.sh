@@ -54,7 +54,7 @@ case "$EXPECT" in
     check kernel-log-says-wrapped "$(head -3 "$RES/kernel-rootshift.txt" | tr '\n' '|')" \
       grep -qF "/ is mounted from $node ($EXPECT wrapper over /dev/vda1)" "$RES/kernel-rootshift.txt"
     assert_eq no-wrap-errors 0 "$errors"
-    rootshift status --json > /tmp/st.json 2> /tmp/st.err; cp /tmp/st.json "$RES/status.json"
+    status_json /tmp/st.json; cp /tmp/st.json "$RES/status.json"
     assert_eq status-state wrapped "$(jget /tmp/st.json .state)"
     assert_eq status-legs "$(cat /sys/class/block/vda1/dev)" "$(jget /tmp/st.json '[.legs[].dev] | join(",")')"
     # the root fsck ran, clean, on the wrapper and not on the claimed partition. Who checks it depends on the initrd:
@@ -101,6 +101,13 @@ case "$EXPECT" in
       [ "$(journalctl -b -k --no-pager | grep -c 'rootshift: .*booting unwrapped')" -ge 1 ]
     rootshift status > /tmp/st.out 2> /tmp/st.err; rc=$?
     check status-refuses-unwrapped "exit=$rc: $(head -2 /tmp/st.err | tr '\n' ' ')" [ $rc = 2 ]
+    check status-names-the-boot-failure "$(tail -1 /tmp/st.err)" grep -q 'this boot: the rootshift hook failed' /tmp/st.err
+    # --json: the one shape, no wrappers, the hook's reason (issue 16 §4)
+    status_json /tmp/stj.json; rc=$?; cp /tmp/stj.json.doc "$RES/status-unwrapped.json"
+    assert_eq status-json-unwrapped-exit-0 0 "$rc"
+    assert_eq status-json-no-wrappers "1 0 failed" "$(jq -r '"\(.version) \(.wrappers | length) \(.boot.state)"' /tmp/stj.json.doc)"
+    jm=$(jq -r .boot.message /tmp/stj.json.doc); bm=$(boot_info message)
+    check status-json-boot-reason "status: '$jm'; /run/rootshift/boot: '$bm'" [ -n "$jm" -a "$jm" = "$bm" ]
     ;;
   *)
     record expect-known FAIL 0 "no rootshift.expect= on the command line: '$(cat /proc/cmdline)'"

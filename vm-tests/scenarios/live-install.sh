@@ -137,7 +137,7 @@ check system-running-after-eject "is-system-running=$state; failed: $(systemctl 
   [ "$state" = running ]
 check no-emergency "$(journalctl -b --no-pager | grep -ci 'emergency') journal lines mention emergency" \
   [ -z "$(journalctl -b --no-pager | grep -i 'emergency mode\|Reached target.*Emergency')" ]
-rootshift status --json > /tmp/st.json 2>&1; cp /tmp/st.json "$RES/status-after.json"
+status_json /tmp/st.json; cp /tmp/st.json "$RES/status-after.json"
 assert_eq status-state done "$(jget /tmp/st.json .state)"
 assert_eq status-legs "$(cat /sys/block/vda/dev)" "$(jget /tmp/st.json '[.legs[].dev] | join(",")')"
 B1=$(stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2}')

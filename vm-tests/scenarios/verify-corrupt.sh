@@ -44,7 +44,7 @@ figure verified_bytes "$VB"
 MM=$(jq -r 'select(.event=="verified") | .mismatches' /tmp/v2.json)
 check verified-bytes "$VB bytes compared, mismatches $MM" [ "${VB:-0}" -gt 10000000 ]
 assert_eq clean-verify-zero-mismatches 0 "$MM"
-assert_eq switched-to-vdc "$(devnum /dev/vdc)" "$(rootshift status --json | jq -r '[.legs[].dev] | join(",")')"
+assert_eq switched-to-vdc "$(devnum /dev/vdc)" "$(rootshift status --json | jq -r '.wrappers[0] | [.legs[].dev] | join(",")')"
 step writer-stop writer_stop
 step verify-all-checksums verify_sums && fault_row "--verify on a clean copy" dm "verified $VB bytes, 0 mismatches; switched" "$(( VB + $(sums_bytes) ))"
 scenario_done

@@ -1065,3 +1065,17 @@ fn golden_unknown_version_and_torn_journals_are_never_interpreted() {
 }
 
 mod issue15;
+
+#[test]
+fn the_target_may_run_from_switching_to_done() {
+    for (s, may) in [
+        (Step::Mirroring, false),
+        (Step::Switching, true),
+        (Step::Switched, true),
+        (Step::Grown, true),
+        (Step::Done, true),
+        (Step::Aborted, false),
+    ] {
+        assert_eq!(s.target_may_run(), may, "{s:?}");
+    }
+}

@@ -213,6 +213,9 @@ pub enum Command {
         /// Print events as JSON lines on stdout.
         #[arg(long)]
         json: bool,
+        /// Run detached from this terminal (see `migrate --detach`); needs --yes.
+        #[arg(long, conflicts_with = "dry_run")]
+        detach: bool,
         /// Wrapper name (default: the one / is mounted from).
         #[arg(long)]
         name: Option<String>,

@@ -98,6 +98,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Install {
+            detach: true, yes, ..
+        } => {
+            session::require_yes_for_detach(yes)?;
+            migrate::preflight::require_root()?;
+            session::detach(session::detached_args(std::env::args()), "install")
+        }
+        Command::Install {
+            detach: _,
             disk,
             root_size,
             esp_size,
@@ -115,6 +123,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             finish,
         } => {
             use rootshift::finish::bootloader::Choice;
+            // like migrate: the event log `status --follow` reads, the shutdown inhibitor
+            if !dry_run {
+                session::start_event_log();
+            }
+            let _inhibit = (!dry_run).then(|| {
+                session::Inhibitor::take(&format!(
+                    "rootshift is installing the running system onto {}: powering off now would need a recovery at the next boot",
+                    disk.display()
+                ))
+            });
             let efi_only = matches!(
                 finish.bootloader,
                 Some(Choice::GrubEfi | Choice::SystemdBoot)

@@ -259,7 +259,9 @@ pub fn status(name: Option<&str>, json: bool) -> Result<()> {
     if reports.is_empty() {
         let this_boot = match &boot {
             Some(b) => format!("this boot: the rootshift hook {}", b.summary()),
-            None => "this boot: the rootshift initrd hook did not run (no /run/rootshift/boot)".into(),
+            None => {
+                "this boot: the rootshift initrd hook did not run (no /run/rootshift/boot)".into()
+            }
         };
         return Err(refuse(
             "no rootshift wrapper exists (no device-mapper device named rootshift-*)",

@@ -3,13 +3,16 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
 use super::cmdline::Cmdline;
+use super::esp::{esp_content, EspContent};
 use super::ids::write_atomic;
+use super::packages::run_checked;
+pub use super::packages::PACKAGE_DIR;
 #[cfg(test)]
 use super::rootspec::RootIds;
 use super::rootspec::{entries_boot, grub_cfg_roots, ids_of, loader_entry_roots};
@@ -17,7 +20,6 @@ use super::view::View;
 use crate::disk::{self, types, DiskPart, TableKind};
 use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
-use crate::kernel::fs::{probe, Content, PROBE_BYTES};
 use crate::tools;
 
 /// What the user asked for.
@@ -72,8 +74,6 @@ impl Bootloader {
     }
 }
 
-/// Where spins put packages finish may install (`*.deb`).
-pub const PACKAGE_DIR: &str = "/usr/share/rootshift/packages";
 /// The grub-mkconfig drop-in rootshift installs.
 pub const GRUB_DROPIN: &str = "/etc/default/grub.d/50-rootshift.cfg";
 
@@ -95,26 +95,6 @@ fn has_tool(name: &str) -> bool {
     tools::find(name).is_some()
 }
 
-fn deb_available(pkg: &str) -> Option<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(PACKAGE_DIR)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
-        })
-        .collect();
-    v.sort();
-    v.pop()
-}
-
-fn package_installed(pkg: &str) -> bool {
-    tools::run("dpkg-query", &["-W", "-f", "${Status}", pkg])
-        .map(|s| s.trim() == "install ok installed")
-        .unwrap_or(false)
-}
-
 /// Decide the boot loader for `target` and check that it can be installed, refusing (nothing
 /// changed) with what is missing.
 /// `force`: an existing ESP holding something else than a FAT filesystem is formatted anyway.
@@ -131,44 +111,6 @@ pub fn plan(choice: Choice, target: &BlockDev, force: bool) -> Result<Plan> {
 /// partitions have no devices yet, and the ESP will be new (formatted).
 pub fn plan_fresh(choice: Choice, dp: DiskPart, target: &BlockDev) -> Result<Plan> {
     plan_on(choice, Some(dp), target, true, false)
-}
-
-/// What an existing ESP holds, as far as formatting it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum EspContent {
-    /// A FAT filesystem (and nothing else): used as it is.
-    Fat,
-    /// No signature and its first MiB all zeros: formatted.
-    Blank,
-    /// Anything else, in words: formatted only with --force.
-    Other(String),
-}
-
-/// The full probe (wipefs, else the built-in one) and, when it finds nothing, the first MiB:
-/// data no probe recognises is still data, and mkfs.vfat would destroy it.
-fn esp_content(dev: &BlockDev) -> Result<EspContent> {
-    let sigs = crate::disk::signatures::probe(dev)?;
-    match sigs {
-        Some(s) if !s.is_empty() => {
-            return Ok(if s.only(&["vfat"]) {
-                EspContent::Fat
-            } else {
-                EspContent::Other(s.to_string())
-            })
-        }
-        Some(_) => {}
-        None => match probe(&dev.read_head(PROBE_BYTES)?) {
-            Some(Content::Vfat) => return Ok(EspContent::Fat),
-            Some(other) => return Ok(EspContent::Other(other.describe().into())),
-            None => {}
-        },
-    }
-    let head = dev.read_head(1 << 20)?;
-    Ok(if head.iter().all(|&b| b == 0) {
-        EspContent::Blank
-    } else {
-        EspContent::Other("data no probe recognises (its first MiB is not blank)".into())
-    })
 }
 
 fn plan_on(
@@ -396,48 +338,13 @@ pub struct Ctx<'a> {
     pub kernels: &'a [String],
 }
 
-fn run_checked(mut cmd: Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            if out.stderr.is_empty() {
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
-            } else {
-                String::new()
-            }
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Debian: install the package that keeps this boot loader updated, from the spin's .debs, when
 /// it is not installed yet. Returns what was done.
 pub fn ensure_package(b: Bootloader) -> Result<Option<String>> {
-    let Some((pkg, conflict)) = b.debian_package() else {
-        return Ok(None);
-    };
-    if !has_tool("dpkg") || package_installed(pkg) {
-        return Ok(None);
+    match b.debian_package() {
+        Some((pkg, conflict)) => super::packages::ensure_deb(pkg, conflict),
+        None => Ok(None),
     }
-    let Some(deb) = deb_available(pkg) else {
-        return Ok(Some(format!(
-            "{pkg} is not installed and {PACKAGE_DIR} has no {pkg}_*.deb: later kernel updates will not \
-             refresh the boot loader configuration by themselves"
-        )));
-    };
-    if !conflict.is_empty() && package_installed(conflict) {
-        tools::run("dpkg", &["--remove", conflict])?;
-    }
-    let mut c = Command::new(tools::find("dpkg").expect("checked above"));
-    c.arg("-i")
-        .arg(&deb)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("DEBCONF_NONINTERACTIVE_SEEN", "true");
-    run_checked(c, &format!("dpkg -i {}", deb.display()))?;
-    Ok(Some(format!("installed {}", deb.display())))
 }
 
 /// The grub-mkconfig drop-in. GRUB cannot see through the wrapper, so every later grub-mkconfig

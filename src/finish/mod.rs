@@ -10,10 +10,12 @@
 
 pub mod bootloader;
 pub mod cmdline;
+mod esp;
 pub mod fstab;
 pub mod hooks;
 pub mod ids;
 pub mod initramfs;
+mod packages;
 pub mod rootspec;
 pub mod view;
 

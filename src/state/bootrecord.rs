@@ -127,10 +127,7 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(r.message, "turned off by rd.rootshift=0");
-        assert_eq!(
-            r.summary(),
-            "off (/dev/vda1): turned off by rd.rootshift=0"
-        );
+        assert_eq!(r.summary(), "off (/dev/vda1): turned off by rd.rootshift=0");
         let w: BootRecord =
             "state=wrapped\nbackend=md\ncomponent=/dev/vda1\nwrapper=/dev/md/rootshift-root\nmessage=\n"
                 .parse()

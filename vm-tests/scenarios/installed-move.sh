@@ -68,6 +68,8 @@ if [ "$VMTEST_PHASE" = main ]; then
   assert_contains detach-in-a-systemd-unit /tmp/detach.err "in the systemd unit rootshift-migration-"
   check inhibitor-held-while-running "$(grep -m1 rootshift /tmp/inhib.txt)" grep -q 'rootshift.*moving the root filesystem to /dev/vdb2' /tmp/inhib.txt
   check ran-in-its-own-unit "$(grep -m1 'rootshift-migration-' /tmp/inhib.txt)" grep -q 'rootshift-migration-.*\.service' /tmp/inhib.txt
+  # released when the run exits (its `cat` holder sees the pipe close): give logind a moment
+  for i in $(seq 20); do systemd-inhibit --list --no-pager 2>/dev/null | grep -q rootshift || break; sleep 0.5; done
   check inhibitor-gone-after "$(systemd-inhibit --list --no-pager 2>&1 | grep rootshift)" sh -c '! systemd-inhibit --list --no-pager 2>/dev/null | grep -q rootshift'
   figure migrate_install_s "$(fmt_cs $((t_end - t_start)))"
   check migrate-exit-0 "exit=$rc; stderr: $(tail -3 /tmp/migrate.err | tr '\n' '|' | cut -c1-400)" [ $rc = 0 ]

@@ -32,7 +32,7 @@ check copied-less-than-a-quarter "copied $copied of $((SRC_SZ * 512)) bytes" [ "
 during=$(writer_count_between "$t_start" "$t_end")
 figure writer_files_during "$during"
 check files-created-during-copy "$during files completed while the copy ran" [ "$during" -ge 2 ]
-assert_eq state-done done "$(rootshift status --json | jq -r .state)"
+assert_eq state-done done "$(rootshift status --json | jq -r '.wrappers[0].state')"
 B1=$(stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2}')
 check fs-grown "statfs total $((B1 / MiB)) MiB" [ "$B1" -gt $((1331 * MiB)) ]
 step writer-stop-no-errors writer_stop

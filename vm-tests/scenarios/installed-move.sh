@@ -49,8 +49,8 @@ if [ "$VMTEST_PHASE" = main ]; then
   writer_wait_more 2 60; check writer-running-before-migrate "files=$(writer_count)" [ "$(writer_count)" -ge 2 ]
   # detached (issue 16 §1): systemd runs here, so the work goes into a transient unit of its own; this shell follows
   # it with `status --follow --json` (the stream it shows is the run's own events). The unit is polled while it runs;
-  # What `systemd-inhibit --list` shows meanwhile is recorded, not asserted: in this image it did not list
-  # rootshift's shutdown/sleep lock during the run (2026-12-05; not understood yet — is logind reachable here?).
+  # What `systemd-inhibit --list` shows meanwhile is recorded, not asserted: this image has no D-Bus daemon, so
+  # systemd-inhibit says "Failed to connect to bus" and rootshift's shutdown/sleep lock cannot be taken here.
   ( for i in $(seq 1200); do
       if COLUMNS=400 systemctl list-units --all --no-pager --plain --no-legend 'rootshift-*' 2>/dev/null | grep -q 'rootshift-migration-.*\.service'; then
         { COLUMNS=400 systemctl list-units --all --no-pager --plain --no-legend 'rootshift-*'; COLUMNS=400 systemd-inhibit --list --no-pager; } > /tmp/unit.txt 2>&1

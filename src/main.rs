@@ -38,11 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate {
             detach: true, yes, ..
-        } => {
-            session::require_yes_for_detach(yes)?;
-            migrate::preflight::require_root()?;
-            session::detach(session::detached_args(std::env::args()), "migration")
-        }
+        } => detach_this_run(yes, "migration"),
         Command::Migrate {
             target,
             resume,
@@ -99,11 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Install {
             detach: true, yes, ..
-        } => {
-            session::require_yes_for_detach(yes)?;
-            migrate::preflight::require_root()?;
-            session::detach(session::detached_args(std::env::args()), "install")
-        }
+        } => detach_this_run(yes, "install"),
         Command::Install {
             detach: _,
             disk,
@@ -268,4 +260,11 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// `--detach`: check, then start this command line again without it, away from the terminal.
+fn detach_this_run(yes: bool, what: &str) -> anyhow::Result<()> {
+    session::require_yes_for_detach(yes)?;
+    migrate::preflight::require_root()?;
+    session::detach(session::detached_args(std::env::args()), what)
 }

@@ -95,7 +95,7 @@ pub(super) fn kept_entry(
 /// What would make an exact retain work: the root size that ends the layout at `kept_start`.
 pub(super) fn exact_hint(g: &Geometry, fixed_end: u64, slots: u64, kept_start: u64) -> String {
     let room = kept_start.saturating_sub(fixed_end);
-    if room > 0 && room % (slots * g.align) == 0 && room / slots >= g.sectors(MIN_ROOT) {
+    if room > 0 && room.is_multiple_of(slots * g.align) && room / slots >= g.sectors(MIN_ROOT) {
         format!(
             "--root-size {}M ends the layout exactly there; --retain-last fit accepts a gap",
             room / slots * g.sector_size / MIB

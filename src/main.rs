@@ -65,7 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let _inhibit = (!dry_run).then(|| session::Inhibitor::take(&format!(
                 "rootshift is moving the root filesystem{}: powering off now would need a recovery at the next boot",
                 target.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default()
-            )));
+            ), json));
             migrate::migrate(&migrate::MigrateOptions {
                 target: target.unwrap_or_default(),
                 resume,
@@ -123,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 session::Inhibitor::take(&format!(
                     "rootshift is installing the running system onto {}: powering off now would need a recovery at the next boot",
                     disk.display()
-                ))
+                ), json)
             });
             let efi_only = matches!(
                 finish.bootloader,

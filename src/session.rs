@@ -120,21 +120,59 @@ pub struct Inhibitor {
 }
 
 impl Inhibitor {
-    /// Take the lock where logind runs; None (with a note) elsewhere — never a reason to stop.
-    pub fn take(why: &str) -> Option<Inhibitor> {
+    /// Take the lock where logind runs. Where systemd does not run there is nothing to take
+    /// (None, silently); where it runs but the lock cannot be had (no D-Bus, logind refusing)
+    /// the run goes on without it and a `warning` event says so — never a reason to stop.
+    pub fn take(why: &str, json: bool) -> Option<Inhibitor> {
         let si = crate::tools::find("systemd-inhibit").filter(|_| systemd_running())?;
-        // `cat` holds the lock until its stdin (our pipe) closes: when we exit, however we exit
-        let child = Command::new(si)
+        match Self::spawn(&si, why) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                Progress::new(json).event(
+                    "warning",
+                    &format!(
+                        "no shutdown inhibitor ({e}): a poweroff or suspend during the run is not                          blocked (the next boot would recover, see `rootshift status`)"
+                    ),
+                    serde_json::json!({"what": "inhibitor", "error": e}),
+                );
+                None
+            }
+        }
+    }
+
+    /// systemd-inhibit runs its command only once logind granted the lock: the command says
+    /// "held" first, so one line read tells taken (no guessing with timeouts) from refused
+    /// (EOF: systemd-inhibit exited, its stderr says why). Then `cat` holds the lock until its
+    /// stdin (our pipe) closes: when we exit, however we exit.
+    fn spawn(si: &Path, why: &str) -> std::result::Result<Inhibitor, String> {
+        let mut child = Command::new(si)
             .args(["--what=shutdown:sleep", "--who=rootshift", "--mode=block"])
             .arg(format!("--why={why}"))
-            .arg("cat")
+            .args(["sh", "-c", "echo held && exec cat"])
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .ok()?;
-        Some(Inhibitor { child })
+            .map_err(|e| format!("cannot run {}: {e}", si.display()))?;
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+        if line.trim() == "held" {
+            drop(child.stderr.take()); // nothing more is read from it
+            return Ok(Inhibitor { child });
+        }
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        drop(child.stdin.take());
+        let st = child.wait().map(|s| s.to_string()).unwrap_or_default();
+        let err = err.trim();
+        Err(format!(
+            "systemd-inhibit {}{}",
+            if st.is_empty() { "failed".into() } else { st },
+            if err.is_empty() { String::new() } else { format!(": {err}") }
+        ))
     }
 }
 

@@ -3,8 +3,8 @@
 # may have klibc tools only). Sourced, never executed.
 #
 #   rootshift_wrap_root DEVICE   choose the device to boot (`rootshift choose DEVICE`: DEVICE unless a rootshift
-#                                journal says otherwise after an interrupted migration; also with rd.rootshift=0),
-#                                then wrap it as configured by rd.rootshift=. Prints what to mount (the wrapper
+#                                journal says otherwise after an interrupted migration; also when not wrapping),
+#                                then wrap it as configured (rootshift.conf's wrap=, rd.rootshift=). Prints what to mount (the wrapper
 #                                node, or the chosen device unwrapped when it is not DEVICE) and returns 0; or logs
 #                                one "rootshift: ..." line and returns 1: the caller then mounts DEVICE unwrapped
 #                                (only ever when DEVICE is the chosen one). Returns 2 when rootshift refuses to
@@ -13,8 +13,12 @@
 #                                exist): the caller must stop the boot (die/panic). The refusal names the way out,
 #                                rd.rootshift.pick=PARTUUID=... (or SERIAL=...).
 #
+# Whether to wrap: opt-in. /etc/rootshift/rootshift.conf (copied into the initrd when it is built; written by
+# `rootshift boot enable|disable`) says wrap=dm|md|no; no file or no wrap= line means no, so installing the package
+# changes nothing about how a machine boots. rd.rootshift= on the kernel command line overrides it for one boot.
 # Kernel command line: rd.rootshift=dm|md|0, rd.rootshift.pick=PARTUUID=...|SERIAL=... (boot that device whatever
 # the journals say), rd.rootshift.wait=SECONDS (how long a lone device waits for the twin its journal names; 30).
+# Under dracut the values are read with getarg, so /etc/cmdline.d/*.conf in the initrd counts as command line.
 #
 # State for the booted system and for tests: /run/rootshift/boot (key=value lines: state=wrapped|off|failed,
 # backend, component, wrapper, message) and /run/rootshift/components/MAJ:MIN (read by 69-rootshift.rules:
@@ -22,6 +26,7 @@
 
 ROOTSHIFT_BIN=${ROOTSHIFT_BIN:-/usr/sbin/rootshift}
 ROOTSHIFT_STATE=/run/rootshift
+ROOTSHIFT_CONF=${ROOTSHIFT_CONF:-/etc/rootshift/rootshift.conf}
 
 # rootshift_log PRIO MESSAGE: one line to the kernel log (so it reaches the journal) and to the console.
 rootshift_log() {
@@ -34,8 +39,13 @@ rootshift_log() {
 }
 
 # rootshift_cmdline_value KEY: the value of the last KEY=VALUE on the kernel command line ("1" for a bare KEY);
-# returns 1 when KEY is absent.
+# returns 1 when KEY is absent. Under dracut its getarg (which also reads /etc/cmdline.d; it prints nothing for a
+# bare KEY, which every caller here takes as the default value).
 rootshift_cmdline_value() {
+    if command -v getarg > /dev/null 2>&1; then
+        getarg "$1="
+        return $?
+    fi
     _rs_found=
     _rs_val=
     read -r _rs_cmdline < /proc/cmdline || true
@@ -55,18 +65,66 @@ rootshift_cmdline_value() {
     echo "$_rs_val"
 }
 
-# rootshift_backend: dm (default), md, off, or invalid:VALUE, from rd.rootshift=.
+# rootshift_conf_value KEY: the value of the last KEY=VALUE line of $ROOTSHIFT_CONF (blanks around the key and the
+# value dropped, # comments skipped); returns 1 when there is no such file or line.
+rootshift_conf_value() {
+    [ -r "$ROOTSHIFT_CONF" ] || return 1
+    _rs_found=
+    _rs_val=
+    while IFS= read -r _rs_line || [ -n "$_rs_line" ]; do
+        _rs_line=${_rs_line%%#*}
+        case "$_rs_line" in
+            *=*) ;;
+            *) continue ;;
+        esac
+        _rs_k=${_rs_line%%=*}
+        _rs_k=$(echo $_rs_k)
+        [ "$_rs_k" = "$1" ] || continue
+        _rs_found=1
+        _rs_val=$(echo ${_rs_line#*=})
+    done < "$ROOTSHIFT_CONF"
+    [ -n "$_rs_found" ] || return 1
+    echo "$_rs_val"
+}
+
+# rootshift_backend: dm, md, off (rd.rootshift=0), none (not enabled: wrap=no or no setting, the default),
+# invalid:VALUE (a bad rd.rootshift=) or badconf:VALUE (a bad wrap= in the file). The command line wins.
 rootshift_backend() {
-    _rs_v=$(rootshift_cmdline_value rd.rootshift) || {
-        echo dm
+    if _rs_v=$(rootshift_cmdline_value rd.rootshift); then
+        case "$_rs_v" in
+            dm | 1 | "") echo dm ;;
+            md) echo md ;;
+            0 | no | off | false) echo off ;;
+            *) echo "invalid:$_rs_v" ;;
+        esac
         return 0
-    }
+    fi
+    _rs_v=$(rootshift_conf_value wrap) || _rs_v=
     case "$_rs_v" in
-        dm | 1 | "") echo dm ;;
+        dm) echo dm ;;
         md) echo md ;;
-        0 | no | off | false) echo off ;;
-        *) echo "invalid:$_rs_v" ;;
+        "" | no | off | 0) echo none ;;
+        *) echo "badconf:$_rs_v" ;;
     esac
+}
+
+# rootshift_not_wrapping BACKEND: 0 when BACKEND says not to wrap (off or none).
+rootshift_not_wrapping() {
+    case "$1" in
+        off | none) return 0 ;;
+    esac
+    return 1
+}
+
+# rootshift_off_state BACKEND DEVICE: log and record why the root is not wrapped (state=off).
+rootshift_off_state() {
+    if [ "$1" = off ]; then
+        _rs_why="turned off by rd.rootshift=0"
+    else
+        _rs_why="wrapping is not enabled (no wrap=dm|md in $ROOTSHIFT_CONF: the default)"
+    fi
+    rootshift_log 6 "$_rs_why: not wrapping the root device $2"
+    rootshift_state state=off backend= "component=$2" wrapper= "message=$_rs_why"
 }
 
 # rootshift_state KEY=VALUE...: (re)write /run/rootshift/boot.
@@ -154,8 +212,8 @@ rootshift_wrap_root() {
         return 1
     fi
     if [ ! -x "$ROOTSHIFT_BIN" ]; then
-        if [ "$_rs_backend" = off ]; then
-            rootshift_state state=off backend= "component=$_rs_dev" wrapper= "message=turned off by rd.rootshift=0"
+        if rootshift_not_wrapping "$_rs_backend"; then
+            rootshift_off_state "$_rs_backend" "$_rs_dev"
             return 1
         fi
         rootshift_fail "$_rs_dev" "$_rs_backend" "$ROOTSHIFT_BIN is missing from the initrd"
@@ -196,9 +254,8 @@ rootshift_wrap_root() {
         rootshift_log 4 "rootshift choose $_rs_dev failed (exit $_rs_rc): $(rootshift_errs "$ROOTSHIFT_STATE/choose.err")"
     fi
     case "$_rs_backend" in
-        off)
-            rootshift_log 6 "rd.rootshift=0: not wrapping the root device $_rs_dev"
-            rootshift_state state=off backend= "component=$_rs_dev" wrapper= "message=turned off by rd.rootshift=0"
+        off | none)
+            rootshift_off_state "$_rs_backend" "$_rs_dev"
             if [ "$_rs_dev" != "$_rs_given" ]; then
                 echo "$_rs_dev"
                 return 0
@@ -207,6 +264,11 @@ rootshift_wrap_root() {
             ;;
         invalid:*)
             rootshift_fallback "$_rs_dev" "$_rs_given" "" "rd.rootshift=${_rs_backend#invalid:} is not dm, md or 0"
+            return $?
+            ;;
+        badconf:*)
+            rootshift_fallback "$_rs_dev" "$_rs_given" "" \
+                "wrap=${_rs_backend#badconf:} in $ROOTSHIFT_CONF is not dm, md or no (rootshift boot enable|disable writes it)"
             return $?
             ;;
     esac

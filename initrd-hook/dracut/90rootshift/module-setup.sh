@@ -1,7 +1,8 @@
 #!/bin/bash
 # dracut module: wrap the root device in a rootshift wrapper before it is mounted (see initrd-hook/README.md).
 
-# called by dracut
+# called by dracut. Included whenever rootshift is installed, also when wrapping is not enabled: the hook then
+# only runs `rootshift choose`, the check that picks the complete copy after an interrupted migration.
 check() {
     require_binaries rootshift || return 1
     return 0
@@ -26,4 +27,9 @@ install() {
     inst_simple "$moddir/rootshift-lib.sh" /lib/rootshift-lib.sh
     inst_hook pre-mount 50 "$moddir/rootshift-pre-mount.sh"
     inst_rules "$moddir/69-rootshift.rules"
+    # the setting (wrap=dm|md|no; no file: no): read at boot, so a change needs a new initrd
+    # (`rootshift boot enable|disable` rebuilds it)
+    if [ -f "${dracutsysrootdir-}/etc/rootshift/rootshift.conf" ]; then
+        inst_simple /etc/rootshift/rootshift.conf
+    fi
 }

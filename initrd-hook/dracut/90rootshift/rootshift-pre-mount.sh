@@ -7,13 +7,18 @@ type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
 . /lib/rootshift-lib.sh
 
 rootshift_dracut() {
-    local _comp _node _fsck _u _d
+    local _comp _node _fsck _u _d _be
+    _be=$(rootshift_backend)
     case "$root" in
         live:*)
             # dmsquash-live: / is the dm snapshot live-rw (the overlayfs variant has no block device to wrap)
             _comp=/dev/mapper/live-rw
             if [ ! -b "$_comp" ]; then
-                rootshift_fail "$root" "$(rootshift_backend)" "no $_comp (an overlayfs live root cannot be wrapped)"
+                if rootshift_not_wrapping "$_be"; then
+                    rootshift_off_state "$_be" "$root"
+                else
+                    rootshift_fail "$root" "$_be" "no $_comp (an overlayfs live root cannot be wrapped)"
+                fi
                 return 0
             fi
             ;;
@@ -21,8 +26,11 @@ rootshift_dracut() {
             _comp=${root#block:}
             ;;
         *)
-            [ "$(rootshift_backend)" = off ] && return 0
-            rootshift_fail "${root:-none}" "$(rootshift_backend)" "root=${root:-(none)} is not a block device"
+            if rootshift_not_wrapping "$_be"; then
+                rootshift_off_state "$_be" "${root:-none}"
+                return 0
+            fi
+            rootshift_fail "${root:-none}" "$_be" "root=${root:-(none)} is not a block device"
             return 0
             ;;
     esac

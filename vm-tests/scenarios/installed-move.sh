@@ -49,11 +49,17 @@ if [ "$VMTEST_PHASE" = main ]; then
   writer_wait_more 2 60; check writer-running-before-migrate "files=$(writer_count)" [ "$(writer_count)" -ge 2 ]
   # detached (issue 16 §1): systemd runs here, so the work goes into a transient unit of its own; this shell follows
   # it with `status --follow --json` (the stream it shows is the run's own events). The unit is polled while it runs;
-  # What `systemd-inhibit --list` shows meanwhile is recorded, not asserted: this image has no D-Bus daemon, so
-  # systemd-inhibit says "Failed to connect to bus" and rootshift's shutdown/sleep lock cannot be taken here.
+  # While it runs, logind lists rootshift's shutdown/sleep lock (`systemd-inhibit --list`, the image has D-Bus): the
+  # list is polled from the moment the unit exists until it shows rootshift or the unit is gone.
   ( for i in $(seq 1200); do
       if COLUMNS=400 systemctl list-units --all --no-pager --plain --no-legend 'rootshift-*' 2>/dev/null | grep -q 'rootshift-migration-.*\.service'; then
-        { COLUMNS=400 systemctl list-units --all --no-pager --plain --no-legend 'rootshift-*'; COLUMNS=400 systemd-inhibit --list --no-pager; } > /tmp/unit.txt 2>&1
+        COLUMNS=400 systemctl list-units --all --no-pager --plain --no-legend 'rootshift-*' > /tmp/unit.txt 2>&1
+        for j in $(seq 240); do
+          COLUMNS=400 systemd-inhibit --list --no-pager > /tmp/inhibit.txt 2>&1
+          grep -q rootshift /tmp/inhibit.txt && break
+          systemctl list-units --no-pager --plain --no-legend 'rootshift-migration-*' | grep -q . || break
+          sleep 0.5
+        done
         break
       fi
       sleep 0.5
@@ -64,9 +70,17 @@ if [ "$VMTEST_PHASE" = main ]; then
   timeout 1200 rootshift status --follow --json > /tmp/migrate.json 2> /tmp/migrate.err; rc=$?
   t_end=$(now_cs)
   kill $UNP 2>/dev/null
-  cp /tmp/migrate.json /tmp/migrate.err /tmp/detach.err /tmp/unit.txt "$RES/" 2>/dev/null
+  cp /tmp/migrate.json /tmp/migrate.err /tmp/detach.err /tmp/unit.txt /tmp/inhibit.txt "$RES/" 2>/dev/null
   say "detach: exit $drc: $(tr '\n' '|' < /tmp/detach.err | cut -c1-300)"
   say "while it ran: $(tr '\n' '|' < /tmp/unit.txt 2>/dev/null | cut -c1-600)"
+  say "inhibitors while it ran: $(tr '\n' '|' < /tmp/inhibit.txt 2>/dev/null | cut -c1-600)"
+  # issue 16 §1: the lock logind holds for the run, with the reason `systemctl poweroff` would show; gone after it
+  check inhibitor-held-while-running "$(grep -m1 rootshift /tmp/inhibit.txt 2>/dev/null)" \
+    sh -c "grep rootshift /tmp/inhibit.txt | grep -q 'shutdown:sleep' && grep -q 'rootshift is moving the root filesystem to /dev/vdb2' /tmp/inhibit.txt"
+  check no-inhibitor-warning "$(jq -c 'select(.event=="warning")' /tmp/migrate.json 2>/dev/null | head -2)" \
+    sh -c '[ -z "$(jq -c "select(.event==\"warning\" and .what==\"inhibitor\")" /tmp/migrate.json)" ]'
+  COLUMNS=400 systemd-inhibit --list --no-pager > /tmp/inhibit-after.txt 2>&1
+  check inhibitor-released "$(grep rootshift /tmp/inhibit-after.txt)" sh -c '! grep -q rootshift /tmp/inhibit-after.txt && grep -qi "inhibitors listed" /tmp/inhibit-after.txt'
   assert_eq detach-exit-0 0 "$drc"
   assert_contains detach-in-a-systemd-unit /tmp/detach.err "in the systemd unit rootshift-migration-"
   check ran-in-its-own-unit "$(grep -m1 'rootshift-migration-' /tmp/unit.txt 2>/dev/null)" grep -q 'rootshift-migration-.*\.service' /tmp/unit.txt

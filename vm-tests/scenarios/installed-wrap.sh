@@ -82,7 +82,8 @@ case "$EXPECT" in
     assert_eq by-uuid-is-vda1 vda1 "$BYUUID"
     check no-wrapper "$(ls /sys/block | grep -c rootshift) rootshift devices" [ -z "$(ls /sys/block | grep rootshift; for d in /sys/block/dm-*; do cat $d/dm/name 2>/dev/null; done | grep rootshift)" ]
     assert_eq no-wrap-errors 0 "$errors"
-    assert_contains kernel-log-says-off "$RES/kernel-rootshift.txt" "rd.rootshift=0: not wrapping the root device /dev/vda1"
+    assert_contains kernel-log-says-off "$RES/kernel-rootshift.txt" "turned off by rd.rootshift=0: not wrapping the root device /dev/vda1"
+    assert_eq boot-message-off "turned off by rd.rootshift=0" "$(boot_info message)"
     ;;
   failed-*)
     assert_eq boot-state failed "$(boot_info state)"
@@ -114,4 +115,21 @@ case "$EXPECT" in
     ;;
 esac
 step write-and-read-root sh -c 'echo written > /root/probe && sync && [ "$(cat /root/probe)" = written ]'
+if [ "$VMTEST_PHASE" = dracut-dm ]; then
+  # the image installed the package built from the checkout (issue 17 §2): dpkg knows it, the man pages and the
+  # completions are there, the binary is the packaged one (dynamic, the suite's testing build), and the spin's
+  # setting (rootshift boot enable --backend dm --no-initramfs at image build) is what this initrd carried
+  assert_eq package-installed "install ok installed" "$(dpkg-query -W -f '${Status}' rootshift 2>&1)"
+  check binary-from-package "$(dpkg -S /usr/sbin/rootshift 2>&1)" sh -c 'dpkg -S /usr/sbin/rootshift | grep -q "^rootshift: "'
+  check binary-dynamic "$(ldd /usr/sbin/rootshift 2>&1 | head -2 | tr '\n' ' ')" sh -c 'ldd /usr/sbin/rootshift | grep -q libc.so'
+  check version-says-testing "$(rootshift --version)" sh -c 'rootshift --version | grep -q "testing build"'
+  man rootshift-migrate > /tmp/man.txt 2> /tmp/man.err; rc=$?
+  check man-rootshift-migrate "exit=$rc, $(wc -l < /tmp/man.txt) lines: $(grep -m1 -i -A1 '^NAME' /tmp/man.txt | tr '\n' ' ') $(head -c 200 /tmp/man.err)" \
+    sh -c '[ '$rc' = 0 ] && grep -q -- "--detach" /tmp/man.txt && grep -qi "rootshift-migrate" /tmp/man.txt'
+  check man-rootshift-boot "$(man -w rootshift-boot 2>&1)" man -w rootshift-boot
+  check bash-completion "$(ls /usr/share/bash-completion/completions/rootshift 2>&1)" [ -s /usr/share/bash-completion/completions/rootshift ]
+  assert_eq setting-file "wrap=dm" "$(grep -E '^[[:space:]]*wrap' /etc/rootshift/rootshift.conf 2>&1 | tr -d ' ')"
+  rootshift boot show > /tmp/bshow.txt 2>&1; say "rootshift boot show: $(tr '\n' '|' < /tmp/bshow.txt)"
+  assert_contains boot-show-setting /tmp/bshow.txt "wrap=dm"
+fi
 scenario_done

@@ -242,6 +242,15 @@ pub enum Command {
         #[command(flatten)]
         finish: FinishArgs,
     },
+    /// Turn wrapping the root at boot on or off, or show the setting.
+    ///
+    /// The rootshift initrd hook wraps the root (so that `migrate` can move it) only when
+    /// /etc/rootshift/rootshift.conf says wrap=dm or wrap=md; without the file, or a wrap=
+    /// line in it, it does not. The file is copied into the initramfs when that is built, so
+    /// a change takes effect at the first boot after the initramfs is rebuilt. rd.rootshift=dm,
+    /// md or 0 on the kernel command line overrides the setting at that boot.
+    #[command(subcommand)]
+    Boot(BootCommand),
     /// Before the switch, stop a migration: back to the source alone.
     Abort {
         /// Wrapper name (default: the one / is mounted from).
@@ -286,6 +295,46 @@ pub enum Command {
     #[cfg(feature = "testing")]
     #[command(subcommand, hide = true)]
     Testing(Testing),
+}
+
+/// `rootshift boot …`.
+#[derive(Debug, Subcommand)]
+pub enum BootCommand {
+    /// Wrap the root at every boot from the next one: write wrap=BACKEND, rebuild the initramfs.
+    ///
+    /// Writes /etc/rootshift/rootshift.conf (only its wrap= line changes; comments and other
+    /// lines are kept), then regenerates the initramfs of every kernel with the
+    /// distribution's tool (update-initramfs or dracut). Refused, with nothing changed, while
+    /// a migration runs, or when the initramfs cannot be regenerated. When a regeneration
+    /// fails the old file is put back (and the images already rebuilt are rebuilt with it).
+    /// Run again with the setting already there, it only regenerates the initramfs.
+    Enable {
+        /// Kernel mechanism for the wrapper and later migrations.
+        #[arg(long, value_enum, default_value = "dm")]
+        backend: crate::wrapper::Kind,
+        /// Only write the file (for image builders who build the initramfs themselves); the
+        /// setting takes effect once the initramfs is rebuilt.
+        #[arg(long)]
+        no_initramfs: bool,
+    },
+    /// Stop wrapping the root at boot from the next one: write wrap=no, rebuild the initramfs.
+    ///
+    /// Like `enable`: only the wrap= line changes, and the old file comes back when a
+    /// regeneration fails. Without the file wrap=no is the default already: nothing is
+    /// written (no file is created), but the initramfs is still regenerated, since one built
+    /// before wrapping became opt-in, or by a hook that wrapped by default, may wrap the root.
+    /// The root stays wrapped until the reboot.
+    Disable {
+        /// Only write the file; the setting takes effect once the initramfs is rebuilt.
+        #[arg(long)]
+        no_initramfs: bool,
+    },
+    /// Print the setting and where it comes from, and what the hook did at this boot.
+    ///
+    /// "wrap=dm (from /etc/rootshift/rootshift.conf)", "wrap=no (default: no
+    /// /etc/rootshift/rootshift.conf)"; a note when this boot's kernel command line has
+    /// rd.rootshift=, which overrides it; then "this boot: …" from /run/rootshift/boot.
+    Show,
 }
 
 /// Options of the install step (`migrate --install`, `finish`).
@@ -354,6 +403,10 @@ mod tests {
         let mut all = vec![cmd.render_long_help().to_string()];
         for sub in cmd.get_subcommands_mut().filter(|s| !s.is_hide_set()) {
             all.push(sub.clone().term_width(80).render_long_help().to_string());
+            // nested ones (`boot enable`)
+            for sub2 in sub.get_subcommands_mut().filter(|s| !s.is_hide_set()) {
+                all.push(sub2.clone().term_width(80).render_long_help().to_string());
+            }
         }
         for text in all {
             for line in text.lines() {

@@ -11,7 +11,8 @@ use clap_complete::Shell;
 
 use crate::cli::Cli;
 
-/// Write `rootshift.8` and `rootshift-SUB.8` for every visible subcommand into `dir`.
+/// Write `rootshift.8`, `rootshift-SUB.8` for every visible subcommand and `rootshift-SUB-SUB2.8`
+/// for every visible nested one (`rootshift-boot-enable.8`) into `dir`.
 pub fn man_pages(dir: &Path) -> Result<Vec<String>> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut cmd = Cli::command();
@@ -28,13 +29,18 @@ pub fn man_pages(dir: &Path) -> Result<Vec<String>> {
         written.push(p.display().to_string());
         Ok(())
     };
-    page(&cmd, "rootshift".into())?;
-    for sub in cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
-        page(sub, format!("rootshift-{}", sub.get_name()))?;
+    // rootshift, rootshift-SUB, and rootshift-SUB-SUB2 for nested ones (`boot enable`)
+    let mut todo = vec![(&cmd, "rootshift".to_string())];
+    while let Some((c, name)) = todo.pop() {
+        page(c, name.clone())?;
+        for sub in c
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            todo.push((sub, format!("{name}-{}", sub.get_name())));
+        }
     }
+    written.sort();
     Ok(written)
 }
 
@@ -62,6 +68,14 @@ mod tests {
         assert!(w.iter().any(|p| p.ends_with("/rootshift.8")));
         assert!(w.iter().any(|p| p.ends_with("/rootshift-migrate.8")));
         assert!(!w.iter().any(|p| p.ends_with("/rootshift-guardian.8")));
+        for p in ["boot", "boot-enable", "boot-disable", "boot-show"] {
+            assert!(
+                w.iter().any(|w| w.ends_with(&format!("/rootshift-{p}.8"))),
+                "{p}: {w:?}"
+            );
+        }
+        let b = fs::read_to_string(d.join("rootshift-boot-enable.8")).unwrap();
+        assert!(b.contains("no\\-initramfs"), "{b}");
         let m = fs::read_to_string(d.join("rootshift-migrate.8")).unwrap();
         assert!(
             m.contains(".TH rootshift-migrate 8"),

@@ -5,11 +5,13 @@
 //! - [`backend`]: the mirroring mechanisms behind one trait (dm-mirror, md raid1).
 //! - [`migrate`]: the migration state machine, its journal and preflight checks.
 //! - [`finish`]: boot finalisation (ids, fstab, initramfs, boot loader); [`disk`]: partition tables.
-//! - [`wrapper`], [`status`]: the rootshift-* devices and their reports.
+//! - [`wrapper`], [`status`]: the rootshift-* devices and their reports; [`boot`]: wrapping at
+//!   boot (`wrap`, `choose`); [`bootcmd`]: whether the initrd hook wraps (`boot enable|disable`).
 //! - [`cli`]: the command line.
 
 pub mod backend;
 pub mod boot;
+pub mod bootcmd;
 pub mod cli;
 pub mod disk;
 pub mod docgen;

@@ -173,6 +173,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             rootshift::finish::view::exec(&view, &argv).map(|_| ())
         }
+        Command::Boot(b) => {
+            use rootshift::cli::BootCommand;
+            match b {
+                BootCommand::Enable {
+                    backend,
+                    no_initramfs,
+                } => rootshift::bootcmd::enable(backend, !no_initramfs),
+                BootCommand::Disable { no_initramfs } => rootshift::bootcmd::disable(!no_initramfs),
+                BootCommand::Show => rootshift::bootcmd::show(),
+            }
+        }
         Command::Abort { name, json } => migrate::abort(name.as_deref(), json),
         Command::Generate { what, dir } => {
             let files = match what {

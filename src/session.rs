@@ -171,7 +171,11 @@ impl Inhibitor {
         Err(format!(
             "systemd-inhibit {}{}",
             if st.is_empty() { "failed".into() } else { st },
-            if err.is_empty() { String::new() } else { format!(": {err}") }
+            if err.is_empty() {
+                String::new()
+            } else {
+                format!(": {err}")
+            }
         ))
     }
 }

@@ -3,6 +3,7 @@
 //! step on disk (its format frozen: the initrd's rootshift may be older or newer), including the
 //! install step's record. No backend, no boot finalisation, no driver in here.
 
+pub mod bootconf;
 pub mod bootrecord;
 pub mod core;
 pub mod journal;

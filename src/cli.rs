@@ -17,7 +17,7 @@ const VERSION: &str = if cfg!(feature = "testing") {
 /// Move a running root filesystem to another block device without rebooting.
 ///
 /// The root must be mounted from a rootshift wrapper (/dev/mapper/rootshift-root), which the
-/// rootshift initrd hook sets up at boot.
+/// rootshift initrd hook sets up at boot once `rootshift boot enable` turned it on.
 #[derive(Debug, Parser)]
 #[command(name = "rootshift", version = VERSION, propagate_version = true)]
 pub struct Cli {

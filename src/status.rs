@@ -9,6 +9,7 @@ use crate::kernel::blockdev::BlockDev;
 use crate::kernel::dm::Dm;
 use crate::kernel::dmtable::Health;
 use crate::kernel::mounts;
+use crate::state::bootconf::Setting;
 use crate::state::bootrecord::BootRecord;
 use crate::state::core::advice::{self, Advice};
 use crate::state::journal::{Journal, Step};
@@ -232,7 +233,13 @@ pub struct StatusDoc {
     pub wrappers: Vec<Report>,
     /// What the initrd hook did at this boot (None: it did not run).
     pub boot: Option<BootRecord>,
+    /// Whether the hook wraps the root at the next boot (/etc/rootshift/rootshift.conf).
+    pub setting: Setting,
 }
+
+/// The way out when the hook was off at this boot.
+pub const TURN_ON: &str = "`rootshift boot enable` (then reboot) wraps the root at boot; \
+    rd.rootshift=dm on the kernel command line does it for one boot";
 
 /// `rootshift status [--name N] [--json]`.
 pub fn status(name: Option<&str>, json: bool) -> Result<()> {
@@ -252,22 +259,15 @@ pub fn status(name: Option<&str>, json: bool) -> Result<()> {
             version: STATUS_VERSION,
             wrappers: reports,
             boot,
+            setting: Setting::read(),
         };
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     if reports.is_empty() {
-        let this_boot = match &boot {
-            Some(b) => format!("this boot: the rootshift hook {}", b.summary()),
-            None => {
-                "this boot: the rootshift initrd hook did not run (no /run/rootshift/boot)".into()
-            }
-        };
         return Err(refuse(
             "no rootshift wrapper exists (no device-mapper device named rootshift-*)",
-            Some(&format!(
-                "{this_boot}; the root is wrapped at boot by the rootshift initrd hook, or by `rootshift wrap` before mounting"
-            )),
+            Some(&no_wrapper_hint(boot.as_ref())),
         ));
     }
     for r in &reports {
@@ -277,6 +277,21 @@ pub fn status(name: Option<&str>, json: bool) -> Result<()> {
         println!("boot hook: {}", b.summary());
     }
     Ok(())
+}
+
+/// The hint of human `status` when nothing is wrapped: what the hook did at this boot, and the
+/// way to have the root wrapped.
+fn no_wrapper_hint(boot: Option<&BootRecord>) -> String {
+    let this_boot = match boot {
+        Some(b) => format!("this boot: the rootshift hook {}", b.summary()),
+        None => "this boot: the rootshift initrd hook did not run (no /run/rootshift/boot)".into(),
+    };
+    let way_out = if boot.is_some_and(|b| b.state == "off") {
+        TURN_ON
+    } else {
+        "the root is wrapped at boot by the rootshift initrd hook, or by `rootshift wrap` before mounting"
+    };
+    format!("{this_boot}; {way_out}")
 }
 
 /// What the system runs on now, for the `error` event (best effort; None without a wrapper):
@@ -290,4 +305,30 @@ pub fn system_now() -> Option<serde_json::Value> {
         "state": r.state,
         "on": r.legs.iter().map(|l| l.path.clone()).collect::<Vec<_>>(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_names_boot_enable_when_the_hook_was_off() {
+        let off: BootRecord = "state=off\nbackend=\ncomponent=/dev/vda1\nwrapper=\n\
+            message=wrapping is not enabled (wrap=no in /etc/rootshift/rootshift.conf, the default)\n"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            no_wrapper_hint(Some(&off)),
+            "this boot: the rootshift hook off (/dev/vda1): wrapping is not enabled (wrap=no in \
+             /etc/rootshift/rootshift.conf, the default); `rootshift boot enable` (then reboot) \
+             wraps the root at boot; rd.rootshift=dm on the kernel command line does it for one boot"
+        );
+        let failed: BootRecord = "state=failed\nbackend=dm\ncomponent=/dev/vda1\nmessage=x\n"
+            .parse()
+            .unwrap();
+        assert!(no_wrapper_hint(Some(&failed)).ends_with("or by `rootshift wrap` before mounting"));
+        assert!(
+            no_wrapper_hint(None).starts_with("this boot: the rootshift initrd hook did not run")
+        );
+    }
 }

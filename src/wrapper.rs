@@ -129,8 +129,10 @@ pub fn find(dm: Option<&Dm>, name: Option<&str>) -> Result<Wrapper> {
     let root_dev = BlockDev::from_devnum(root.devnum)
         .map(|d| format!("{} ({})", d.display(), root.devnum))
         .unwrap_or_else(|_| root.devnum.to_string());
-    let how = "boot with the rootshift initrd hook (rd.rootshift=dm or md), which mounts the root \
-               from the wrapper; `rootshift wrap` must run before the root is mounted";
+    let how =
+        "`rootshift boot enable`, then reboot: the rootshift initrd hook then mounts the root \
+               from a wrapper (rd.rootshift=dm or md on the kernel command line does it for one \
+               boot); `rootshift wrap` must run before the root is mounted";
     match all.as_slice() {
         [] => Err(refuse(
             format!("/ is mounted from {root_dev}, which is not on a rootshift wrapper (no rootshift-* device exists)"),

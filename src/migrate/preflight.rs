@@ -64,7 +64,8 @@ pub fn check_not_encrypted(source: &BlockDev, what: &str) -> Result<()> {
         ),
         Some(
             "rootshift does not move encrypted roots yet (the LUKS container has to move, not its \
-             plaintext); copy the LUKS partition from a live system, or boot with rd.rootshift=0",
+             plaintext); copy the LUKS partition from a live system, or boot unwrapped (`rootshift boot \
+             disable`, or rd.rootshift=0 for one boot)",
         ),
     ))
 }

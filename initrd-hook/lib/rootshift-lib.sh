@@ -66,14 +66,15 @@ rootshift_cmdline_value() {
 }
 
 # rootshift_conf_value KEY: the value of the last KEY=VALUE line of $ROOTSHIFT_CONF (blanks around the key and the
-# value dropped, # comments skipped); returns 1 when there is no such file or line.
+# value dropped, lines starting with # skipped; as src/state/bootconf.rs reads it: no quotes, no comment after a
+# value); returns 1 when there is no such file or line.
 rootshift_conf_value() {
     [ -r "$ROOTSHIFT_CONF" ] || return 1
     _rs_found=
     _rs_val=
     while IFS= read -r _rs_line || [ -n "$_rs_line" ]; do
-        _rs_line=${_rs_line%%#*}
         case "$_rs_line" in
+            "#"* | [" 	"]*"#"*) continue ;;
             *=*) ;;
             *) continue ;;
         esac

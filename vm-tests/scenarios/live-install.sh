@@ -4,6 +4,9 @@
 # writer running, let rootshift release the live stack, eject the CD through QEMU's monitor with a plain
 # (non-forced) eject, which QEMU refuses while the guest still uses the drive, and show the system keeps working.
 # vm-system: live
+# vm-suite: bookworm
+# (bookworm on purpose: the other full-system scenarios run trixie; this keeps dracut 059, systemd 252 and
+# kernel 6.1 under test too)
 # vm-disks: 2G
 # vm-timeout: 900
 # vm-host-fsck: vda

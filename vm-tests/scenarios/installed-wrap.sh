@@ -1,7 +1,8 @@
 #!/bin/bash
 # An installed Debian system (GPT, ext4 root partition vda1, root=UUID=...) booted through the rootshift boot hooks:
 # dracut with systemd inside, dracut without systemd, and initramfs-tools; wrapped with dm and md, turned off with
-# rd.rootshift=0, and two boots where wrapping fails (a bogus rd.rootshift= value; dm_mod refused by the kernel),
+# rd.rootshift=0, and boots where wrapping fails (a bogus rd.rootshift= value; dm_mod refused by the kernel, with
+# initramfs-tools and with systemd's initrd, where the generator's plan to mount the wrapper must be redirected),
 # which must still come up, unwrapped, with one "rootshift: ..." error line in the kernel log.
 # Each boot runs on its own qcow2 overlay of the same disk image; rootshift.expect= says what this boot must show.
 # vm-system: installed
@@ -12,6 +13,7 @@
 # vm-boot: dracut-off    dracut       rd.rootshift=0 rootshift.expect=off
 # vm-boot: dracut-bogus  dracut       rd.rootshift=bogus rootshift.expect=failed-value
 # vm-boot: itools-nodm   itools       module_blacklist=dm_mod rootshift.expect=failed-wrap
+# vm-boot: dracut-nodm   dracut       module_blacklist=dm_mod rootshift.expect=failed-wrap
 # vm-timeout: 600
 . "$VMTEST_IN/lib.sh"
 . "$VMTEST_IN/syslib.sh"
@@ -74,7 +76,8 @@ case "$EXPECT" in
     else
       fsckdev="(no record of which device the root fsck checked)"
     fi
-    assert_eq root-fsck-on-wrapper "$node" "$fsckdev"
+    # fsck= is recorded resolved (the initrd's names differ from the booted system's): compare devices
+    assert_eq root-fsck-on-wrapper "$(readlink -f "$node")" "$(readlink -f "$fsckdev" 2>/dev/null || echo "$fsckdev")"
     ;;
   off)
     assert_eq boot-state off "$(boot_info state)"
@@ -112,6 +115,28 @@ case "$EXPECT" in
     ;;
   *)
     record expect-known FAIL 0 "no rootshift.expect= on the command line: '$(cat /proc/cmdline)'"
+    ;;
+esac
+case "$VMTEST_PHASE" in
+  dracut-*)
+    # systemd in the initrd (issue 17 §3): rootshift-wrap.service ran before sysroot.mount, which the generator had
+    # already pointed at the wrapper: no unit edited and no daemon-reload in the initrd, except when the plan was
+    # wrong (dracut-nodm: wrapping failed, so the mount is redirected to the partition) — and then no device job
+    # left waiting for the wrapper that never came
+    journalctl -b --no-pager -o short-monotonic 2>/dev/null | awk '{print} /Switching root/ {exit}' > "$RES/initrd-journal.txt"
+    reloads=$(grep -cE 'systemd\[1\]: Reloading' "$RES/initrd-journal.txt")
+    fin=$(grep -nE 'Finished rootshift-wrap.service' "$RES/initrd-journal.txt" | head -1 | cut -d: -f1)
+    mnt=$(grep -nE 'Mounted sysroot.mount|Mounted /sysroot' "$RES/initrd-journal.txt" | head -1 | cut -d: -f1)
+    check wrap-unit-ran-before-mount "journal line of 'Finished rootshift-wrap.service': ${fin:-none}, of the /sysroot mount: ${mnt:-none}" \
+      [ -n "$fin" -a -n "$mnt" -a "${fin:-0}" -lt "${mnt:-0}" ]
+    if [ "$VMTEST_PHASE" = dracut-nodm ]; then
+      check initrd-reloaded "$reloads reloads in the initrd" [ "$reloads" -ge 1 ]
+      assert_contains redirect-logged "$RES/kernel-rootshift.txt" "the root is mounted from /dev/disk/by-uuid/$UUID (systemd reloads its units for that)"
+    else
+      assert_eq no-reload-in-initrd 0 "$reloads"
+    fi
+    tmo=$(journalctl -b --no-pager 2>/dev/null | grep -c 'Timed out waiting for device')
+    assert_eq no-device-timeouts 0 "$tmo"
     ;;
 esac
 step write-and-read-root sh -c 'echo written > /root/probe && sync && [ "$(cat /root/probe)" = written ]'

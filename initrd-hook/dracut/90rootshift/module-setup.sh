@@ -25,8 +25,18 @@ installkernel() {
 install() {
     inst_multiple rootshift readlink timeout udevadm modprobe mkdir mv sleep
     inst_simple "$moddir/rootshift-lib.sh" /lib/rootshift-lib.sh
-    inst_hook pre-mount 50 "$moddir/rootshift-pre-mount.sh"
     inst_rules "$moddir/69-rootshift.rules"
+    if dracut_module_included "systemd"; then
+        # systemd in the initrd: a generator orders rootshift-wrap.service before sysroot.mount and points the
+        # mount and the root fsck at the wrapper; no unit is edited while the boot runs (rootshift-systemd-lib.sh)
+        inst_multiple systemctl systemd-escape
+        inst_simple "$moddir/rootshift-systemd-lib.sh" /lib/rootshift-systemd-lib.sh
+        inst_simple "$moddir/rootshift-wrap.sh" /lib/rootshift-wrap.sh
+        inst_script "$moddir/rootshift-generator.sh" "$systemdutildir/system-generators/rootshift-generator"
+        inst_simple "$moddir/rootshift-wrap.service" "$systemdsystemunitdir/rootshift-wrap.service"
+    else
+        inst_hook pre-mount 50 "$moddir/rootshift-pre-mount.sh"
+    fi
     # the setting (wrap=dm|md|no; no file: no): read at boot, so a change needs a new initrd
     # (`rootshift boot enable|disable` rebuilds it)
     if [ -f "${dracutsysrootdir-}/etc/rootshift/rootshift.conf" ]; then

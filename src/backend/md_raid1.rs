@@ -29,7 +29,9 @@ use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::dmtable::Health;
-use crate::kernel::md::{build_raid1, MdArray, MdMember, Slot, SyncAction, SyncCompleted};
+use crate::kernel::md::{
+    build_raid1, MdArray, MdMember, Slot, SpeedSetting, SyncAction, SyncCompleted,
+};
 use crate::wrapper::{Wrapper, MD_PREFIX};
 
 /// `rootshift wrap --backend md SOURCE`: build the one-member array and return its node.
@@ -44,22 +46,65 @@ pub fn wrap(source: &BlockDev, full_name: &str) -> Result<PathBuf> {
     Ok(node)
 }
 
-/// sync_speed_min during a migration (KiB/s): md's default sync_speed_max.
-const SPEED_MIN_KIB: u64 = 200_000;
+// md's sync thread (md.c `md_do_sync`) runs a copy between the array's two limits, comparing them
+// with its speed over the last marks: above `sync_speed_max` it sleeps; between the two, whenever
+// the members see I/O other than the copy's (`is_mddev_idle()` false), it lets the copy's I/O in
+// flight drain before issuing more, so foreground I/O gets the disk in between; below
+// `sync_speed_min` it copies whatever else happens. Both default to `system`, the sysctls
+// `/proc/sys/dev/raid/speed_limit_min`/`_max` (1000 and 200,000 KiB/s).
+
+/// The array's `sync_speed_max` during a copy without `--rate-limit` (KiB/s): no practical cap.
+/// md's default cap (200,000 KiB/s, ~195 MiB/s) held the md copy in bench/RESULTS.md at 192 MiB/s
+/// and would make it 10-30x slower than an NVMe disk. md.c `sync_max_store` parses the value with
+/// `kstrtouint` (0 is EINVAL) but keeps it in the `int` `mddev->sync_speed_max`, and `sync_max_show`
+/// prints it with `%d`: `i32::MAX` (~2 TiB/s) is the largest value that stays positive and reads
+/// back as written (dm-raid's `max_recovery_rate` stops there too).
+const SPEED_MAX_KIB: u32 = SpeedSetting::MAX_KIB;
+
+/// The array's `sync_speed_min` during a copy without `--rate-limit` (KiB/s): the floor, below
+/// which md copies whatever the foreground does. md's own 1000 KiB/s is too low: the root is busy
+/// (journald, the user; the suite's writer) nearly all the time, so the floor is all the copy can
+/// count on. At 1000 KiB/s the suite's 512 MiB roots would take ~9 min (beyond the scenarios'
+/// 400 s) and 1 TiB ~12 days; the 200,000 used before made the floor the cap, so md never stepped
+/// back for foreground I/O. 50 MiB/s: a 512 MiB root in ~10 s and 1 TiB in ~6 h at worst, while
+/// a disk doing a few hundred MiB/s or more keeps most of its bandwidth for the foreground (on a
+/// slower disk the floor takes more of it: `--rate-limit` is the way to ask for less).
+const SPEED_FLOOR_KIB: u32 = 51_200;
+const _: () = assert!(SPEED_FLOOR_KIB < SPEED_MAX_KIB);
+
+/// With `--rate-limit`, the floor is the limit up to this (md's default cap), as before the
+/// floor above existed: the copy runs at exactly the limit below it.
+const LIMITED_FLOOR_CAP_KIB: u32 = 200_000;
+
+/// `(sync_speed_min, sync_speed_max)` for a copy at `limit_kib` KiB/s (`None`: no limit).
+fn copy_speeds(limit_kib: Option<u32>) -> (SpeedSetting, SpeedSetting) {
+    match limit_kib {
+        None => (
+            SpeedSetting::Kib(SPEED_FLOOR_KIB),
+            SpeedSetting::Kib(SPEED_MAX_KIB),
+        ),
+        Some(l) => (
+            SpeedSetting::Kib(l.min(LIMITED_FLOOR_CAP_KIB)),
+            SpeedSetting::Kib(l),
+        ),
+    }
+}
 
 pub struct MdRaid1 {
     array: MdArray,
-    /// KiB/s for sync_speed_min/max while copying (None: full speed).
-    limit_kib: Option<u64>,
-    /// Whether we changed sync_speed_* and must put `system` back.
+    /// KiB/s for sync_speed_max (and, up to md's default cap, sync_speed_min) while copying
+    /// (None: the floor and no practical cap, see [`copy_speeds`]); 1..=SpeedSetting::MAX_KIB.
+    limit_kib: Option<u32>,
+    /// Whether sync_speed_* may hold a copy's values this process must put back to `system`:
+    /// set by `attach` before it writes them, and by `detach_target`/`grow_device`, which end a
+    /// copy another process may have started (`abort`, `migrate --resume`).
     speed_set: bool,
 }
 
 impl Drop for MdRaid1 {
     fn drop(&mut self) {
         if self.speed_set {
-            let _ = self.array.write("sync_speed_min", "system");
-            let _ = self.array.write("sync_speed_max", "system");
+            self.restore_speeds();
         }
     }
 }
@@ -80,6 +125,17 @@ fn slot_key(m: &MdMember) -> u32 {
 }
 
 impl MdRaid1 {
+    /// Give both sync speed limits back to the sysctls (`system`). Best effort: what is left on
+    /// failure only concerns an array that no longer copies; `speed_set` stays for another try
+    /// on drop.
+    fn restore_speeds(&mut self) {
+        let min = self.array.set_sync_speed_min(SpeedSetting::System);
+        let max = self.array.set_sync_speed_max(SpeedSetting::System);
+        if min.is_ok() && max.is_ok() {
+            self.speed_set = false;
+        }
+    }
+
     pub fn open(w: &Wrapper) -> Result<MdRaid1> {
         let array = MdArray::open(&w.md_name())?;
         Ok(MdRaid1 {
@@ -178,10 +234,19 @@ impl Backend for MdRaid1 {
                 format!("--rate-limit {b} is below md's unit of 1 KiB/s"),
                 None,
             )),
-            RateLimit::BytesPerSec(b) => {
-                self.limit_kib = Some(b / 1024);
-                Ok(())
-            }
+            RateLimit::BytesPerSec(b) => match SpeedSetting::kib(b / 1024) {
+                Some(SpeedSetting::Kib(k)) => {
+                    self.limit_kib = Some(k);
+                    Ok(())
+                }
+                _ => Err(refuse(
+                    format!(
+                        "--rate-limit {b} is above md's largest per-array rate ({} KiB/s)",
+                        SpeedSetting::MAX_KIB
+                    ),
+                    Some("leave --rate-limit out: without it md's copy has no practical cap"),
+                )),
+            },
             RateLimit::Percent(_) => Err(refuse(
                 "--throttle is dm-mirror's global percentage; md limits each array's copy rate",
                 Some("use --rate-limit RATE (e.g. 50M) with the md backend"),
@@ -220,6 +285,16 @@ impl Backend for MdRaid1 {
                 source.devnum
             );
         }
+        // The copy's speed limits (see SPEED_*_KIB), set before any member is added so a failure
+        // leaves nothing to undo but them (on drop). With a limit, not honouring it is an error;
+        // without one a cap md kept is only slower, and a floor md kept only yields more.
+        let (min, max) = copy_speeds(self.limit_kib);
+        self.speed_set = true;
+        let set_max = self.array.set_sync_speed_max(max);
+        if self.limit_kib.is_some() {
+            set_max.context("setting md sync_speed_max")?;
+        }
+        let _ = self.array.set_sync_speed_min(min);
         let mut added = vec![];
         for t in std::iter::once(target).chain(plan.clones.iter()) {
             if let Err(e) = self
@@ -234,17 +309,6 @@ impl Backend for MdRaid1 {
             }
             added.push(t.devnum);
         }
-        // md throttles a recovery to sync_speed_min (1000 KiB/s by default) whenever the members
-        // see other I/O — on a busy root that is all the time. Let this array's copy run at full
-        // speed (or exactly at the user's limit); `system` puts the defaults back on drop.
-        let min = self.limit_kib.unwrap_or(SPEED_MIN_KIB).min(SPEED_MIN_KIB);
-        self.speed_set = true;
-        if let Some(max) = self.limit_kib {
-            self.array
-                .write("sync_speed_max", &max.to_string())
-                .context("setting md sync_speed_max")?;
-        }
-        let _ = self.array.write("sync_speed_min", &min.to_string());
         if let Err(e) = self.set_raid_disks(1 + added.len() as u32) {
             let undo: Result<Vec<()>> = added.iter().map(|d| self.remove(*d)).collect();
             return Err(match undo {
@@ -363,6 +427,8 @@ impl Backend for MdRaid1 {
     }
 
     fn detach_target(&mut self, source: &BlockDev) -> Result<()> {
+        // the copy ends here, whoever started it: `system` again, now or on drop
+        self.speed_set = true;
         let members = self.members()?;
         let sm = members
             .iter()
@@ -390,10 +456,15 @@ impl Backend for MdRaid1 {
             }
             self.remove(dev)?;
         }
-        self.set_raid_disks(1)
+        self.set_raid_disks(1)?;
+        self.restore_speeds();
+        Ok(())
     }
 
     fn grow_device(&mut self, target: &BlockDev) -> Result<Bytes> {
+        // Past the switch the copy is over, whoever started it (`--resume` after a kill too).
+        self.speed_set = true;
+        self.restore_speeds();
         // Release the failed source, then shrink to one slot (raid1 packs the target into slot 0).
         for m in self.members()? {
             if let Some(dev) = member_dev(&m).filter(|d| *d != target.devnum) {
@@ -434,5 +505,28 @@ impl Backend for MdRaid1 {
             );
         }
         Ok(Bytes(u128::from(*size) * 512))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_speeds_floor_and_no_cap_unless_limited() {
+        let (min, max) = copy_speeds(None);
+        assert_eq!(min.to_string(), "51200");
+        assert_eq!(max.to_string(), "2147483647");
+        // md prints it back as written (sync_max_show: %d of an int)
+        assert_eq!(u32::try_from(i32::MAX).ok(), Some(SPEED_MAX_KIB));
+        // a limit: exactly that rate, the floor up to md's default cap (as before)
+        assert_eq!(
+            copy_speeds(Some(4096)),
+            (SpeedSetting::Kib(4096), SpeedSetting::Kib(4096))
+        );
+        assert_eq!(
+            copy_speeds(Some(500_000)),
+            (SpeedSetting::Kib(200_000), SpeedSetting::Kib(500_000))
+        );
     }
 }

@@ -9,6 +9,12 @@
 //!   `<done> / <total>` in 512-byte sectors. `total` is the component size for a recovery and
 //!   `resync_max_sectors` for a resync/reshape; `done` advances in steps, not continuously.
 //! - `sync_speed` reads `none` when no sync is active, else KiB/s averaged since the last mark.
+//! - `sync_speed_min`/`_max` read `<KiB/s> (local)` or `<KiB/s> (system)`; writing `system` drops
+//!   the array's own value. md's sync thread (`md_do_sync`) compares the copy's recent speed with
+//!   both: above max it sleeps 500 ms; between min and max, while the members see I/O other than
+//!   the sync's (`is_mddev_idle()` false), it lets the sync I/O in flight drain before issuing more;
+//!   below min it ignores other I/O. A value is stored in an `int` though parsed as unsigned: above
+//!   `i32::MAX` it reads back negative.
 //! - `raid_disks` reads `N (old)` during a reshape and is *empty* while the array has no
 //!   configuration.
 //! - `dev-*/size` is in KiB; 0 means "not set": a member bound by ADD_NEW_DISK to a running
@@ -35,7 +41,7 @@ pub mod sysfs;
 
 pub use attr::{
     ArrayState, ComponentSize, Degraded, DevSize, DevState, ParseError, RaidDisks, Slot,
-    SyncAction, SyncCompleted, SyncSpeed,
+    SpeedLimit, SpeedSetting, SyncAction, SyncCompleted, SyncSpeed,
 };
 pub use build::{build_array_info, build_disk_info, build_raid1};
 pub use error::MdError;

@@ -13,7 +13,7 @@ use nix::errno::Errno;
 
 use super::attr::{
     parse_u64, perr, ArrayState, ComponentSize, Degraded, DevSize, DevState, ParseError, RaidDisks,
-    Slot, SyncAction, SyncCompleted, SyncSpeed,
+    Slot, SpeedLimit, SpeedSetting, SyncAction, SyncCompleted, SyncSpeed,
 };
 use super::error::{io_err, MdError};
 use super::MdArray;
@@ -205,6 +205,26 @@ impl MdArray {
 
     pub fn sync_speed(&self) -> Result<SyncSpeed, MdError> {
         self.read("sync_speed")
+    }
+
+    /// The floor of this array's sync speed (KiB/s) and whose it is.
+    pub fn sync_speed_min(&self) -> Result<SpeedLimit, MdError> {
+        self.read("sync_speed_min")
+    }
+
+    /// The cap of this array's sync speed (KiB/s) and whose it is.
+    pub fn sync_speed_max(&self) -> Result<SpeedLimit, MdError> {
+        self.read("sync_speed_max")
+    }
+
+    /// Set this array's sync speed floor, or give it back to the sysctl (`System`).
+    pub fn set_sync_speed_min(&self, v: SpeedSetting) -> Result<(), MdError> {
+        self.write("sync_speed_min", &v.to_string())
+    }
+
+    /// Set this array's sync speed cap, or give it back to the sysctl (`System`).
+    pub fn set_sync_speed_max(&self, v: SpeedSetting) -> Result<(), MdError> {
+        self.write("sync_speed_max", &v.to_string())
     }
 
     pub fn degraded(&self) -> Result<Degraded, MdError> {

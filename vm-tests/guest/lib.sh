@@ -127,6 +127,40 @@ wrapper_is() {
   else [ "$(cat "$SYSFS/block/$2/dm/name" 2>/dev/null)" = rootshift-root ]; fi
 }
 
+# ---- md copy speed limits (issue 22 §1) ------------------------------------------------------------------------
+# What rootshift sets on the md array for a copy without --rate-limit, as md prints "sync_speed_min|sync_speed_max"
+# (src/backend/md_raid1.rs SPEED_FLOOR_KIB, SPEED_MAX_KIB): a 50 MiB/s floor and no practical cap (i32::MAX KiB/s)
+MD_COPY_SPEEDS="51200 (local)|2147483647 (local)"
+# md_speeds NAME : array NAME's limits as md prints them, "sync_speed_min|sync_speed_max" ("1000 (system)|200000
+# (system)" with no per-array value); "missing" for a file that cannot be read
+md_speeds_read() {  # sets _mn _mx (no subshell: the sampler below runs it often)
+  _mn=missing _mx=missing
+  read -r _mn 2>/dev/null < "$SYSFS/block/$1/md/sync_speed_min"
+  read -r _mx 2>/dev/null < "$SYSFS/block/$1/md/sync_speed_max"
+}
+md_speeds() { md_speeds_read "$1"; echo "$_mn|$_mx"; }
+# md_speeds_system NAME : neither limit of array NAME has a per-array value (both read "N (system)")
+md_speeds_system() { case "$(md_speeds "$1")" in *" (system)|"*" (system)") return 0;; *) return 1;; esac; }
+# md_speed_sample NAME : one "min|max" line, printed only when sync_action reads recover (or resync) both before and
+# after the limits are read: the limits in force while md copies onto a member
+md_speed_sample() {
+  _a0= _a1=
+  read -r _a0 2>/dev/null < "$SYSFS/block/$1/md/sync_action"
+  md_speeds_read "$1"
+  read -r _a1 2>/dev/null < "$SYSFS/block/$1/md/sync_action"
+  case "$_a0 $_a1" in "recover recover"|"resync resync") echo "$_mn|$_mx";; *) return 1;; esac
+}
+# md_speed_watch NAME FILE : sample array NAME every 0.1 s into FILE in the background until md_speed_watch_stop
+md_speed_watch() {
+  rm -f "$2.stop"; : > "$2"; MDSPEED_FILE=$2
+  ( while [ ! -e "$2.stop" ]; do md_speed_sample "$1" >> "$2"; sleep 0.1; done ) &
+  MDSPEED_PID=$!
+}
+md_speed_watch_stop() { touch "$MDSPEED_FILE.stop"; wait "$MDSPEED_PID"; }
+# md_samples_all FILE EXPECTED : FILE holds at least one sample and every sample is EXPECTED
+md_samples_all() { [ -s "$1" ] && ! grep -qvxF -- "$2" "$1"; }
+md_samples_summary() { echo "$(wc -l < "$1") samples while md copied: $(sort "$1" | uniq -c | sed 's/^ *//' | tr '\n' ';')"; }
+
 # check_events NAME FILE : every line of a --json stream is an object with "event" and "version" 1, names an event
 # docs/events.json documents, and carries that event's documented fields (docs/json.md)
 check_events() {

@@ -140,7 +140,8 @@ pub enum Command {
         /// dm region size (e.g. 512K, 4M; a power of two). Default: 1M used-only, 4M full.
         #[arg(long, value_parser = parse_size)]
         region_size: Option<u64>,
-        /// md backend: copy at most RATE bytes per second (e.g. 50M).
+        /// md backend: copy at most RATE bytes per second (e.g. 50M). Without it md copies flat out
+        /// while the root sees no other I/O and at a 50 MiB/s floor while it does.
         #[arg(long, value_parser = parse_size)]
         rate_limit: Option<u64>,
         /// dm backend: percentage of time the kernel may spend copying (global to all dm

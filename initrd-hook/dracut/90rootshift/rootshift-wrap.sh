@@ -8,13 +8,11 @@
 . /lib/rootshift-lib.sh
 . /lib/rootshift-systemd-lib.sh
 
-# rootshift_redirect DEVICE: the generator's plan was wrong: make sysroot.mount (and the root fsck) use DEVICE.
-# The generator reruns on the reload and reads /run/rootshift/redirect. The start job queued for the planned
-# wrapper's device would wait for a device that never comes: cancel it.
-rootshift_redirect() {
-    rootshift_log 5 "the root is mounted from $1 (systemd reloads its units for that)"
-    echo "$1" > "$ROOTSHIFT_STATE/redirect"
-    systemctl daemon-reload
+# rootshift_cancel_wrapper_job: no wrapper exists, so a start job queued for its device (the generator's first
+# plan, before a reload changed it: ours, or dmsquash-live's when it turns to overlayfs at run time) would wait for
+# a device that never comes: cancel it.
+rootshift_cancel_wrapper_job() {
+    [ -b /dev/mapper/rootshift-root ] || [ -b /dev/md_rootshift-root ] && return 0
     for _j in $(systemctl list-jobs --no-legend 2> /dev/null | while read -r _id _unit _rest; do
         case "$_unit" in
             *rootshift?x2droot.device) echo "$_id" ;;
@@ -22,6 +20,15 @@ rootshift_redirect() {
     done); do
         systemctl cancel "$_j" 2> /dev/null
     done
+}
+
+# rootshift_redirect DEVICE: the generator's plan was wrong: make sysroot.mount (and the root fsck) use DEVICE.
+# The generator reruns on the reload and reads /run/rootshift/redirect.
+rootshift_redirect() {
+    rootshift_log 5 "the root is mounted from $1 (systemd reloads its units for that)"
+    echo "$1" > "$ROOTSHIFT_STATE/redirect"
+    systemctl daemon-reload
+    rootshift_cancel_wrapper_job
 }
 
 # rootshift_record_fsck: which device the root fsck checks, as systemd loaded it (for `rootshift status` and the
@@ -52,6 +59,7 @@ rootshift_systemd_wrap() {
                 *) rootshift_fail "$_comp" "$_be" "root=$_comp is not a block device" ;;
             esac
         fi
+        rootshift_cancel_wrapper_job
         return 0
     fi
     _node=$(rootshift_wrap_root "$_comp")

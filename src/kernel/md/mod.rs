@@ -28,7 +28,8 @@
 //!   pending writes still reads `active`. Do not rely on it to detect a broken array.
 //!
 //! Split by what each part talks to:
-//! - [`attr`]: the attributes' text as typed values (pure parsing and printing);
+//! - [`attr`]: the attributes' text as typed values (pure parsing and printing); [`speed`]: the
+//!   sync speed limits' text, likewise;
 //! - [`sysfs`]: `/sys/block/<name>/md` (attributes, members) and md's `new_array` parameter;
 //! - [`node`]: `/dev/<name>` and the md ioctls on it;
 //! - [`build`]: setting up a superblock-less raid1 (the ioctl arguments and the sequence).
@@ -37,14 +38,16 @@ pub mod attr;
 pub mod build;
 pub mod error;
 pub mod node;
+pub mod speed;
 pub mod sysfs;
 
 pub use attr::{
     ArrayState, ComponentSize, Degraded, DevSize, DevState, ParseError, RaidDisks, Slot,
-    SpeedLimit, SpeedSetting, SyncAction, SyncCompleted, SyncSpeed,
+    SyncAction, SyncCompleted, SyncSpeed,
 };
 pub use build::{build_array_info, build_disk_info, build_raid1};
 pub use error::MdError;
+pub use speed::{SpeedLimit, SpeedSetting};
 pub use sysfs::{check_array_name, create_array_name, MdMember, NEW_ARRAY_PARAM};
 
 use super::devnum::DevNum;

@@ -13,9 +13,10 @@ use nix::errno::Errno;
 
 use super::attr::{
     parse_u64, perr, ArrayState, ComponentSize, Degraded, DevSize, DevState, ParseError, RaidDisks,
-    Slot, SpeedLimit, SpeedSetting, SyncAction, SyncCompleted, SyncSpeed,
+    Slot, SyncAction, SyncCompleted, SyncSpeed,
 };
 use super::error::{io_err, MdError};
+use super::speed::{SpeedLimit, SpeedSetting};
 use super::MdArray;
 use crate::kernel::devnum::DevNum;
 

@@ -128,6 +128,17 @@ rootshift_off_state() {
     rootshift_state state=off backend= "component=$2" wrapper= "message=$_rs_why"
 }
 
+# rootshift_unwrappable BACKEND ROOT WHY: root= has no block device to wrap (an overlayfs live root, nfs, none):
+# record state=off when not wrapping anyway, else the failure WHY (the boot goes on unwrapped). Returns 0.
+rootshift_unwrappable() {
+    if rootshift_not_wrapping "$1"; then
+        rootshift_off_state "$1" "$2"
+    else
+        rootshift_fail "$2" "$1" "$3"
+    fi
+    return 0
+}
+
 # rootshift_state KEY=VALUE...: (re)write /run/rootshift/boot.
 rootshift_state() {
     mkdir -p "$ROOTSHIFT_STATE" 2> /dev/null

@@ -14,11 +14,7 @@ rootshift_dracut() {
             # dmsquash-live: / is the dm snapshot live-rw (the overlayfs variant has no block device to wrap)
             _comp=/dev/mapper/live-rw
             if [ ! -b "$_comp" ]; then
-                if rootshift_not_wrapping "$_be"; then
-                    rootshift_off_state "$_be" "$root"
-                else
-                    rootshift_fail "$root" "$_be" "no $_comp (an overlayfs live root cannot be wrapped)"
-                fi
+                rootshift_unwrappable "$_be" "$root" "no $_comp (an overlayfs live root cannot be wrapped)"
                 return 0
             fi
             ;;
@@ -26,11 +22,7 @@ rootshift_dracut() {
             _comp=${root#block:}
             ;;
         *)
-            if rootshift_not_wrapping "$_be"; then
-                rootshift_off_state "$_be" "${root:-none}"
-                return 0
-            fi
-            rootshift_fail "${root:-none}" "$_be" "root=${root:-(none)} is not a block device"
+            rootshift_unwrappable "$_be" "${root:-none}" "root=${root:-(none)} is not a block device"
             return 0
             ;;
     esac

@@ -51,14 +51,11 @@ rootshift_systemd_wrap() {
     _be=$(rootshift_backend)
     _planned=$(rootshift_systemd_what) || _planned=
     if ! _comp=$(rootshift_systemd_root); then
-        if rootshift_not_wrapping "$_be"; then
-            rootshift_off_state "$_be" "$_comp"
-        else
-            case "$_comp" in
-                live:* | CDLABEL=*) rootshift_fail "$_comp" "$_be" "no /dev/mapper/live-rw (an overlayfs live root cannot be wrapped)" ;;
-                *) rootshift_fail "$_comp" "$_be" "root=$_comp is not a block device" ;;
-            esac
-        fi
+        case "$_comp" in
+            live:* | CDLABEL=*) _why="no /dev/mapper/live-rw (an overlayfs live root cannot be wrapped)" ;;
+            *) _why="root=$_comp is not a block device" ;;
+        esac
+        rootshift_unwrappable "$_be" "$_comp" "$_why"
         rootshift_cancel_wrapper_job
         return 0
     fi

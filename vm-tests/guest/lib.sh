@@ -141,14 +141,17 @@ md_speeds_read() {  # sets _mn _mx (no subshell: the sampler below runs it often
 md_speeds() { md_speeds_read "$1"; echo "$_mn|$_mx"; }
 # md_speeds_system NAME : neither limit of array NAME has a per-array value (both read "N (system)")
 md_speeds_system() { case "$(md_speeds "$1")" in *" (system)|"*" (system)") return 0;; *) return 1;; esac; }
-# md_speed_sample NAME : one "min|max" line, printed only when sync_action reads recover (or resync) both before and
-# after the limits are read: the limits in force while md copies onto a member
+# md_speed_sample NAME : one "min|max" line, printed only when sync_completed reads "DONE / TOTAL" both before and
+# after the limits are read: the limits in force while md's copy thread runs. (sync_action alone is not enough: it
+# reads "recover" for a moment whenever md re-checks an array, e.g. after the switch fails the source, with no copy
+# running; sync_completed then reads "none" or "delayed". md.c md_sync_action, sync_completed_show.)
 md_speed_sample() {
-  _a0= _a1=
-  read -r _a0 2>/dev/null < "$SYSFS/block/$1/md/sync_action"
+  _c0= _c1=
+  read -r _c0 2>/dev/null < "$SYSFS/block/$1/md/sync_completed"
   md_speeds_read "$1"
-  read -r _a1 2>/dev/null < "$SYSFS/block/$1/md/sync_action"
-  case "$_a0 $_a1" in "recover recover"|"resync resync") echo "$_mn|$_mx";; *) return 1;; esac
+  read -r _c1 2>/dev/null < "$SYSFS/block/$1/md/sync_completed"
+  case "$_c0" in [0-9]*" / "[0-9]*) ;; *) return 1;; esac
+  case "$_c1" in [0-9]*" / "[0-9]*) echo "$_mn|$_mx";; *) return 1;; esac
 }
 # md_speed_watch NAME FILE : sample array NAME every 0.1 s into FILE in the background until md_speed_watch_stop
 md_speed_watch() {

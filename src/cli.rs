@@ -156,6 +156,13 @@ pub enum Command {
         /// switch with the filesystem frozen and given its own filesystem UUID.
         #[arg(long = "clone", value_name = "DEVICE")]
         clones: Vec<PathBuf>,
+        /// Overlayfs live root: after the switch, also move the live image files (the files
+        /// under the overlay's read-only loop devices) onto PART: a fresh ext4 labelled
+        /// rootshift-live, mounted on /run/rootshift/image; each copy is verified with O_DIRECT
+        /// reads and its loop device moved onto it (LOOP_CHANGE_FD). Then the medium is
+        /// unmounted and ejected.
+        #[arg(long, value_name = "PART")]
+        image_to: Option<PathBuf>,
         /// After the migration, make the target an installed system that boots alone: fresh
         /// ids, fstab, initramfs, boot loader (`rootshift finish`). Default when the source is
         /// a live medium, or when --bootloader/--initramfs is given.

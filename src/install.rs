@@ -251,6 +251,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         resume: false,
         verify: false,
         clones,
+        image_to: None,
         install: Some(true),
         finish: finish_opts,
     })?;

@@ -54,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             throttle,
             verify,
             clones,
+            image_to,
             install,
             no_install,
             finish,
@@ -80,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 throttle,
                 verify,
                 clones,
+                image_to,
                 install: if no_install {
                     Some(false)
                 } else if install || finish.given() {

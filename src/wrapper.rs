@@ -126,6 +126,16 @@ pub fn find(dm: Option<&Dm>, name: Option<&str>) -> Result<Wrapper> {
     if let Some(w) = all.iter().find(|w| w.devnum == root.devnum) {
         return Ok(w.clone());
     }
+    // an overlayfs live root: what moves is its upper layer, when that is on a wrapper
+    if root.fs_type == "overlay" {
+        if let Some(o) = crate::live::overlay::OverlayRoot::of_root()? {
+            let on = o.upper.as_ref().map(|u| u.devnum);
+            return match all.iter().find(|w| Some(w.devnum) == on) {
+                Some(w) => Ok(w.clone()),
+                None => Err(o.unwrapped_refusal()),
+            };
+        }
+    }
     let root_dev = BlockDev::from_devnum(root.devnum)
         .map(|d| format!("{} ({})", d.display(), root.devnum))
         .unwrap_or_else(|_| root.devnum.to_string());

@@ -65,3 +65,54 @@ impl LoopDev {
         Err(last.expect("attempted")).context("binding a loop device")
     }
 }
+
+/// A bound loop device as sysfs shows it (drivers/block/loop.c `loop_attr_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopBinding {
+    /// `/dev/loopN`.
+    pub path: PathBuf,
+    pub devnum: DevNum,
+    /// The backing file's path as this process sees it (`loop/backing_file`); it may no longer be
+    /// reachable (a lazily unmounted filesystem): check it against `file_dev`/`file_ino`.
+    pub backing_file: PathBuf,
+    /// The filesystem device and inode of the backing file (LOOP_GET_STATUS64).
+    pub file_dev: DevNum,
+    pub file_ino: u64,
+    pub read_only: bool,
+}
+
+impl LoopBinding {
+    /// The binding of loop device `kname` (`loop0`); None when it is not a bound loop device.
+    pub fn of(kname: &str) -> Option<LoopBinding> {
+        let sys = Path::new("/sys/block").join(kname);
+        let backing = fs::read_to_string(sys.join("loop/backing_file")).ok()?;
+        let devnum: DevNum = fs::read_to_string(sys.join("dev"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let path = PathBuf::from("/dev").join(kname);
+        let f = File::open(&path).ok()?;
+        let st = ioctl::loop_status(f.as_fd()).ok()?;
+        Some(LoopBinding {
+            path,
+            devnum,
+            backing_file: PathBuf::from(backing.trim_end_matches('\n')),
+            file_dev: DevNum::from_dev_t(st.lo_device),
+            file_ino: st.lo_inode,
+            read_only: st.lo_flags & ioctl::LO_FLAGS_READ_ONLY != 0,
+        })
+    }
+
+    /// Move this read-only loop device onto `file` (same size and content): LOOP_CHANGE_FD.
+    pub fn change_backing(&self, file: &File) -> Result<()> {
+        let dev =
+            File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        ioctl::loop_change_fd(dev.as_fd(), file.as_fd()).with_context(|| {
+            format!(
+                "LOOP_CHANGE_FD of {} (the kernel wants a read-only loop and a file of the same size)",
+                self.path.display()
+            )
+        })
+    }
+}

@@ -13,3 +13,5 @@ pub mod loopdev;
 pub mod md;
 pub mod memlock;
 pub mod mounts;
+pub mod overlay;
+pub mod zram;

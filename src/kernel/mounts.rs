@@ -50,6 +50,25 @@ pub fn root_mount() -> io::Result<Mount> {
         .ok_or_else(|| io::Error::other("no / in /proc/self/mountinfo"))
 }
 
+/// The filesystem type and super options of the visible `/` mount: the fields after ` - ` in
+/// /proc/self/mountinfo (procfs' map of them would merge repeated keys such as `lowerdir+`).
+pub fn root_fs_options() -> io::Result<(String, String)> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    root_fs_options_in(&text).ok_or_else(|| io::Error::other("no / in /proc/self/mountinfo"))
+}
+
+fn root_fs_options_in(text: &str) -> Option<(String, String)> {
+    text.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| {
+            let (_, tail) = l.split_once(" - ")?;
+            let mut w = tail.split(' ');
+            let fs_type = w.next()?.to_string();
+            let _source = w.next()?;
+            Some((fs_type, w.next().unwrap_or("").to_string()))
+        })
+}
+
 /// One line of /proc/swaps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapArea {
@@ -144,5 +163,15 @@ mod tests {
     fn empty_proc_swaps() {
         let s: Swaps = "Filename\tType\tSize\tUsed\tPriority\n".parse().unwrap();
         assert!(s.0.is_empty());
+    }
+
+    #[test]
+    fn the_last_root_mount_wins() {
+        let t = "22 1 0:21 / / rw,relatime - tmpfs rootfs rw\n\
+                 36 22 0:33 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/run/live/rootfs/filesystem.squashfs/,upperdir=/run/live/overlay/rw,workdir=/run/live/overlay/work\n\
+                 37 36 0:5 / /dev rw - devtmpfs udev rw\n";
+        let (t, o) = root_fs_options_in(t).unwrap();
+        assert_eq!(t, "overlay");
+        assert!(o.starts_with("rw,lowerdir=/run/live/rootfs/"), "{o}");
     }
 }

@@ -70,7 +70,38 @@ impl Run {
                 }
             }
         }
-        match crate::live::release_old(&self.source) {
+        // an overlay root's image files onto their partition, then the medium and the zram
+        // device the upper was on let go of
+        let mut freed = vec![];
+        if let Some(plan) = self.images.clone() {
+            let progress = &self.progress;
+            crate::live::overlay::move_images(&plan, |m| {
+                progress.event(
+                    "image",
+                    &format!(
+                        "moved {} ({}) to {}: {} reads the verified copy now",
+                        m.file.display(),
+                        human(Bytes(m.bytes.into())),
+                        m.device,
+                        m.loop_dev.display()
+                    ),
+                    json!({"file": m.file, "bytes": m.bytes, "device": m.device, "loop": m.loop_dev}),
+                )
+            })
+            .with_context(|| {
+                format!(
+                    "moving the live image files to {} (the root is complete on {}; the image is still read                      from the medium; `rootshift migrate --resume` retries)",
+                    plan.part.display(),
+                    self.target.display()
+                )
+            })?;
+            freed.extend(crate::live::overlay::release_medium(&plan));
+        }
+        freed.extend(crate::live::overlay::release_zram(&self.source));
+        match crate::live::release_old(&self.source).map(|mut r| {
+            r.extend(freed);
+            r
+        }) {
             Ok(r) if r.is_empty() => {}
             Ok(r) => self.progress.event(
                 "released",

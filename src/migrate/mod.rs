@@ -85,6 +85,8 @@ pub struct MigrateOptions {
     /// Devices filled in the same pass as the target, detached at the switch with the
     /// filesystem frozen, then given their own filesystem UUID (root clones).
     pub clones: Vec<PathBuf>,
+    /// An overlayfs live root's image files move onto this partition after the switch.
+    pub image_to: Option<PathBuf>,
     /// Compare source and target before the switch (see verify.rs).
     pub verify: bool,
     /// Run the install step after the migration (None: when the source is a live medium).
@@ -150,6 +152,8 @@ struct Run {
     install: Option<finish::Plan>,
     clones: Vec<BlockDev>,
     verify: bool,
+    /// `--image-to`: the live image files to move after the grow.
+    images: Option<crate::live::overlay::ImagePlan>,
     _guardian: Guardian,
 }
 

@@ -70,6 +70,58 @@ pub fn check_not_encrypted(source: &BlockDev, what: &str) -> Result<()> {
     ))
 }
 
+/// `--image-to PART`: `/` must be an overlayfs whose lower layers are read-only loop devices over
+/// image files (see `live::overlay`), and PART a device of its own, unused and blank (unless
+/// `force`), large enough for the files. PART mounted on the image directory already is the
+/// partition of an interrupted run (`--resume`): it is taken as it is.
+pub fn check_image_part(
+    path: &Path,
+    target: &BlockDev,
+    clones: &[BlockDev],
+    force: bool,
+) -> Result<crate::live::overlay::ImagePlan> {
+    use crate::live::overlay;
+    let Some(root) = overlay::OverlayRoot::of_root()? else {
+        return Err(refuse(
+            "--image-to moves a live medium's image files, and / is not an overlayfs",
+            Some("leave --image-to out"),
+        ));
+    };
+    let part = resolve_target(path)?;
+    let p = part.display();
+    let same_disk = |a: &BlockDev, b: &BlockDev| {
+        a.devnum == b.devnum
+            || a.whole_disk().is_ok_and(|d| d.devnum == b.devnum)
+            || b.whole_disk().is_ok_and(|d| d.devnum == a.devnum)
+    };
+    if std::iter::once(target)
+        .chain(clones)
+        .any(|t| same_disk(t, &part))
+    {
+        return Err(refuse(
+            format!("--image-to {p} overlaps the target (or a clone) of the migration"),
+            Some("give the image files a partition of their own, e.g. the target disk's partition 1 with the upper on partition 2"),
+        ));
+    }
+    let ours = mounts::mounts_of(part.devnum)?
+        .iter()
+        .any(|m| m.mount_point == Path::new(overlay::IMAGE_DIR));
+    if !ours {
+        check_unused_except(&part, None)?;
+        if !force {
+            if let Some(what) = crate::disk::signatures::holds(&part)
+                .with_context(|| format!("probing {p} for signatures"))?
+            {
+                return Err(refuse(
+                    format!("--image-to {p} already holds {what}; a new filesystem would overwrite it"),
+                    Some("check it is the right partition (wipefs -n shows what is there); pass --force to overwrite it"),
+                ));
+            }
+        }
+    }
+    overlay::plan_images(&root, &part)
+}
+
 /// Every check against the target, in a fixed order (so the first problem found is reported).
 pub fn check_target(
     wrapper: &Wrapper,

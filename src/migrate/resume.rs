@@ -88,6 +88,12 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
     let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
     let mut journal = journal;
     keep_persisted(&mut journal, &w);
+    // an overlay root's image files still to move (those moved already are skipped)
+    let images = journal
+        .image_to
+        .as_deref()
+        .map(|p| preflight::check_image_part(std::path::Path::new(p), &target, &found.clones, true))
+        .transpose()?;
     let mut run = Run {
         to_copy: Bytes(u128::from(
             journal.copied_bytes.unwrap_or(journal.source.size_bytes),
@@ -105,6 +111,7 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         install: None,
         clones: vec![],
         verify: opts.verify,
+        images,
         _guardian: guardian,
     };
     run.clones = found.clones;

@@ -53,6 +53,11 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             .context("checking a clone device")?;
         clones.push(dev);
     }
+    let images = opts
+        .image_to
+        .as_deref()
+        .map(|p| preflight::check_image_part(p, &target, &clones, opts.force))
+        .transpose()?;
     crate::live::overlay_check(&source, crate::live::OVERLAY_NEED_BYTES)?;
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
     let plan = CopyPlan {
@@ -170,6 +175,8 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
                     "initramfs": format!("{:?}", p.initramfs).to_lowercase(),
                 })),
                 "target_holds": crate::disk::signatures::holds(&target).ok().flatten(),
+                "image_to": images.as_ref().map(|p| json!({"device": p.part.display(), "bytes": p.bytes(),
+                    "files": p.files.iter().map(|f| f.rel.clone()).collect::<Vec<_>>()})),
             }),
         );
         progress.event(
@@ -240,6 +247,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     // a counter that only grows across attempts, and this attempt's id (the boot choice orders
     // the journals by them, not by the clock)
     journal.begin_generation();
+    journal.image_to = images.as_ref().map(|p| p.part.display());
     journal.clones = clones
         .iter()
         .map(|c| record(c, c.size().unwrap_or(Bytes(0))))
@@ -265,6 +273,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         install,
         clones,
         verify: opts.verify,
+        images,
         _guardian: guardian,
     };
     run.journal.save()?;

@@ -159,6 +159,9 @@ pub struct Journal {
     /// Why the migration stopped, when it did not finish.
     #[serde(default)]
     pub error: Option<String>,
+    /// `--image-to`: the partition an overlay root's image files move to (`--resume` finishes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_to: Option<String>,
     /// The source was a live medium's root.
     #[serde(default)]
     pub source_live: bool,
@@ -217,6 +220,7 @@ impl Journal {
             fs_after_bytes: None,
             error: None,
             source_live: false,
+            image_to: None,
             clones: vec![],
             clones_done: 0,
             verified_bytes: None,

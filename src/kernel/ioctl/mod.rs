@@ -30,6 +30,9 @@ mod raw {
     nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
     nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
     nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
+    nix::ioctl_write_int_bad!(loop_change_fd, 0x4C06);
+    // linux/cdrom.h
+    nix::ioctl_none_bad!(cdrom_eject, 0x5309);
     // linux/fs.h: BLKFLSBUF _IO(0x12, 97), BLKRRPART _IO(0x12, 95), BLKPG _IO(0x12, 105)
     nix::ioctl_none!(blkflsbuf, 0x12, 97);
     nix::ioctl_none!(blkrrpart, 0x12, 95);
@@ -398,6 +401,24 @@ pub fn loop_attach(dev: BorrowedFd<'_>, file: BorrowedFd<'_>, flags: u32) -> io:
         let _ = unsafe { raw::loop_clr_fd(dev.as_raw_fd()) };
     }
     r
+}
+
+/// The loop device is read-only (LO_FLAGS_READ_ONLY).
+pub const LO_FLAGS_READ_ONLY: u32 = 1;
+
+/// Move a bound, read-only loop device onto another file of the same size (LOOP_CHANGE_FD): the
+/// device and what is mounted from it stay; reads come from `file` from now on. The kernel refuses
+/// (EINVAL) a writable loop, a size that differs, or a file that is neither regular nor a block
+/// device.
+pub fn loop_change_fd(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: the file descriptor is passed by value.
+    io(unsafe { raw::loop_change_fd(dev.as_raw_fd(), file.as_raw_fd()) })
+}
+
+/// Open the tray of a CD/DVD drive (CDROMEJECT). EBUSY while anything has it mounted or open.
+pub fn cdrom_eject(dev: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: no argument.
+    io(unsafe { raw::cdrom_eject(dev.as_raw_fd()) })
 }
 
 /// Unbind a loop device (LOOP_CLR_FD).

@@ -11,6 +11,8 @@
 //! and the root filesystem with it. After the switch, [`release_old`] tears down what only the old
 //! root used, so the medium is free and can be ejected.
 
+pub mod overlay;
+
 use std::fs::{self, File};
 use std::os::fd::AsFd;
 use std::str::FromStr;

@@ -1,0 +1,548 @@
+//! Overlayfs live roots, as today's live media build them (Debian live-boot, dracut's overlayfs
+//! mode, KIWI, archiso): `/` is an overlay of read-only images on loop devices under a writable
+//! upper directory.
+//!
+//! ```text
+//! /  overlay ── lowerdir /run/live/rootfs/filesystem.squashfs  squashfs on loop0 (read-only)
+//!            │                                                  = /run/live/medium/live/filesystem.squashfs
+//!            │                                                    on the medium (sr0, a USB stick)
+//!            └─ upperdir /run/live/overlay/rw  ext4 on rootshift-upper (dm linear) on zram0
+//! ```
+//!
+//! rootshift moves such a root when the boot put the upper on a wrapper: the wrapper migrates like
+//! any other (the grow then grows the upper's filesystem), and the image files move to a partition
+//! of their own with LOOP_CHANGE_FD, which swaps the file under a read-only loop device without the
+//! overlay, the squashfs or any open file noticing (the kernel insists on the same size). Then the
+//! medium is unmounted and ejected and the zram device freed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::error::refuse;
+use crate::kernel::blockdev::BlockDev;
+use crate::kernel::devnum::DevNum;
+use crate::kernel::loopdev::LoopBinding;
+use crate::kernel::overlay::OverlayOptions;
+use crate::kernel::{ioctl, mounts, zram};
+
+/// Where `migrate --image-to` mounts the partition that takes over the image files.
+pub const IMAGE_DIR: &str = "/run/rootshift/image";
+/// The label of that partition's filesystem.
+pub const IMAGE_LABEL: &str = "rootshift-live";
+
+/// A layer directory and the filesystem it is on.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// The directory as the overlay's options name it.
+    pub dir: PathBuf,
+    /// The device of the filesystem holding it (`st_dev`).
+    pub devnum: DevNum,
+    /// That filesystem's type and source, from the mount table (empty when not found).
+    pub fs_type: String,
+    pub source: String,
+    pub mount_point: Option<PathBuf>,
+}
+
+/// `/` when it is an overlay mount.
+#[derive(Debug, Clone)]
+pub struct OverlayRoot {
+    pub options: OverlayOptions,
+    pub upper: Option<Layer>,
+    pub lowers: Vec<Layer>,
+}
+
+fn layer(dir: &Path, all: &[mounts::Mount]) -> Result<Layer> {
+    let md = fs::metadata(dir).with_context(|| {
+        format!(
+            "the overlay layer {} is not reachable from this mount namespace",
+            dir.display()
+        )
+    })?;
+    let devnum = DevNum::from_dev_t(md.dev());
+    let canon = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    // the mount of that device whose mount point is the longest prefix of the directory
+    let m = all
+        .iter()
+        .filter(|m| m.devnum == devnum && canon.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len());
+    Ok(Layer {
+        dir: dir.to_path_buf(),
+        devnum,
+        fs_type: m.map(|m| m.fs_type.clone()).unwrap_or_default(),
+        source: m.map(|m| m.source.clone()).unwrap_or_default(),
+        mount_point: m.map(|m| m.mount_point.clone()),
+    })
+}
+
+impl OverlayRoot {
+    /// The overlay `/` is, or None when `/` is not an overlay.
+    pub fn of_root() -> Result<Option<OverlayRoot>> {
+        let (fs_type, opts) = mounts::root_fs_options().context("reading the root mount")?;
+        if fs_type != "overlay" {
+            return Ok(None);
+        }
+        let options: OverlayOptions = opts.parse()?;
+        let all = mounts::mounts()?;
+        let upper = options
+            .upperdir
+            .as_deref()
+            .map(|d| layer(d, &all))
+            .transpose()?;
+        let lowers = options
+            .lowerdirs
+            .iter()
+            .map(|d| layer(d, &all))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(OverlayRoot {
+            options,
+            upper,
+            lowers,
+        }))
+    }
+
+    /// Why this overlay root cannot move, for a root whose upper is not on a rootshift wrapper.
+    pub fn unwrapped_refusal(&self) -> anyhow::Error {
+        let upper = match &self.upper {
+            None => "it has no upper layer (a read-only overlay)".to_string(),
+            Some(u) => format!(
+                "its upper layer {} is on {} ({}{})",
+                u.dir.display(),
+                if u.source.is_empty() {
+                    "an unknown filesystem"
+                } else {
+                    &u.source
+                },
+                if u.fs_type.is_empty() {
+                    "?"
+                } else {
+                    &u.fs_type
+                },
+                if u.fs_type == "tmpfs" { ", RAM" } else { "" }
+            ),
+        };
+        refuse(
+            format!(
+                "/ is an overlayfs (a live session) and {upper}, not on a rootshift-upper wrapper: there is no \
+                 block device to mirror the session's changes from"
+            ),
+            Some(
+                "the live image must put the overlay's upper layer on rootshift-upper at boot (ext4 on zram under a \
+                 dm wrapper); media built without it can only be installed by copying files (the distribution's \
+                 installer), or from a block-device live medium (dracut dmsquash-live with LiveOS/rootfs.img)",
+            ),
+        )
+    }
+}
+
+/// One image file under a lower layer, to be moved to the image partition.
+#[derive(Debug, Clone)]
+pub struct ImageFile {
+    pub loop_dev: LoopBinding,
+    /// The file as this process reaches it now.
+    pub path: PathBuf,
+    /// Its path relative to the root of the filesystem holding it (`live/filesystem.squashfs`).
+    pub rel: PathBuf,
+    pub size: u64,
+    /// The medium: the device of the filesystem holding it.
+    pub medium: DevNum,
+}
+
+/// What `--image-to` will do, checked before anything changes.
+#[derive(Debug, Clone)]
+pub struct ImagePlan {
+    pub part: BlockDev,
+    pub files: Vec<ImageFile>,
+}
+
+impl ImagePlan {
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// The image file under one lower layer: the layer must be a filesystem on a read-only loop
+/// device whose backing file this process can reach.
+fn image_of(l: &Layer, all: &[mounts::Mount]) -> Result<ImageFile> {
+    let dev = BlockDev::from_devnum(l.devnum).map_err(|_| {
+        refuse(
+            format!(
+                "the overlay's lower layer {} ({} {}) is not on a block device (an image mounted straight from \
+                 a file, e.g. EROFS on Debian 13): its file cannot be moved under the running system",
+                l.dir.display(),
+                l.fs_type,
+                l.source
+            ),
+            Some("boot the medium with the image on a loop device (the distribution's default)"),
+        )
+    })?;
+    let lb = LoopBinding::of(&dev.kname).ok_or_else(|| {
+        refuse(
+            format!(
+                "the overlay's lower layer {} is on {}, not on a loop device over an image file",
+                l.dir.display(),
+                dev.display()
+            ),
+            Some("only a live medium's image files can be moved with --image-to; leave it out"),
+        )
+    })?;
+    if !lb.read_only {
+        return Err(refuse(
+            format!(
+                "the loop device {} under the overlay's lower layer is writable: the kernel moves only read-only \
+                 loop devices to another file",
+                lb.path.display()
+            ),
+            None,
+        ));
+    }
+    let md = fs::metadata(&lb.backing_file)
+        .ok()
+        .filter(|m| DevNum::from_dev_t(m.dev()) == lb.file_dev && m.ino() == lb.file_ino);
+    let Some(md) = md else {
+        return Err(refuse(
+            format!(
+                "the image file of {} ({}) is not reachable from here (its filesystem {} is unmounted or \
+                 mounted elsewhere)",
+                lb.path.display(),
+                lb.backing_file.display(),
+                lb.file_dev
+            ),
+            Some("mount the medium again, or leave --image-to out"),
+        ));
+    };
+    let mount = all
+        .iter()
+        .filter(|m| m.devnum == lb.file_dev && lb.backing_file.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+        .ok_or_else(|| {
+            anyhow!(
+                "no mount of {} holds {}",
+                lb.file_dev,
+                lb.backing_file.display()
+            )
+        })?;
+    let rel = lb
+        .backing_file
+        .strip_prefix(&mount.mount_point)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| PathBuf::from(lb.backing_file.file_name().unwrap_or_default()));
+    Ok(ImageFile {
+        path: lb.backing_file.clone(),
+        size: md.len(),
+        medium: lb.file_dev,
+        rel,
+        loop_dev: lb,
+    })
+}
+
+/// Check `--image-to PART` against the overlay root: every lower layer on a read-only loop over a
+/// reachable file, PART large enough (files + 5 % + 16 MiB for ext4), and not holding any of them.
+pub fn plan_images(root: &OverlayRoot, part: &BlockDev) -> Result<ImagePlan> {
+    let all = mounts::mounts()?;
+    let mut files = vec![];
+    for l in &root.lowers {
+        let f = image_of(l, &all)?;
+        if files
+            .iter()
+            .any(|x: &ImageFile| x.loop_dev.devnum == f.loop_dev.devnum)
+        {
+            continue;
+        }
+        files.push(f);
+    }
+    // a run interrupted after some files moved (`--resume`): those read the partition already
+    let ours = mounts::mounts_of(part.devnum)?
+        .iter()
+        .any(|m| m.mount_point == Path::new(IMAGE_DIR));
+    if ours {
+        files.retain(|f| f.medium != part.devnum);
+    }
+    if files.iter().any(|f| f.medium == part.devnum) {
+        return Err(refuse(
+            format!(
+                "--image-to {} is the medium the image files are on",
+                part.display()
+            ),
+            Some("name a partition of the target disk"),
+        ));
+    }
+    let plan = ImagePlan {
+        part: part.clone(),
+        files,
+    };
+    let need = plan.bytes() + plan.bytes() / 20 + (16 << 20);
+    let have = *part.size()? as u64;
+    if have < need {
+        return Err(refuse(
+            format!(
+                "--image-to {} has {} bytes; the image files need {} bytes ({} of files plus the filesystem's overhead)",
+                part.display(),
+                have,
+                need,
+                plan.bytes()
+            ),
+            Some("make that partition larger"),
+        ));
+    }
+    Ok(plan)
+}
+
+/// One image file moved: its loop device now reads the copy.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Moved {
+    pub file: PathBuf,
+    pub bytes: u64,
+    pub device: String,
+    #[serde(rename = "loop")]
+    pub loop_dev: PathBuf,
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// A 4 KiB-aligned buffer for O_DIRECT reads.
+struct Aligned {
+    buf: Vec<u8>,
+    off: usize,
+}
+
+impl Aligned {
+    fn new(n: usize) -> Aligned {
+        let buf = vec![0u8; n + 4096];
+        let off = buf.as_ptr().align_offset(4096);
+        Aligned { buf, off }
+    }
+    fn get(&mut self, n: usize) -> &mut [u8] {
+        &mut self.buf[self.off..self.off + n]
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Copy `src` to `dst`, flush it to the device, then read the copy back with O_DIRECT (from the
+/// device, not the page cache) and compare it with the source, chunk by chunk.
+fn copy_verified(src: &Path, dst: &Path, size: u64) -> Result<()> {
+    let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dst)
+        .with_context(|| format!("creating {}", dst.display()))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    loop {
+        let n = read_full(&mut input, &mut buf)
+            .with_context(|| format!("reading {}", src.display()))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .with_context(|| format!("writing {}", dst.display()))?;
+        done += n as u64;
+    }
+    if done != size {
+        bail!(
+            "{} changed size while copying ({done} of {size} bytes)",
+            src.display()
+        );
+    }
+    out.sync_all()
+        .with_context(|| format!("syncing {}", dst.display()))?;
+    drop(out);
+    if let Some(dir) = dst.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).ok();
+    }
+    let mut again = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let mut direct = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dst)
+        .with_context(|| format!("opening {} with O_DIRECT", dst.display()))?;
+    let mut dbuf = Aligned::new(CHUNK);
+    let mut off = 0u64;
+    loop {
+        let a = read_full(&mut again, &mut buf)?;
+        let b = read_full(&mut direct, dbuf.get(CHUNK))
+            .with_context(|| format!("reading {} back with O_DIRECT", dst.display()))?;
+        if a != b || buf[..a] != dbuf.get(CHUNK)[..a] {
+            bail!(
+                "the copy {} differs from {} in the MiB at byte {off}",
+                dst.display(),
+                src.display()
+            );
+        }
+        if a == 0 {
+            break;
+        }
+        off += a as u64;
+    }
+    Ok(())
+}
+
+/// Make the image partition's filesystem (unless it is mounted at [`IMAGE_DIR`] already, from an
+/// interrupted run) and mount it there.
+fn image_fs(part: &BlockDev) -> Result<PathBuf> {
+    let dir = PathBuf::from(IMAGE_DIR);
+    if mounts::mounts_of(part.devnum)?
+        .iter()
+        .any(|m| m.mount_point == dir)
+    {
+        return Ok(dir);
+    }
+    crate::tools::run(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", IMAGE_LABEL, &part.display()],
+    )?;
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    nix::mount::mount(
+        Some(&part.node_path()),
+        &dir,
+        Some("ext4"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mounting {} on {}", part.display(), dir.display()))?;
+    Ok(dir)
+}
+
+/// Copy every image file to the image partition, verify it, and move its loop device onto the
+/// copy. A file whose loop device reads from that partition already is skipped (`--resume`).
+/// `each` hears of every file moved. On error the loop devices not yet moved still read the
+/// medium: the system is whole either way.
+pub fn move_images(plan: &ImagePlan, mut each: impl FnMut(&Moved)) -> Result<Vec<Moved>> {
+    let dir = image_fs(&plan.part)?;
+    let mut moved = vec![];
+    for f in &plan.files {
+        let now = LoopBinding::of(
+            &f.loop_dev
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+        );
+        if now.as_ref().is_some_and(|b| b.file_dev == plan.part.devnum) {
+            continue;
+        }
+        let dst = dir.join(&f.rel);
+        if let Some(p) = dst.parent() {
+            fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+        }
+        copy_verified(&f.path, &dst, f.size)?;
+        let copy = File::open(&dst).with_context(|| format!("opening {}", dst.display()))?;
+        f.loop_dev.change_backing(&copy)?;
+        let m = Moved {
+            file: f.rel.clone(),
+            bytes: f.size,
+            device: plan.part.display(),
+            loop_dev: f.loop_dev.path.clone(),
+        };
+        each(&m);
+        moved.push(m);
+    }
+    Ok(moved)
+}
+
+/// After the image files moved: unmount the medium they were on (every mount of it; never lazily:
+/// a busy mount stays, and says so), then open a CD drive's tray. Lines as `release_old` gives.
+pub fn release_medium(plan: &ImagePlan) -> Vec<String> {
+    let mut r = vec![];
+    let mut media: Vec<DevNum> = plan.files.iter().map(|f| f.medium).collect();
+    media.dedup();
+    for dev in media {
+        let Ok(bd) = BlockDev::from_devnum(dev) else {
+            r.push(format!("kept the medium {dev}: not a block device"));
+            continue;
+        };
+        let still = fs::read_dir("/sys/block")
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("loop"))
+                    .filter_map(|n| LoopBinding::of(&n))
+                    .any(|b| b.file_dev == dev)
+            })
+            .unwrap_or(false);
+        if still {
+            r.push(format!(
+                "kept the medium {}: a loop device still reads a file on it",
+                bd.display()
+            ));
+            continue;
+        }
+        let ms = mounts::mounts_of(dev).unwrap_or_default();
+        let mut busy = false;
+        for m in ms.iter().rev() {
+            match nix::mount::umount2(&m.mount_point, nix::mount::MntFlags::empty()) {
+                Ok(()) => r.push(format!(
+                    "unmounted {} ({} on {})",
+                    m.mount_point.display(),
+                    m.fs_type,
+                    m.source
+                )),
+                Err(e) => {
+                    busy = true;
+                    r.push(format!(
+                        "kept mount {}: umount: {e}",
+                        m.mount_point.display()
+                    ));
+                }
+            }
+        }
+        if busy {
+            continue;
+        }
+        if bd.kname.starts_with("sr") {
+            match File::open(&bd.path)
+                .map_err(anyhow::Error::from)
+                .and_then(|f| {
+                    use std::os::fd::AsFd;
+                    ioctl::cdrom_eject(f.as_fd()).map_err(anyhow::Error::from)
+                }) {
+                Ok(()) => r.push(format!("ejected {}", bd.display())),
+                Err(e) => r.push(format!("kept {} in the drive: eject: {e:#}", bd.display())),
+            }
+        } else {
+            r.push(format!(
+                "the medium {} is no longer used: it can be removed",
+                bd.display()
+            ));
+        }
+    }
+    r
+}
+
+/// After the switch: free the zram device the upper was on (a `rootshift-upper` source). Empty
+/// when `old` is no zram device.
+pub fn release_zram(old: &BlockDev) -> Vec<String> {
+    let Some(id) = zram::zram_id(&old.kname) else {
+        return vec![];
+    };
+    if !old.holders().is_empty() {
+        return vec![format!(
+            "kept {}: held by {}",
+            old.display(),
+            old.holders().join(", ")
+        )];
+    }
+    match zram::free(id) {
+        Ok(true) => vec![format!("freed and removed {}", old.display())],
+        Ok(false) => vec![format!(
+            "freed {} (its memory; the device stays, empty)",
+            old.display()
+        )],
+        Err(e) => vec![format!("kept {}: reset: {e}", old.display())],
+    }
+}

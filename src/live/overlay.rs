@@ -546,3 +546,55 @@ pub fn release_zram(old: &BlockDev) -> Vec<String> {
         Err(e) => vec![format!("kept {}: reset: {e}", old.display())],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpfs_upper() -> OverlayRoot {
+        OverlayRoot {
+            options: "rw,lowerdir=/run/live/rootfs/filesystem.squashfs/,upperdir=/run/live/overlay/rw,workdir=/run/live/overlay/work"
+                .parse()
+                .unwrap(),
+            upper: Some(Layer {
+                dir: "/run/live/overlay/rw".into(),
+                devnum: DevNum::new(0, 40),
+                fs_type: "tmpfs".into(),
+                source: "tmpfs".into(),
+                mount_point: Some("/run/live/overlay".into()),
+            }),
+            lowers: vec![],
+        }
+    }
+
+    #[test]
+    fn a_ram_upper_is_refused_with_what_the_image_must_do() {
+        let e = tmpfs_upper().unwrapped_refusal();
+        let r = e
+            .downcast_ref::<crate::error::Refusal>()
+            .expect("a refusal");
+        assert!(r.message.contains("/ is an overlayfs"), "{}", r.message);
+        assert!(
+            r.message
+                .contains("upper layer /run/live/overlay/rw is on tmpfs (tmpfs, RAM)"),
+            "{}",
+            r.message
+        );
+        assert!(r.hint.as_deref().unwrap_or("").contains("rootshift-upper"));
+    }
+
+    #[test]
+    fn a_read_only_overlay_has_no_upper() {
+        let mut o = tmpfs_upper();
+        o.upper = None;
+        let e = o.unwrapped_refusal();
+        assert!(e.to_string().contains("no upper layer"), "{e}");
+    }
+
+    #[test]
+    fn aligned_buffers_for_o_direct() {
+        let mut a = Aligned::new(CHUNK);
+        assert_eq!(a.get(CHUNK).as_ptr() as usize % 4096, 0);
+        assert_eq!(a.get(CHUNK).len(), CHUNK);
+    }
+}

@@ -153,10 +153,18 @@ md_speed_sample() {
   case "$_c0" in [0-9]*" / "[0-9]*) ;; *) return 1;; esac
   case "$_c1" in [0-9]*" / "[0-9]*) echo "$_mn|$_mx";; *) return 1;; esac
 }
-# md_speed_watch NAME FILE : sample array NAME every 0.1 s into FILE in the background until md_speed_watch_stop
+# md_speed_watch NAME FILE [EVENTS] : sample array NAME every 0.1 s into FILE in the background until
+# md_speed_watch_stop, or until EVENTS (a --json stream being written) shows the `switched` event: from there on
+# the copy is over and rootshift gives the limits back, while md may still run its own resync (the grow) or re-check
+# the array. A sample whose limits were read before the event was seen is kept; one read after it is dropped.
 md_speed_watch() {
   rm -f "$2.stop"; : > "$2"; MDSPEED_FILE=$2
-  ( while [ ! -e "$2.stop" ]; do md_speed_sample "$1" >> "$2"; sleep 0.1; done ) &
+  ( while [ ! -e "$2.stop" ]; do
+      _s=$(md_speed_sample "$1")
+      [ -n "$3" ] && grep -q '"event":"switched"' "$3" 2>/dev/null && break
+      [ -n "$_s" ] && echo "$_s" >> "$2"
+      sleep 0.1
+    done ) &
   MDSPEED_PID=$!
 }
 md_speed_watch_stop() { touch "$MDSPEED_FILE.stop"; wait "$MDSPEED_PID"; }

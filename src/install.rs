@@ -72,6 +72,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     let _lock = Lock::acquire()?;
     let progress = Progress::new(opts.json);
     let (w, backend) = migrate::idle_wrapper(opts.name.as_deref())?;
+    migrate::preflight::check_not_overlay_install("install --disk")?;
     let source_dev = *backend
         .legs()?
         .first()

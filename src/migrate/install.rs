@@ -87,6 +87,7 @@ pub fn finish_command(
     preflight::require_root()?;
     let _lock = Lock::acquire()?;
     let (w, backend) = super::idle_wrapper(name)?;
+    preflight::check_not_overlay_install("finish")?;
     let legs = backend.legs()?;
     let [leg] = legs.as_slice() else {
         bail!("{} maps {} devices", w.name, legs.len());

@@ -70,6 +70,23 @@ pub fn check_not_encrypted(source: &BlockDev, what: &str) -> Result<()> {
     ))
 }
 
+/// The install step cannot make an overlayfs live root boot on its own yet (its boot entry must
+/// bring up the distribution's live persistence from the disk's partitions): refuse `what`
+/// (`install --disk`, `--install`, `finish`) on such a root before anything changes.
+pub fn check_not_overlay_install(what: &str) -> Result<()> {
+    if crate::live::overlay::OverlayRoot::of_root()?.is_none() {
+        return Ok(());
+    }
+    Err(refuse(
+        format!(
+            "{what} cannot make an overlayfs live session boot from the disk yet: rootshift moves such a              session (`migrate TARGET --image-to PART`) but does not write its boot entry"
+        ),
+        Some(
+            "move the session with `rootshift migrate TARGET --image-to PART --no-install`, or install with the              distribution's installer",
+        ),
+    ))
+}
+
 /// `--image-to PART`: `/` must be an overlayfs whose lower layers are read-only loop devices over
 /// image files (see `live::overlay`), and PART a device of its own, unused and blank (unless
 /// `force`), large enough for the files. PART mounted on the image directory already is the

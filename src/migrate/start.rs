@@ -81,6 +81,9 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         ));
     }
     let live_source = finish::is_live_source(&source);
+    if opts.install == Some(true) {
+        preflight::check_not_overlay_install("--install")?;
+    }
     let install = if opts.install.unwrap_or(live_source) {
         Some(finish::preflight(
             opts.finish.clone(),

@@ -350,3 +350,99 @@ rootshift_wrap_root() {
     rootshift_state state=wrapped "backend=$_rs_backend" "component=$_rs_dev" "wrapper=$_rs_node" message=
     echo "$_rs_node"
 }
+
+# ---- live media: the overlay's upper layer on a wrapper ----------------------------------------------------------
+# Today's live media mount / as an overlay whose upper layer is a tmpfs: nothing a migration could mirror. With
+# live=upper in rootshift.conf (or rd.rootshift.live=upper on the command line; rd.rootshift.live=0 turns it off
+# for one boot) the boot puts the upper on ext4 on a zram device under the dm wrapper rootshift-upper instead, laid
+# out as the distribution's own persistence, so `rootshift migrate` can move the session onto a disk later.
+
+# rootshift_live_setting: upper, or no (the default; also for a value it does not know, which it logs)
+rootshift_live_setting() {
+    _rs_v=$(rootshift_cmdline_value rd.rootshift.live) || _rs_v=$(rootshift_conf_value live) || _rs_v=no
+    case "$_rs_v" in
+        upper) echo upper ;;
+        no | off | 0 | "") echo no ;;
+        *)
+            rootshift_log 4 "live=$_rs_v is not a value rootshift knows (upper or no): the live upper stays in RAM"
+            echo no
+            ;;
+    esac
+}
+
+# rootshift_zram_bytes: the size of the zram device for the upper. live-boot's overlay-size= when given (a tmpfs
+# size: 50%, 2G, 512M), else half the RAM, like the tmpfs it replaces. zram only takes memory for what is written.
+rootshift_zram_bytes() {
+    _rs_mem=0
+    while read -r _rs_k _rs_v _rs_u; do
+        [ "$_rs_k" = MemTotal: ] && _rs_mem=$((_rs_v * 1024))
+    done < /proc/meminfo
+    _rs_sz=$(rootshift_cmdline_value overlay-size) || _rs_sz=50%
+    case "$_rs_sz" in
+        *%) _rs_b=$((_rs_mem / 100 * ${_rs_sz%\%})) ;;
+        *[kK]) _rs_b=$((${_rs_sz%?} * 1024)) ;;
+        *[mM]) _rs_b=$((${_rs_sz%?} * 1048576)) ;;
+        *[gG]) _rs_b=$((${_rs_sz%?} * 1073741824)) ;;
+        *[!0-9]* | "") _rs_b=$((_rs_mem / 2)) ;;
+        *) _rs_b=$_rs_sz ;;
+    esac
+    [ "$_rs_b" -gt 0 ] 2> /dev/null || _rs_b=$((_rs_mem / 2))
+    echo "$_rs_b"
+}
+
+# rootshift_make_upper LABEL: a zram device of rootshift_zram_bytes, wrapped as rootshift-upper, with an ext4
+# labelled LABEL on it holding the empty directories rw/ and work/ (overlayfs' upper and work directories) and
+# nothing else. Prints the wrapper node; returns 1 (after logging why, and undoing what it made) on failure: the
+# live system then boots with its upper in RAM as usual.
+rootshift_make_upper() {
+    modprobe zram num_devices=1 > /dev/null 2>&1
+    modprobe dm_mod > /dev/null 2>&1
+    _rs_id=
+    if [ -e /sys/block/zram0/disksize ] && [ "$(cat /sys/block/zram0/disksize)" = 0 ]; then
+        _rs_id=0
+    elif [ -r /sys/class/zram-control/hot_add ]; then
+        read -r _rs_id < /sys/class/zram-control/hot_add
+    fi
+    if [ -z "$_rs_id" ] || [ ! -e "/sys/block/zram$_rs_id" ]; then
+        rootshift_log 3 "no free zram device (module zram missing?): the live upper stays in RAM"
+        return 1
+    fi
+    _rs_zram=/dev/zram$_rs_id
+    _rs_n=0
+    while [ ! -b "$_rs_zram" ] && [ $_rs_n -lt 50 ]; do sleep 0.1; _rs_n=$((_rs_n + 1)); done
+    if ! echo "$(rootshift_zram_bytes)" > "/sys/block/zram$_rs_id/disksize"; then
+        rootshift_log 3 "cannot size $_rs_zram: the live upper stays in RAM"
+        return 1
+    fi
+    mkdir -p "$ROOTSHIFT_STATE"
+    if ! "$ROOTSHIFT_BIN" wrap --chosen --backend dm --name upper "$_rs_zram" \
+        > "$ROOTSHIFT_STATE/upper.out" 2> "$ROOTSHIFT_STATE/upper.err"; then
+        rootshift_log 3 "rootshift wrap $_rs_zram failed: $(rootshift_errs "$ROOTSHIFT_STATE/upper.err"); the live upper stays in RAM"
+        echo 1 > "/sys/block/zram$_rs_id/reset"
+        return 1
+    fi
+    read -r _rs_node < "$ROOTSHIFT_STATE/upper.out"
+    # the zram device is a leg of rootshift-upper, not a volume of its own (69-rootshift.rules)
+    if read -r _rs_majmin < "/sys/block/zram$_rs_id/dev"; then
+        mkdir -p "$ROOTSHIFT_STATE/components"
+        : > "$ROOTSHIFT_STATE/components/$_rs_majmin"
+    fi
+    _rs_mnt=$ROOTSHIFT_STATE/upper-mnt
+    mkdir -p "$_rs_mnt"
+    if mke2fs -q -t ext4 -L "$1" -E lazy_itable_init=1,nodiscard "$_rs_node" > "$ROOTSHIFT_STATE/upper.err" 2>&1 \
+        && mount -t ext4 "$_rs_node" "$_rs_mnt" \
+        && mkdir "$_rs_mnt/rw" "$_rs_mnt/work"; then
+        [ -n "${2:-}" ] && printf '%s\n' "$2" > "$_rs_mnt/persistence.conf"
+        umount "$_rs_mnt"
+        rmdir "$_rs_mnt"
+        rootshift_state state=live-upper backend=dm "component=$_rs_zram" "wrapper=$_rs_node" "message=live upper on $_rs_node (ext4 $1 on $_rs_zram)"
+        rootshift_log 5 "the live session's changes go to $_rs_node (ext4 labelled $1 on $_rs_zram)"
+        echo "$_rs_node"
+        return 0
+    fi
+    rootshift_log 3 "making the live upper on $_rs_node failed: $(tr '\n' ' ' < "$ROOTSHIFT_STATE/upper.err"); the live upper stays in RAM"
+    umount "$_rs_mnt" 2> /dev/null
+    # an unused rootshift-upper over the zram device is harmless; remove it where the initrd can
+    command -v dmsetup > /dev/null 2>&1 && dmsetup remove rootshift-upper > /dev/null 2>&1
+    return 1
+}

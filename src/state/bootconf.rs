@@ -11,6 +11,9 @@
 //!   read as `no`, and `no` is what rootshift writes). No `wrap` line, or no file: `no`. When
 //!   `wrap` is given more than once the last line counts (the hook reads the file top to bottom).
 //!
+//! - `live`: `upper` puts a live medium's overlay upper layer on `rootshift-upper` (ext4 on zram)
+//!   at boot (initrd-hook/README.md); read by the hooks only.
+//!
 //! Any other key is kept as it is (a newer rootshift's setting): a rewrite changes only the
 //! `wrap` line, in place, and keeps every other line, comments included.
 

@@ -290,6 +290,26 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         ),
         json!({"wrapper": run.w.name, "backend": run.backend.kind(), "source": run.journal.source, "target": run.journal.target}),
     );
+    if run.images.is_none() {
+        // an overlay root's upper alone: its lower layers still come from the medium
+        if let Ok(Some(o)) = crate::live::overlay::OverlayRoot::of_root()
+            .map(|o| o.filter(|o| o.upper.as_ref().is_some_and(|u| u.devnum == run.w.devnum)))
+        {
+            let lowers: Vec<String> = o
+                .lowers
+                .iter()
+                .map(|l| format!("{} ({})", l.dir.display(), l.source))
+                .collect();
+            run.progress.event(
+                "warning",
+                &format!(
+                    "only the session's changes move: the live image ({}) is still read from the medium, which must                      stay in place; `--image-to PART` moves it too",
+                    lowers.join(", ")
+                ),
+                json!({"what": "medium", "error": "the overlay's lower layers stay on the medium"}),
+            );
+        }
+    }
 
     // the target and the clones blank: no partitions of them left in the kernel, no signature
     // at either end (an old GPT's backup header, an md 1.0 superblock) outliving the copy

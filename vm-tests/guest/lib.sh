@@ -8,7 +8,7 @@ SUMS=$RES/sums
 FAILS=0
 # Debian's static busybox runs its own applets in preference to $PATH (even via `timeout`), so tools that exist as
 # both an applet and a real binary are called by absolute path where the difference matters.
-SHA256SUM=/usr/bin/sha256sum SETPRIV=/usr/bin/setpriv
+SHA256SUM=/usr/bin/sha256sum SETPRIV=/usr/bin/setpriv LOSETUP=/usr/sbin/losetup   # losetup: busybox's has no --show
 
 now_cs() { read -r up _ < /proc/uptime; echo "${up%.*}${up#*.}"; }   # uptime in centiseconds
 fmt_cs() { printf '%d.%02d' $(($1 / 100)) $(($1 % 100)); }
@@ -187,11 +187,22 @@ check_events() {
 
 # ---- block device facts ---------------------------------------------------------------------------------------
 devnum() { cat "/sys/class/block/$(basename "$(readlink -f "$1")")/dev"; }        # /dev/vdb -> 254:16
+# st_devnum PATH : MAJOR:MINOR of the filesystem PATH is on (stat's st_dev, decoded as glibc's gnu_dev_major/minor)
+st_devnum() {
+  _d=$(stat -c %d "$1") || return 1
+  echo "$(( ((_d >> 8) & 0xfff) | ((_d >> 32) & ~0xfff) )):$(( (_d & 0xff) | ((_d >> 12) & ~0xff) ))"
+}
+# mnt_field MOUNTPOINT FIELD : a field of that mount point's last line in /proc/self/mountinfo, numbered as if it had no
+# optional fields (3 = MAJOR:MINOR, 4 = root, 8 = fs type, 9 = source, 10 = super options); "" when not mounted
+mnt_field() { awk -v m="$1" -v f="$2" '{ for (i = 7; $i != "-"; i++) ; x = (f > 7) ? $(i + f - 7) : $f } $5 == m { r = x } END { print r }' /proc/self/mountinfo; }
 sectors() { blockdev --getsz "$1"; }
-# the wrapper of this run's backend (dm: /dev/mapper/rootshift-root, md: /dev/md_rootshift-root)
+# the wrapper of this run's backend (dm: /dev/mapper/rootshift-root, md: /dev/md_rootshift-root); with a live-media
+# root (`# vm-root: overlay`, stage 1 writes $RES/root) the wrapper of the overlay's upper, /dev/mapper/rootshift-upper
 backend() { cat "$RES/backend" 2>/dev/null || echo dm; }
-wrapper_node() { if [ "$(backend)" = md ]; then echo /dev/md_rootshift-root; else echo /dev/mapper/rootshift-root; fi; }
-wrapper_block() { if [ "$(backend)" = md ]; then echo md_rootshift-root; else dm_by_name rootshift-root; fi; }   # name in /sys/block
+root_kind() { cat "$RES/root" 2>/dev/null || echo wrapper; }   # wrapper | overlay
+wrapper_name() { if [ "$(root_kind)" = overlay ]; then echo rootshift-upper; else echo rootshift-root; fi; }
+wrapper_node() { if [ "$(backend)" = md ]; then echo /dev/md_rootshift-root; else echo "/dev/mapper/$(wrapper_name)"; fi; }
+wrapper_block() { if [ "$(backend)" = md ]; then echo md_rootshift-root; else dm_by_name "$(wrapper_name)"; fi; }   # name in /sys/block
 dm_by_name() { for d in /sys/block/dm-*; do [ "$(cat "$d/dm/name" 2>/dev/null)" = "$1" ] && { basename "$d"; return 0; }; done; return 1; }
 # status_json OUT : `rootshift status --json` (one shape: {version, wrappers: [...], boot}) into OUT.doc, the first
 # wrapper's report into OUT ("null" when none); returns rootshift's exit status

@@ -130,9 +130,10 @@ impl OverlayRoot {
                  block device to mirror the session's changes from"
             ),
             Some(
-                "the live image must put the overlay's upper layer on rootshift-upper at boot (ext4 on zram under a \
-                 dm wrapper); media built without it can only be installed by copying files (the distribution's \
-                 installer), or from a block-device live medium (dracut dmsquash-live with LiveOS/rootfs.img)",
+                "boot the medium with rd.rootshift.live=upper (its initrd must carry rootshift's hook), or build the \
+                 image with live=upper in /etc/rootshift/rootshift.conf before its initramfs (Debian live-boot); \
+                 either puts the upper on rootshift-upper (ext4 on zram). Otherwise install with the distribution's \
+                 installer, or from a block-device live medium (dracut dmsquash-live with LiveOS/rootfs.img)",
             ),
         )
     }

@@ -201,8 +201,8 @@ sectors() { blockdev --getsz "$1"; }
 backend() { cat "$RES/backend" 2>/dev/null || echo dm; }
 root_kind() { cat "$RES/root" 2>/dev/null || echo wrapper; }   # wrapper | overlay
 wrapper_name() { if [ "$(root_kind)" = overlay ]; then echo rootshift-upper; else echo rootshift-root; fi; }
-wrapper_node() { if [ "$(backend)" = md ]; then echo /dev/md_rootshift-root; else echo "/dev/mapper/$(wrapper_name)"; fi; }
-wrapper_block() { if [ "$(backend)" = md ]; then echo md_rootshift-root; else dm_by_name "$(wrapper_name)"; fi; }   # name in /sys/block
+wrapper_node() { if [ "$(backend)" = md ]; then echo "/dev/md_$(wrapper_name)"; else echo "/dev/mapper/$(wrapper_name)"; fi; }
+wrapper_block() { if [ "$(backend)" = md ]; then echo "md_$(wrapper_name)"; else dm_by_name "$(wrapper_name)"; fi; }   # name in /sys/block
 dm_by_name() { for d in /sys/block/dm-*; do [ "$(cat "$d/dm/name" 2>/dev/null)" = "$1" ] && { basename "$d"; return 0; }; done; return 1; }
 # status_json OUT : `rootshift status --json` (one shape: {version, wrappers: [...], boot}) into OUT.doc, the first
 # wrapper's report into OUT ("null" when none); returns rootshift's exit status

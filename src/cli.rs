@@ -343,6 +343,17 @@ pub enum BootCommand {
     /// /etc/rootshift/rootshift.conf)"; a note when this boot's kernel command line has
     /// rd.rootshift=, which overrides it; then "this boot: …" from /run/rootshift/boot.
     Show,
+    /// A live session installed by `install --disk`: copy the kernels in /boot (or just VERSION)
+    /// to the image partition's live/ and write its grub.cfg again, newest kernel first.
+    ///
+    /// Run by the kernel hooks (/etc/kernel/postinst.d/zz-rootshift-live,
+    /// /etc/initramfs/post-update.d/zz-rootshift-live) after a kernel or an initramfs was
+    /// installed; does nothing without /etc/rootshift/live.conf.
+    LiveSync {
+        /// Only this kernel version (the hooks pass theirs).
+        #[arg(long)]
+        kernel: Option<String>,
+    },
 }
 
 /// Options of the install step (`migrate --install`, `finish`).

@@ -72,7 +72,36 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     let _lock = Lock::acquire()?;
     let progress = Progress::new(opts.json);
     let (w, backend) = migrate::idle_wrapper(opts.name.as_deref())?;
-    migrate::preflight::check_not_overlay_install("install --disk")?;
+    // an overlayfs live session (its upper on the wrapper): image partition + persistence partition
+    let overlay = crate::live::overlay::OverlayRoot::of_root()?
+        .filter(|o| o.upper.as_ref().is_some_and(|u| u.devnum == w.devnum));
+    let mut layout = opts.layout.clone();
+    if let Some(o) = &overlay {
+        if matches!(opts.finish.bootloader, bootloader::Choice::SystemdBoot) {
+            return Err(refuse(
+                "a live session's disk boots with GRUB (a static grub.cfg on the image partition); systemd-boot is \
+                 not supported for it yet",
+                Some("leave --bootloader out, or use grub-bios / grub-efi"),
+            ));
+        }
+        let need = crate::live::overlay::image_partition_bytes(o, LIVE_KERNEL_ROOM)?;
+        match layout.boot_partition {
+            Some(b) if b < need => {
+                return Err(refuse(
+                    format!(
+                        "--boot-partition {} is too small for the live image partition: it needs {} (the images, \
+                         their kernels and initrds, and {} for kernel updates)",
+                        human(Bytes(b.into())),
+                        human(Bytes(need.into())),
+                        human(Bytes(LIVE_KERNEL_ROOM.into()))
+                    ),
+                    Some("leave --boot-partition out: rootshift sizes it"),
+                ))
+            }
+            Some(_) => {}
+            None => layout.boot_partition = Some(need),
+        }
+    }
     let source_dev = *backend
         .legs()?
         .first()
@@ -108,7 +137,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         u64::from(lbs),
         Some(&existing),
         kept_entry.as_ref(),
-        &opts.layout,
+        &layout,
     )
     .map_err(|e| {
         if crate::error::exit_code(&e) == crate::error::exit::REFUSED {
@@ -153,6 +182,18 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
             ),
             Some("give the root more room (--root-size rest, a smaller --esp-size or fewer --root-clones)"),
         ));
+    }
+    let live = overlay
+        .as_ref()
+        .map(|_| {
+            crate::finish::live::preflight(
+                plan.bios_boot().is_some() && opts.finish.bootloader != bootloader::Choice::GrubEfi,
+                plan.esp().is_some() && opts.finish.bootloader != bootloader::Choice::GrubBios,
+            )
+        })
+        .transpose()?;
+    if let Some(l) = &live {
+        return install_live(opts, &progress, &disk, &plan, &existing, kept_in_use, l);
     }
     // The boot loader and initramfs checks, against the table about to be written.
     let boot = bootloader::plan_fresh(
@@ -262,6 +303,129 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         "partids",
         &format!("wrote {PARTIDS}: {}", ids.trim().replace('\n', " ")),
         json!({"path": PARTIDS, "partids": ids}),
+    );
+    Ok(())
+}
+
+/// Room on a live session's image partition for kernel updates (each kernel with its initrd).
+const LIVE_KERNEL_ROOM: u64 = 384 << 20;
+
+/// `install --disk` for an overlayfs live session: the planned table (BIOS boot, ESP, the image
+/// partition in the `/boot` slot, the persistence partition in the root slot), then `migrate` of
+/// the upper onto the persistence partition with the image files onto the image partition, then
+/// the live-boot entry (`finish::live`).
+fn install_live(
+    opts: &InstallOptions,
+    progress: &Progress,
+    disk: &BlockDev,
+    plan: &Plan,
+    existing: &Table,
+    kept_in_use: bool,
+    live: &finish::live::LivePlan,
+) -> Result<()> {
+    let d = disk.display();
+    let image = plan
+        .boot()
+        .ok_or_else(|| anyhow!("the plan has no image partition"))?;
+    let root = plan.root();
+    let table_text = format!(
+        "new partition table for {d} (partition {}: the live image files, partition {}: the session's \
+         persistence):\n{plan}",
+        image.number, root.number
+    );
+    if !opts.json {
+        print!("{table_text}");
+        if !table_text.ends_with('\n') {
+            println!();
+        }
+    }
+    let loaders = [(live.bios, "grub-bios"), (live.efi, "grub-efi")]
+        .iter()
+        .filter(|x| x.0)
+        .map(|x| x.1)
+        .collect::<Vec<_>>()
+        .join("+");
+    progress.event(
+        "layout",
+        if opts.json { &table_text } else { "" },
+        json!({"disk": d, "disk_guid": plan.disk_guid.to_string(), "bootloader": loaders,
+               "partitions": plan.parts.iter().map(|p| json!({
+                   "number": p.number, "role": p.role.name(), "name": p.name, "first_lba": p.first_lba,
+                   "last_lba": p.last_lba, "bytes": p.sectors() * plan.sector_size,
+                   "type": p.type_guid.to_string(), "partuuid": p.guid.to_string()})).collect::<Vec<_>>()}),
+    );
+    if opts.dry_run {
+        progress.event("dry-run", "dry run: nothing was written", json!({}));
+        return Ok(());
+    }
+    migrate::confirm(
+        &format!(
+            "Write this table to {d}? Everything on it is lost; then the live session moves onto it (its image to \
+             partition {}, its changes to partition {}) and the disk is made to boot it ({loaders})."
+            ,
+            image.number, root.number
+        ),
+        opts.yes,
+    )?;
+    write_table(disk, plan, existing, kept_in_use)?;
+    let devs = wait_for_partitions(disk, plan)?;
+    for p in plan.parts.iter().filter(|p| p.role != Role::Retained) {
+        clear_start(&devs[&p.number])
+            .with_context(|| format!("clearing the start of partition {}", p.number))?;
+    }
+    progress.event(
+        "partitioned",
+        &format!("wrote the table on {d}: {} partitions", plan.parts.len()),
+        json!({"disk": d, "partitions": plan.parts.len(), "kernel": "blkrrpart"}),
+    );
+    let target = &devs[&root.number];
+    let image_part = &devs[&image.number];
+    migrate::migrate_locked(&migrate::MigrateOptions {
+        dry_run: false,
+        target: target.path.clone(),
+        name: opts.name.clone(),
+        yes: true,
+        force: true,
+        json: opts.json,
+        copy: opts.copy,
+        region_size: None,
+        rate_limit: None,
+        throttle: None,
+        resume: false,
+        verify: false,
+        clones: vec![],
+        image_to: Some(image_part.path.clone()),
+        install: Some(false),
+        finish: opts.finish.clone(),
+    })?;
+    let esp = plan.esp().map(|e| &devs[&e.number]);
+    let conf = finish::live::install_entry(
+        live,
+        disk,
+        image_part,
+        Path::new(crate::live::overlay::IMAGE_DIR),
+        target,
+        esp,
+    )?;
+    progress.event(
+        "install",
+        &format!(
+            "boot entry: GRUB ({loaders}), kernel command line: {}",
+            conf.cmdline
+        ),
+        json!({"step": "live-boot-entry", "detail": conf.cmdline}),
+    );
+    let ids = plan.partids();
+    finish::ids::write_atomic(Path::new(PARTIDS), ids.as_bytes(), 0o644)?;
+    progress.event(
+        "installed",
+        &format!(
+            "{d} boots this live session on its own: image partition {} (UUID {}), persistence partition {}",
+            image_part.display(),
+            conf.image_uuid,
+            target.display()
+        ),
+        json!({"image_uuid": conf.image_uuid, "cmdline": conf.cmdline, "bootloader": loaders}),
     );
     Ok(())
 }

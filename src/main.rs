@@ -184,6 +184,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } => rootshift::bootcmd::enable(backend, !no_initramfs),
                 BootCommand::Disable { no_initramfs } => rootshift::bootcmd::disable(!no_initramfs),
                 BootCommand::Show => rootshift::bootcmd::show(),
+                BootCommand::LiveSync { kernel } => {
+                    migrate::preflight::require_root()?;
+                    let k = rootshift::finish::live::live_sync(kernel.as_deref())?;
+                    println!("live boot entries: {}", k.join(", "));
+                    Ok(())
+                }
             }
         }
         Command::Abort { name, json } => migrate::abort(name.as_deref(), json),

@@ -15,6 +15,7 @@ pub mod fstab;
 pub mod hooks;
 pub mod ids;
 pub mod initramfs;
+pub mod live;
 mod packages;
 pub mod rootspec;
 pub mod view;

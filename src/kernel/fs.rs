@@ -115,6 +115,16 @@ pub fn probe(buf: &[u8]) -> Option<Content> {
     None
 }
 
+/// The label of an ext2/3/4 filesystem (superblock at 1024, `s_volume_name` at +0x78, 16 bytes).
+pub fn ext_label(buf: &[u8]) -> Option<String> {
+    if !matches!(probe(buf)?, Content::Ext2 | Content::Ext3 | Content::Ext4) {
+        return None;
+    }
+    let raw = buf.get(1024 + 0x78..1024 + 0x88)?;
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    Some(String::from_utf8_lossy(&raw[..end]).into_owned()).filter(|l| !l.is_empty())
+}
+
 /// The identity a filesystem carries in its superblock: what `UUID=` in fstab and on the kernel
 /// command line refers to. ext2/3/4 and xfs: a UUID; FAT: the 32-bit volume id (`ABCD-1234`).
 pub fn fs_uuid(buf: &[u8]) -> Option<String> {

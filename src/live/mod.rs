@@ -11,6 +11,7 @@
 //! and the root filesystem with it. After the switch, [`release_old`] tears down what only the old
 //! root used, so the medium is free and can be ejected.
 
+pub mod media;
 pub mod overlay;
 
 use std::fs::{self, File};

@@ -13,7 +13,7 @@
 //! any other (the grow then grows the upper's filesystem), and the image files move to a partition
 //! of their own with LOOP_CHANGE_FD, which swaps the file under a read-only loop device without the
 //! overlay, the squashfs or any open file noticing (the kernel insists on the same size). Then the
-//! medium is unmounted and ejected and the zram device freed.
+//! medium is unmounted and ejected and the zram device freed (`media.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -26,8 +26,8 @@ use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::loopdev::LoopBinding;
+use crate::kernel::mounts;
 use crate::kernel::overlay::OverlayOptions;
-use crate::kernel::{ioctl, mounts, zram};
 
 /// Where `migrate --image-to` mounts the partition that takes over the image files.
 pub const IMAGE_DIR: &str = "/run/rootshift/image";
@@ -275,21 +275,58 @@ pub fn plan_images(root: &OverlayRoot, part: &BlockDev) -> Result<ImagePlan> {
         part: part.clone(),
         files,
     };
-    let need = plan.bytes() + plan.bytes() / 20 + (16 << 20);
+    let companions = companion_bytes(&plan.files);
+    let need = partition_bytes(plan.bytes() + companions);
     let have = *part.size()? as u64;
     if have < need {
         return Err(refuse(
             format!(
-                "--image-to {} has {} bytes; the image files need {} bytes ({} of files plus the filesystem's overhead)",
+                "--image-to {} has {} bytes; the image files need {} bytes ({} of images, {} of kernels and \
+                 initrds, plus the filesystem's overhead)",
                 part.display(),
                 have,
                 need,
-                plan.bytes()
+                plan.bytes(),
+                companions
             ),
             Some("make that partition larger"),
         ));
     }
     Ok(plan)
+}
+
+/// The kernels and initrds next to the image files ([`copy_boot_files`] copies them along).
+fn companion_bytes(files: &[ImageFile]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| fs::read_dir(f.path.parent()?).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("vmlinuz") || n.starts_with("initrd")
+        })
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .sum()
+}
+
+/// An ext4 partition that holds `bytes` of files: 5 % and 16 MiB for the filesystem.
+fn partition_bytes(bytes: u64) -> u64 {
+    bytes + bytes / 20 + (16 << 20)
+}
+
+/// The size `install --disk` gives the image partition: the image files, their kernels and
+/// initrds, and room for `spare` more bytes (kernel updates), rounded up to a MiB.
+pub fn image_partition_bytes(root: &OverlayRoot, spare: u64) -> Result<u64> {
+    let all = mounts::mounts()?;
+    let files = root
+        .lowers
+        .iter()
+        .map(|l| image_of(l, &all))
+        .collect::<Result<Vec<_>>>()?;
+    let b = partition_bytes(
+        files.iter().map(|f| f.size).sum::<u64>() + companion_bytes(&files) + spare,
+    );
+    Ok(b.div_ceil(1 << 20) << 20)
 }
 
 /// One image file moved: its loop device now reads the copy.
@@ -453,99 +490,48 @@ pub fn move_images(plan: &ImagePlan, mut each: impl FnMut(&Moved)) -> Result<Vec
         each(&m);
         moved.push(m);
     }
+    copy_boot_files(plan, &dir)?;
     Ok(moved)
 }
 
-/// After the image files moved: unmount the medium they were on (every mount of it; never lazily:
-/// a busy mount stays, and says so), then open a CD drive's tray. Lines as `release_old` gives.
-pub fn release_medium(plan: &ImagePlan) -> Vec<String> {
-    let mut r = vec![];
-    let mut media: Vec<DevNum> = plan.files.iter().map(|f| f.medium).collect();
-    media.dedup();
-    for dev in media {
-        let Ok(bd) = BlockDev::from_devnum(dev) else {
-            r.push(format!("kept the medium {dev}: not a block device"));
+/// What boots an image besides the image itself, copied along before the medium goes: the kernels
+/// and initrds next to each image file (live-boot's `live/vmlinuz*`, `live/initrd*`) and the
+/// medium's `.disk/` ids. Files there already with the same size are kept (`--resume`).
+fn copy_boot_files(plan: &ImagePlan, dir: &Path) -> Result<()> {
+    for f in &plan.files {
+        let (Some(src_dir), Some(rel_dir)) = (f.path.parent(), f.rel.parent()) else {
             continue;
         };
-        let still = fs::read_dir("/sys/block")
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("loop"))
-                    .filter_map(|n| LoopBinding::of(&n))
-                    .any(|b| b.file_dev == dev)
-            })
-            .unwrap_or(false);
-        if still {
-            r.push(format!(
-                "kept the medium {}: a loop device still reads a file on it",
-                bd.display()
-            ));
-            continue;
-        }
-        let ms = mounts::mounts_of(dev).unwrap_or_default();
-        let mut busy = false;
-        for m in ms.iter().rev() {
-            match nix::mount::umount2(&m.mount_point, nix::mount::MntFlags::empty()) {
-                Ok(()) => r.push(format!(
-                    "unmounted {} ({} on {})",
-                    m.mount_point.display(),
-                    m.fs_type,
-                    m.source
-                )),
-                Err(e) => {
-                    busy = true;
-                    r.push(format!(
-                        "kept mount {}: umount: {e}",
-                        m.mount_point.display()
-                    ));
+        let mut todo: Vec<(PathBuf, PathBuf)> = vec![];
+        if let Ok(rd) = fs::read_dir(src_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if (name.starts_with("vmlinuz") || name.starts_with("initrd")) && e.path().is_file()
+                {
+                    todo.push((e.path(), dir.join(rel_dir).join(&name)));
                 }
             }
         }
-        if busy {
-            continue;
-        }
-        if bd.kname.starts_with("sr") {
-            match File::open(&bd.path)
-                .map_err(anyhow::Error::from)
-                .and_then(|f| {
-                    use std::os::fd::AsFd;
-                    ioctl::cdrom_eject(f.as_fd()).map_err(anyhow::Error::from)
-                }) {
-                Ok(()) => r.push(format!("ejected {}", bd.display())),
-                Err(e) => r.push(format!("kept {} in the drive: eject: {e:#}", bd.display())),
+        // the medium's root: the image file's path minus its path on the medium
+        let depth = f.rel.components().count();
+        let root = f.path.ancestors().nth(depth).map(Path::to_path_buf);
+        if let Some(ids) = root.map(|r| r.join(".disk")).filter(|d| d.is_dir()) {
+            for e in fs::read_dir(&ids)?.flatten().filter(|e| e.path().is_file()) {
+                todo.push((e.path(), dir.join(".disk").join(e.file_name())));
             }
-        } else {
-            r.push(format!(
-                "the medium {} is no longer used: it can be removed",
-                bd.display()
-            ));
+        }
+        for (src, dst) in todo {
+            let size = fs::metadata(&src)?.len();
+            if fs::metadata(&dst).is_ok_and(|m| m.len() == size) {
+                continue;
+            }
+            if let Some(p) = dst.parent() {
+                fs::create_dir_all(p)?;
+            }
+            copy_verified(&src, &dst, size)?;
         }
     }
-    r
-}
-
-/// After the switch: free the zram device the upper was on (a `rootshift-upper` source). Empty
-/// when `old` is no zram device.
-pub fn release_zram(old: &BlockDev) -> Vec<String> {
-    let Some(id) = zram::zram_id(&old.kname) else {
-        return vec![];
-    };
-    if !old.holders().is_empty() {
-        return vec![format!(
-            "kept {}: held by {}",
-            old.display(),
-            old.holders().join(", ")
-        )];
-    }
-    match zram::free(id) {
-        Ok(true) => vec![format!("freed and removed {}", old.display())],
-        Ok(false) => vec![format!(
-            "freed {} (its memory; the device stays, empty)",
-            old.display()
-        )],
-        Err(e) => vec![format!("kept {}: reset: {e}", old.display())],
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -95,9 +95,9 @@ impl Run {
                     self.target.display()
                 )
             })?;
-            freed.extend(crate::live::overlay::release_medium(&plan));
+            freed.extend(crate::live::media::release_medium(&plan));
         }
-        freed.extend(crate::live::overlay::release_zram(&self.source));
+        freed.extend(crate::live::media::release_zram(&self.source));
         match crate::live::release_old(&self.source).map(|mut r| {
             r.extend(freed);
             r

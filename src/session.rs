@@ -131,7 +131,7 @@ impl Inhibitor {
                 Progress::new(json).event(
                     "warning",
                     &format!(
-                        "no shutdown inhibitor ({e}): a poweroff or suspend during the run is not                          blocked (the next boot would recover, see `rootshift status`)"
+                        "no shutdown inhibitor ({e}): a poweroff or suspend during the run is not blocked (the next boot would recover, see `rootshift status`)"
                     ),
                     serde_json::json!({"what": "inhibitor", "error": e}),
                 );

@@ -90,7 +90,7 @@ impl Run {
             })
             .with_context(|| {
                 format!(
-                    "moving the live image files to {} (the root is complete on {}; the image is still read                      from the medium; `rootshift migrate --resume` retries)",
+                    "moving the live image files to {} (the root is complete on {}; the image is still read from the medium; `rootshift migrate --resume` retries)",
                     plan.part.display(),
                     self.target.display()
                 )

@@ -70,19 +70,22 @@ pub fn check_not_encrypted(source: &BlockDev, what: &str) -> Result<()> {
     ))
 }
 
-/// The install step cannot make an overlayfs live root boot on its own yet (its boot entry must
-/// bring up the distribution's live persistence from the disk's partitions): refuse `what`
-/// (`install --disk`, `--install`, `finish`) on such a root before anything changes.
+/// The install step of `migrate --install` and `finish` cannot make an overlayfs live root boot on
+/// its own (its boot entry must bring up the distribution's live persistence from an image
+/// partition and a persistence partition: `install --disk` lays those out and writes it): refuse
+/// `what` on such a root before anything changes.
 pub fn check_not_overlay_install(what: &str) -> Result<()> {
     if crate::live::overlay::OverlayRoot::of_root()?.is_none() {
         return Ok(());
     }
     Err(refuse(
         format!(
-            "{what} cannot make an overlayfs live session boot from the disk yet: rootshift moves such a              session (`migrate TARGET --image-to PART`) but does not write its boot entry"
+            "{what} cannot make an overlayfs live session boot from the disk: its boot entry needs an image \
+             partition and a persistence partition, which `rootshift install --disk DISK` lays out"
         ),
         Some(
-            "move the session with `rootshift migrate TARGET --image-to PART --no-install`, or install with the              distribution's installer",
+            "use `rootshift install --disk DISK`, or move the session without a boot entry with `rootshift \
+             migrate TARGET --image-to PART --no-install`",
         ),
     ))
 }

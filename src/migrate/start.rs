@@ -303,7 +303,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             run.progress.event(
                 "warning",
                 &format!(
-                    "only the session's changes move: the live image ({}) is still read from the medium, which must                      stay in place; `--image-to PART` moves it too",
+                    "only the session's changes move: the live image ({}) is still read from the medium, which must stay in place; `--image-to PART` moves it too",
                     lowers.join(", ")
                 ),
                 json!({"what": "medium", "error": "the overlay's lower layers stay on the medium"}),

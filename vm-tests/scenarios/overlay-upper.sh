@@ -49,6 +49,9 @@ check upper-size-before-lt-256MiB "statfs total of $UPPER = $U0 bytes" [ "$U0" -
 IMG_BYTES=$(stat -c %s $MEDIUM/$REL)
 figure squashfs_mib $((IMG_BYTES / MiB))
 IMG_SUM=$($SHA256SUM $MEDIUM/$REL | cut -d' ' -f1)
+boot_sums() { (cd "$1" && $SHA256SUM live/vmlinuz live/initrd.img .disk/info 2>&1 | cut -c1-16 | tr '\n' ' '); }
+BOOT_SUMS=$(boot_sums $MEDIUM)
+check boot-files-on-medium "$BOOT_SUMS" [ -f $MEDIUM/live/vmlinuz -a -f $MEDIUM/live/initrd.img -a -f $MEDIUM/.disk/info ]
 rootshift status --json > "$RES/status-before.json" 2> "$RES/status-before.err"
 say "status before: exit $?, $(head -c 300 "$RES/status-before.json")"
 
@@ -175,6 +178,9 @@ assert_eq lower-still-on-loop "$LOOP squashfs" "$(mnt_field $LOWER 9) $(mnt_fiel
 check copy-equals-loop "cmp $IMAGE_MNT/$REL $LOOP: $(cmp $IMAGE_MNT/$REL $LOOP 2>&1 | head -1)" cmp -s $IMAGE_MNT/$REL $LOOP
 sync; echo 3 > /proc/sys/vm/drop_caches
 assert_eq copy-equals-original "$IMG_SUM" "$($SHA256SUM $IMAGE_MNT/$REL | cut -d' ' -f1)"
+
+# the files that boot the image (live/vmlinuz, live/initrd.img, .disk/info) came along, byte for byte
+assert_eq boot-files-copied "$BOOT_SUMS" "$(boot_sums $IMAGE_MNT)"
 
 # ---- the medium and the zram device are free ---------------------------------------------------------------------
 check medium-no-holders "/sys/block/vda/holders: '$(ls /sys/block/vda/holders | tr '\n' ' ')'" [ -z "$(ls /sys/block/vda/holders)" ]

@@ -1,7 +1,7 @@
 //! After an overlay root's image files moved: let go of the medium (unmount, eject) and of the
 //! zram device the upper was on.
 
-use std::fs::{self, File};
+use std::fs;
 
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
@@ -60,7 +60,11 @@ pub fn release_medium(plan: &ImagePlan) -> Vec<String> {
             continue;
         }
         if bd.kname.starts_with("sr") {
-            match File::open(&bd.path)
+            use std::os::unix::fs::OpenOptionsExt;
+            match fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&bd.path)
                 .map_err(anyhow::Error::from)
                 .and_then(|f| {
                     use std::os::fd::AsFd;

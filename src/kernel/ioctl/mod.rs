@@ -33,6 +33,7 @@ mod raw {
     nix::ioctl_write_int_bad!(loop_change_fd, 0x4C06);
     // linux/cdrom.h
     nix::ioctl_none_bad!(cdrom_eject, 0x5309);
+    nix::ioctl_write_int_bad!(cdrom_lockdoor, 0x5329);
     // linux/fs.h: BLKFLSBUF _IO(0x12, 97), BLKRRPART _IO(0x12, 95), BLKPG _IO(0x12, 105)
     nix::ioctl_none!(blkflsbuf, 0x12, 97);
     nix::ioctl_none!(blkrrpart, 0x12, 95);
@@ -415,10 +416,20 @@ pub fn loop_change_fd(dev: BorrowedFd<'_>, file: BorrowedFd<'_>) -> io::Result<(
     io(unsafe { raw::loop_change_fd(dev.as_raw_fd(), file.as_raw_fd()) })
 }
 
-/// Open the tray of a CD/DVD drive (CDROMEJECT). EBUSY while anything has it mounted or open.
+/// Unlock the door of a CD/DVD drive (CDROM_LOCKDOOR 0: udev's cdrom_id --lock-media locks it),
+/// then open the tray (CDROMEJECT). `dev` must be opened with O_NONBLOCK (no medium check). The
+/// SCSI layer answers a refused eject with a positive status, not -1: anything but 0 is an error.
 pub fn cdrom_eject(dev: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: the argument is passed by value.
+    let _ = unsafe { raw::cdrom_lockdoor(dev.as_raw_fd(), 0) };
     // SAFETY: no argument.
-    io(unsafe { raw::cdrom_eject(dev.as_raw_fd()) })
+    match unsafe { raw::cdrom_eject(dev.as_raw_fd()) } {
+        Ok(0) => Ok(()),
+        Ok(st) => Err(io::Error::other(format!(
+            "CDROMEJECT answered status {st} (the drive refused)"
+        ))),
+        Err(e) => Err(io::Error::from(e)),
+    }
 }
 
 /// Unbind a loop device (LOOP_CLR_FD).

@@ -1,7 +1,8 @@
 //! The guardian: a small memory-locked process that outlives rootshift for one purpose. If
 //! rootshift dies (SIGKILL, a crash) while the device under `/` is suspended or the filesystem is
 //! frozen, nothing that lives on `/` could ever run again to fix it. The guardian runs from a copy
-//! of the binary in /run (tmpfs), started before any suspend; it blocks reading a pipe whose only
+//! of the binary in a sealed memfd ([`crate::kernel::memexe`]; not /run, which initramfs-tools
+//! mounts `noexec`), started before any suspend; it blocks reading a pipe whose only
 //! writer is rootshift. When the pipe closes — rootshift exited, normally or not — it drops any
 //! prepared (inactive) table, resumes the device if it is suspended, and thaws the filesystem.
 //! Dropping the prepared table first matters: resuming with it loaded would switch tables.
@@ -24,7 +25,6 @@ use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,10 +35,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::backend::switch::{self, RealDm, RealFreeze};
 use crate::kernel::dm::Dm;
+use crate::kernel::memexe::MemExe;
 use crate::kernel::memlock::MemLock;
 use crate::wrapper::{Kind, Wrapper};
 
-const COPY: &str = "/run/rootshift/rootshift-guardian";
 /// How long `start` waits for the guardian's ready byte.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pipe bytes: a freeze by rootshift of the guarded filesystem begins / has ended.
@@ -86,14 +86,11 @@ impl Guardian {
     /// Start a guardian for `w` (and the filesystem mounted at `thaw`, if any), and wait until
     /// it is ready: an error here means no guardian, and the caller must not start.
     pub fn start(w: &Wrapper, thaw: Option<&Path>) -> Result<Guardian> {
-        fs::create_dir_all("/run/rootshift").context("creating /run/rootshift")?;
-        let exe = fs::read("/proc/self/exe").context("reading /proc/self/exe")?;
-        if fs::read(COPY).ok().as_deref() != Some(&exe[..]) {
-            let tmp = format!("{COPY}.tmp");
-            fs::write(&tmp, &exe).with_context(|| format!("writing {tmp}"))?;
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
-            fs::rename(&tmp, COPY).with_context(|| format!("installing {COPY}"))?;
-        }
+        // Held until the guardian is ready (it execs by this fd's /proc path).
+        let exe = MemExe::of_self(c"rootshift-guardian").map_err(|e| {
+            anyhow!("the guardian could not be prepared, so nothing is changed: {e:#}")
+        })?;
+        let copy = exe.path();
         let mut args: Vec<std::ffi::OsString> = vec![
             "guardian".into(),
             "--name".into(),
@@ -126,15 +123,15 @@ impl Guardian {
             cmd.args(["--scope", "--quiet", "--collect"])
                 .arg(format!("--unit={unit}"))
                 .arg("--description=rootshift guardian")
-                .arg(COPY)
+                .arg(&copy)
                 .args(&args);
             match Self::spawn(cmd, guarded_dev) {
                 Ok(g) => return Ok(g),
                 Err(e) => why.push(format!("in its own systemd scope: {e:#}")),
             }
         }
-        let mut cmd = Command::new(COPY);
-        cmd.args(&args);
+        let mut cmd = Command::new(&copy);
+        cmd.arg0("rootshift-guardian").args(&args);
         match Self::spawn(cmd, guarded_dev) {
             Ok(g) => {
                 if !why.is_empty() {
@@ -165,7 +162,7 @@ impl Guardian {
         // kill of our process group must not take it down with us; it ignores SIGHUP itself.
         cmd.process_group(0);
         cmd.stdin(Stdio::from(r)).stdout(Stdio::from(ready_w));
-        let mut child = cmd.spawn().with_context(|| format!("starting {COPY}"))?;
+        let mut child = cmd.spawn().context("starting rootshift's in-memory copy")?;
         // Our copies of the child's ends are closed now (moved into `cmd`, dropped with it).
         drop(cmd);
         if let Err(e) = wait_ready(&ready_r, READY_TIMEOUT) {
@@ -210,6 +207,8 @@ fn freeze_count(mut n: u32, bytes: &[u8]) -> u32 {
 /// The `rootshift guardian` process.
 pub fn run(name: &str, kind: Kind, thaw: Option<PathBuf>) -> Result<()> {
     let _lock = MemLock::acquire()?;
+    // Exec'd from /proc/PID/fd/N, the kernel named us "N"; ps and the journal should say what we are.
+    let _ = nix::sys::prctl::set_name(c"rootshift-guard");
     for sig in [
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

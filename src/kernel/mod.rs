@@ -11,6 +11,7 @@ pub mod fs;
 pub mod ioctl;
 pub mod loopdev;
 pub mod md;
+pub mod memexe;
 pub mod memlock;
 pub mod mounts;
 pub mod overlay;

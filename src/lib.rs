@@ -32,5 +32,6 @@ pub mod targets;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tools;
+pub mod treecopy;
 pub mod units;
 pub mod wrapper;

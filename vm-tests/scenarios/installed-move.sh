@@ -1,6 +1,7 @@
 #!/bin/bash
 # Move an installed system to a new disk without a reboot, then boot the new disk alone: the installed Debian
-# system (root=UUID=… on vda1, wrapped at boot by the dracut hook; a swap partition vda2 in fstab) →
+# system (root=UUID=… on vda1, wrapped at boot by the initramfs-tools hook — its init mounts /run noexec and systemd
+# keeps that, so the guardian must not exec from /run; a swap partition vda2 in fstab) →
 # `rootshift migrate /dev/vdb2 --install` (vdb: GPT, BIOS boot + root) with a writer running. The move keeps the
 # machine's identity (machine-id, hostname, the root's UUID: the old disk got a fresh one right after the switch),
 # replaces the swap partition left on the old disk by a swap file on the new root, rewrites fstab (the old swap
@@ -9,6 +10,7 @@
 # vm-system: installed
 # vm-firmware: bios
 # vm-disks: 3G
+# vm-boot: main itools
 # vm-then: target firmware=bios disk=vdb
 # vm-timeout: 1200
 # vm-host-fsck: vdb2
@@ -27,6 +29,8 @@ if [ "$VMTEST_PHASE" = main ]; then
   figure boot_s "$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)"
   ROOTK=$(kname_of "$(root_majmin)")
   assert_eq root-on-wrapper-over-vda1 "rootshift-root vda1" "$(dm_name "$ROOTK") $(slaves_of "$ROOTK")"
+  # what this boot is for: initramfs-tools' /run is noexec (the guardian used to be exec'd from there: EACCES)
+  check run-is-noexec "$(findmnt -no OPTIONS /run)" sh -c "findmnt -no OPTIONS /run | tr , '\n' | grep -qx noexec"
   OLD_UUID=$(blkid -s UUID -o value "/dev/$ROOTK"); echo "$OLD_UUID" > "$RES/old-uuid"
   cat /etc/machine-id > "$RES/machine-id"
   SWAP_UUID=$(blkid -p -s UUID -o value /dev/vda2)

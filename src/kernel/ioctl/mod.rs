@@ -526,3 +526,6 @@ mod loop_tests {
         assert!(loop_status(f.as_fd()).is_err());
     }
 }
+
+/// Inode flags (FS_IOC_GETFLAGS/SETFLAGS) and the mount id (statx), for the tree copier.
+pub mod inode;

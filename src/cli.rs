@@ -289,6 +289,37 @@ pub enum Command {
         what: Generated,
         dir: PathBuf,
     },
+    /// Copy a directory tree file by file, everything kept, while it is in use.
+    ///
+    /// Into DST (normally the root of a freshly made filesystem): data (holes kept), hard links,
+    /// owners, modes, nanosecond times, every extended attribute but overlayfs' own (ACLs, file
+    /// capabilities, SELinux labels), chattr flags, device nodes, fifos, sockets. Directories on
+    /// other mounts are created empty, not entered (`cp -x`); with SRC = / the kernel's and the
+    /// session's directories (/proc /sys /dev /run /tmp) too. The first pass is followed by
+    /// catch-up passes over what changed meanwhile (by ctime): the copy is as of the last pass.
+    /// An overlay root is read through its merged view, never through its upper directory.
+    CopyTree {
+        /// Directory to copy (e.g. / of a live session).
+        src: PathBuf,
+        /// Existing directory to copy into.
+        dst: PathBuf,
+        /// Worker threads (default: twice the CPUs, at most 16).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Catch-up passes after the first.
+        #[arg(long, default_value_t = 1)]
+        catch_up: u32,
+        /// Start with a catch-up pass over what changed since this time (SECONDS.NANOS, as the
+        /// `next_since` an earlier run printed) instead of a full pass.
+        #[arg(long, value_parser = crate::treecopy::command::parse_since)]
+        since: Option<(i64, i64)>,
+        /// Afterwards compare SRC and DST; exit 1 when anything differs.
+        #[arg(long)]
+        compare: bool,
+        /// Print JSON lines (one per pass, then the comparison).
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the process that resumes/thaws if rootshift dies mid-change.
     #[command(hide = true)]
     Guardian {

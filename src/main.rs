@@ -203,6 +203,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::CopyTree {
+            src,
+            dst,
+            threads,
+            catch_up,
+            since,
+            compare,
+            json,
+        } => rootshift::treecopy::command::run(
+            &src,
+            &dst,
+            rootshift::treecopy::command::Passes {
+                threads,
+                catch_up,
+                since,
+            },
+            compare,
+            json,
+        ),
         Command::Guardian { name, kind, thaw } => rootshift::guardian::run(&name, kind, thaw),
         #[cfg(feature = "testing")]
         Command::Testing(t) => match t {

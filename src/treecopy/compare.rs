@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::meta::{carried_xattr, CARRIED};
+use super::meta::{carried_xattr, xattr_names, CARRIED};
 use crate::kernel::ioctl::inode;
 
 /// One way the copy differs from the source.
@@ -47,14 +47,14 @@ pub fn compare_trees(a: &Path, b: &Path, skip: &[PathBuf]) -> Result<Vec<Differe
         root_mnt: inode::mount_id(a)?,
     };
     let (ma, mb) = (fs::symlink_metadata(a)?, fs::symlink_metadata(b)?);
-    c.entry(a, b, Path::new("."), &ma, &mb)?;
+    c.entry(a, b, Path::new("."), &ma, &mb, true)?;
     c.dir(a, b, Path::new(""))?;
     Ok(c.out)
 }
 
 fn xattrs(p: &Path) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     let mut m = BTreeMap::new();
-    for n in xattr::list(p).with_context(|| format!("xattrs of {}", p.display()))? {
+    for n in xattr_names(p).with_context(|| format!("xattrs of {}", p.display()))? {
         if carried_xattr(n.as_encoded_bytes()) {
             let v = xattr::get(p, &n)?.unwrap_or_default();
             m.insert(n.as_encoded_bytes().to_vec(), v);
@@ -126,11 +126,14 @@ impl Cmp<'_> {
                 self.diff(&r, "missing from the copy".into());
                 continue;
             };
-            self.entry(&pa, &pb, &r, &ma, &mb)?;
+            // The root of another mount (the copy's own target among them) changes as that
+            // filesystem is used: its times are not compared.
+            let other = ma.is_dir() && inode::mount_id(&pa)? != self.root_mnt;
+            self.entry(&pa, &pb, &r, &ma, &mb, !other)?;
             if !(ma.is_dir() && mb.is_dir()) {
                 continue;
             }
-            if self.skip.contains(&pa) || inode::mount_id(&pa)? != self.root_mnt {
+            if self.skip.contains(&pa) || other {
                 // Not entered (a skip path, another mount: cp -x): the copy stays empty.
                 if fs::read_dir(&pb)?.next().is_some() {
                     self.diff(&r, "not entered, yet the copy is not empty".into());
@@ -142,7 +145,15 @@ impl Cmp<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, a: &Path, b: &Path, r: &Path, ma: &Metadata, mb: &Metadata) -> Result<()> {
+    fn entry(
+        &mut self,
+        a: &Path,
+        b: &Path,
+        r: &Path,
+        ma: &Metadata,
+        mb: &Metadata,
+        times: bool,
+    ) -> Result<()> {
         if ma.file_type() != mb.file_type() {
             self.diff(
                 r,
@@ -169,7 +180,7 @@ impl Cmp<'_> {
                 format!("mode {:o} vs {:o}", ma.mode() & 0o7777, mb.mode() & 0o7777),
             );
         }
-        if (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
+        if times && (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
             self.diff(
                 r,
                 format!(

@@ -40,6 +40,16 @@ pub(super) fn carried_xattr(name: &[u8]) -> bool {
     !name.starts_with(OVERLAY_PREFIX)
 }
 
+/// The names of `p`'s attributes (none where its filesystem has no xattr support at all, as a
+/// squashfs made without them answers through an overlay: EOPNOTSUPP).
+pub(super) fn xattr_names(p: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+    match xattr::list(p) {
+        Ok(l) => Ok(l.collect()),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(vec![]),
+        Err(e) => Err(e),
+    }
+}
+
 /// The carried flags of an open source file (0 where the filesystem has none).
 pub(super) fn source_flags(f: &File) -> u32 {
     inode::get_flags(f.as_fd())
@@ -94,7 +104,11 @@ pub(super) fn apply_file(s: &Path, src: &File, dst: &File, flags: u32) -> Result
     std::os::unix::fs::fchown(dst, Some(md.uid()), Some(md.gid())).context("chown")?;
     dst.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
         .context("chmod")?;
-    let names: Vec<_> = src.list_xattr().context("listing xattrs")?.collect();
+    let names: Vec<_> = match src.list_xattr() {
+        Ok(l) => l.collect(),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => vec![],
+        Err(e) => return Err(e).context("listing xattrs"),
+    };
     for n in names {
         if !carried_xattr(n.as_encoded_bytes()) {
             continue;
@@ -117,12 +131,13 @@ pub(super) fn apply_path(s: &Path, d: &Path, md: &Metadata) -> Result<()> {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(md.mode() & 0o7777))
             .context("chmod")?;
     }
-    let want: Vec<_> = xattr::list(s)
+    let want: Vec<_> = xattr_names(s)
         .context("listing xattrs")?
+        .into_iter()
         .filter(|n| carried_xattr(n.as_encoded_bytes()))
         .collect();
     // A directory kept from an earlier pass may carry attributes the source lost.
-    for n in xattr::list(d).context("listing xattrs")? {
+    for n in xattr_names(d).context("listing xattrs")? {
         if carried_xattr(n.as_encoded_bytes()) && !want.contains(&n) {
             xattr::remove(d, &n)
                 .with_context(|| format!("removing xattr {}", n.to_string_lossy()))?;

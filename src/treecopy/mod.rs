@@ -20,6 +20,7 @@
 //! of the last pass only; nothing here reads an overlay's upper directory directly (whiteouts
 //! and redirects are the overlay's business).
 
+pub mod command;
 mod compare;
 mod entry;
 mod meta;

@@ -116,7 +116,7 @@ impl DmMirror {
         &self,
         table: &[TableLine],
         accept: fn(&[RawLine]) -> bool,
-    ) -> Result<(bool, Duration)> {
+    ) -> Result<switch::Reload> {
         // Everything that allocates, reads files or may fail for ordinary reasons happens here,
         // before the window.
         let name = self.wrapper.name.clone();
@@ -134,8 +134,7 @@ impl DmMirror {
         let r = switch::critical_reload(&mut ops, &raw_table, accept);
         drop(blocked);
         drop(lock);
-        let r = r.with_context(|| format!("switching the table of {name}"))?;
-        Ok((r.switched, r.window))
+        r.with_context(|| format!("switching the table of {name}"))
     }
 
     /// Full copy: core log, every region dirty.
@@ -456,11 +455,15 @@ impl Backend for DmMirror {
         let table = [linear(target, len)];
         // Switch only if, while suspended, every region is in sync and every leg is alive: a write
         // may have failed on the target at the last moment.
-        let (switched, window) = self
+        let r = self
             .critical_reload(&table, synced)
             .with_context(|| format!("switching {} to {}", self.name(), target.display()))?;
-        if switched {
-            return Ok(SwitchOutcome::Switched { window });
+        let window = r.window;
+        if r.switched {
+            return Ok(SwitchOutcome::Switched {
+                window,
+                suspend: Some(r.suspend),
+            });
         }
         let status = self
             .dm
@@ -527,7 +530,8 @@ pub fn switch_windows(w: &Wrapper, n: u32) -> Result<Vec<Duration>> {
     let table = m.dm.table(&w.name)?;
     let mut out = vec![];
     for _ in 0..n {
-        let (switched, d) = m.critical_reload(&table, |_| true)?;
+        let r = m.critical_reload(&table, |_| true)?;
+        let (switched, d) = (r.switched, r.window);
         if !switched {
             bail!("the reload was not accepted");
         }

@@ -410,7 +410,10 @@ impl Backend for MdRaid1 {
         )
         .with_context(|| format!("switching {} to {}", self.array.name, target.display()))?;
         Ok(match r {
-            MdSwitch::Switched { window } => SwitchOutcome::Switched { window },
+            MdSwitch::Switched { window } => SwitchOutcome::Switched {
+                window,
+                suspend: None,
+            },
             MdSwitch::NotSwitched { why, .. } => SwitchOutcome::NotInSync {
                 status: why,
                 window: t0.elapsed(),

@@ -97,8 +97,12 @@ pub enum RateLimit {
 /// Result of an attempt to switch to the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchOutcome {
-    /// The wrapper now maps the target alone. `window` = suspend ioctl → resume ioctl return.
-    Switched { window: Duration },
+    /// The wrapper now maps the target alone. `window` = suspend ioctl → resume ioctl return;
+    /// `suspend` = the part spent in the suspend ioctl (dm only).
+    Switched {
+        window: Duration,
+        suspend: Option<Duration>,
+    },
     /// The status read while suspended was not fully in sync: the mirror was resumed unchanged.
     NotInSync { status: String, window: Duration },
 }

@@ -189,6 +189,12 @@ fn note(file: &File, b: u8) {
     }
 }
 
+/// Write back the dirty data and metadata of the filesystem mounted at `mount_point` (syncfs).
+pub fn syncfs(mount_point: &Path) -> io::Result<()> {
+    let f = File::open(mount_point)?;
+    nix::unistd::syncfs(f.as_fd()).map_err(io::Error::from)
+}
+
 /// FIFREEZE the filesystem `file` is on, noted (see above).
 pub fn freeze_file(file: &File) -> io::Result<()> {
     note(file, NOTE_FREEZE);

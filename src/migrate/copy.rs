@@ -52,7 +52,7 @@ impl Run {
     }
 
     /// mirroring → switched. Rolls back to the source on any failure before the switch.
-    pub(super) fn copy_and_switch(&mut self) -> Result<Duration> {
+    pub(super) fn copy_and_switch(&mut self) -> Result<SwitchTiming> {
         self.progress.start_copy(*self.to_copy as u64);
         let mut attempts = 0;
         loop {
@@ -85,6 +85,13 @@ impl Run {
             if let Err(e) = failpoint::hit("migrate::switching") {
                 return Err(self.roll_back(Stop::Error(e)));
             }
+            // Write back what is dirty now, so that the suspend (which waits for the I/O in flight)
+            // has little left to wait for: the window every process touching `/` stalls for.
+            let presync = self.mount.as_ref().map(|m| {
+                let t = std::time::Instant::now();
+                let _ = crate::kernel::fs::syncfs(&m.mount_point);
+                t.elapsed()
+            });
             // With clones, the filesystem is frozen across the switch: every detached leg then holds
             // a consistent image, not a crash image. (The guardian thaws it if we die in between.)
             // A thaw that is not confirmed, or a switch that left the device suspended, ends in
@@ -113,7 +120,13 @@ impl Run {
                 _ => self.backend.switch_to_target(&self.target),
             };
             match switched {
-                Ok(SwitchOutcome::Switched { window }) => return Ok(window),
+                Ok(SwitchOutcome::Switched { window, suspend }) => {
+                    return Ok(SwitchTiming {
+                        window,
+                        suspend,
+                        presync,
+                    })
+                }
                 Ok(SwitchOutcome::NotInSync { status, window }) if attempts < SWITCH_ATTEMPTS => {
                     let _ = self.journal.set_step(Step::Mirroring);
                     self.progress.event(
@@ -144,4 +157,13 @@ pub(super) fn region_sectors(bytes: u64) -> Result<devicemapper::Sectors> {
         ));
     }
     Ok(devicemapper::Sectors(bytes / 512))
+}
+
+/// How long the switch took: the window (suspend → resume), the suspend ioctl within it (dm),
+/// and the write-back of dirty data just before it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SwitchTiming {
+    pub window: Duration,
+    pub suspend: Option<Duration>,
+    pub presync: Option<Duration>,
 }

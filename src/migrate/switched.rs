@@ -18,9 +18,10 @@ impl Run {
         std::process::exit(crate::error::exit::FAILED)
     }
 
-    pub(super) fn switched(&mut self, window: Duration) -> Result<()> {
+    pub(super) fn switched(&mut self, t: super::copy::SwitchTiming) -> Result<()> {
         failpoint::hit("migrate::switched")?;
-        let window_ms = window.as_secs_f64() * 1e3;
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let window_ms = ms(t.window);
         self.journal.switch_window_ms = Some(window_ms);
         self.journal.set_step(Step::Switched)?;
         self.progress.event(
@@ -30,7 +31,8 @@ impl Run {
                 self.w.name,
                 self.target.display()
             ),
-            json!({"window_ms": window_ms, "target": self.journal.target}),
+            json!({"window_ms": window_ms, "target": self.journal.target,
+                   "suspend_ms": t.suspend.map(ms), "presync_ms": t.presync.map(ms)}),
         );
         Ok(())
     }

@@ -172,6 +172,14 @@ md_speed_watch_stop() { touch "$MDSPEED_FILE.stop"; wait "$MDSPEED_PID"; }
 md_samples_all() { [ -s "$1" ] && ! grep -qvxF -- "$2" "$1"; }
 md_samples_summary() { echo "$(wc -l < "$1") samples while md copied: $(sort "$1" | uniq -c | sed 's/^ *//' | tr '\n' ';')"; }
 
+# switch_figures FILE : the switch's timing from a --json stream's `switched` event (issue 22 §4): the window, the
+# suspend ioctl within it (dm), the syncfs before it
+switch_figures() {
+  for _k in window_ms suspend_ms presync_ms; do
+    figure "$_k" "$(jq -r "select(.event == \"switched\") | .$_k" "$1" 2>/dev/null | tail -1)"
+  done
+}
+
 # check_events NAME FILE : every line of a --json stream is an object with "event" and "version" 1, names an event
 # docs/events.json documents, and carries that event's documented fields (docs/json.md)
 check_events() {

@@ -72,6 +72,7 @@ if [ "$VMTEST_PHASE" = main ]; then
   t_start=$(now_cs)
   rootshift migrate /dev/vdb2 --install --initramfs keep --yes --detach > /tmp/detach.out 2> /tmp/detach.err; drc=$?
   timeout 1200 rootshift status --follow --json > /tmp/migrate.json 2> /tmp/migrate.err; rc=$?
+  switch_figures /tmp/migrate.json
   t_end=$(now_cs)
   kill $UNP 2>/dev/null
   cp /tmp/migrate.json /tmp/migrate.err /tmp/detach.err /tmp/unit.txt /tmp/inhibit.txt "$RES/" 2>/dev/null

@@ -203,6 +203,8 @@ pub struct Reload {
     pub switched: bool,
     /// Suspend ioctl → resume ioctl return.
     pub window: Duration,
+    /// Of the window, the suspend ioctl itself (dm waits there for the I/O in flight).
+    pub suspend: Duration,
 }
 
 /// The switch's critical section: read the live table, load `table` into the inactive slot,
@@ -236,6 +238,7 @@ pub fn critical_reload<O: SwitchOps>(
         // The device may or may not be suspended.
         return Err(undo(ops, &live, format!("suspending failed: {e}")));
     }
+    let suspend = t0.elapsed();
     let _ = crate::failpoint::hit("switch::suspended");
     let ok = ops.status().map(|v| accept(&v)).unwrap_or(false);
     if ok {
@@ -262,6 +265,7 @@ pub fn critical_reload<O: SwitchOps>(
             Ok(now) if same_table(&now, table) => Ok(Reload {
                 switched: true,
                 window,
+                suspend,
             }),
             Ok(now) if same_table(&now, &live) => Err(SwitchError::Failed(format!(
                 "the resume did not switch: the live table is still {}",
@@ -293,6 +297,7 @@ pub fn critical_reload<O: SwitchOps>(
         Ok(()) => Ok(Reload {
             switched: false,
             window,
+            suspend,
         }),
         Err(e) => Err(SwitchError::Unconfirmed(format!(
             "resuming after a refused switch failed: {e}"

@@ -9,6 +9,13 @@
 //!            └─ upperdir /run/live/overlay/rw  ext4 on rootshift-upper (dm linear) on zram0
 //! ```
 //!
+//! dracut's dmsquash-live with the root tree directly in `LiveOS/squashfs.img` (Fedora >= 41, KIWI)
+//! is the same shape under other names: lowerdir `/run/rootfsbase` (squashfs on a read-only loop
+//! over `/run/initramfs/live/LiveOS/squashfs.img`), upperdir `/run/overlayfs`, a symlink into the
+//! persistent overlay's mount `/run/initramfs/overlayfs` (`LiveOS/overlay-rootshift` on
+//! rootshift-upper when rootshift's dracut hook made it). Layers are found through the paths (links
+//! followed), so nothing here depends on the names.
+//!
 //! rootshift moves such a root when the boot put the upper on a wrapper: the wrapper migrates like
 //! any other (the grow then grows the upper's filesystem), and the image files move to a partition
 //! of their own with LOOP_CHANGE_FD, which swaps the file under a read-only loop device without the
@@ -131,8 +138,8 @@ impl OverlayRoot {
             ),
             Some(
                 "boot the medium with rd.rootshift.live=upper (its initrd must carry rootshift's hook), or build the \
-                 image with live=upper in /etc/rootshift/rootshift.conf before its initramfs (Debian live-boot); \
-                 either puts the upper on rootshift-upper (ext4 on zram). Otherwise install with the distribution's \
+                 image with live=upper in /etc/rootshift/rootshift.conf before its initramfs (Debian live-boot's \
+                 initramfs-tools, dracut's dmsquash-live); either puts the upper on rootshift-upper (ext4 on zram). Otherwise install with the distribution's \
                  installer, or from a block-device live medium (dracut dmsquash-live with LiveOS/rootfs.img)",
             ),
         )
@@ -576,6 +583,31 @@ mod tests {
         o.upper = None;
         let e = o.unwrapped_refusal();
         assert!(e.to_string().contains("no upper layer"), "{e}");
+    }
+
+    #[test]
+    fn dracut_overlayfs_mount_options() {
+        // / on a dracut dmsquash-live overlayfs boot (Debian 13, dracut 106, kernel 6.12), mountinfo's
+        // super options; the upper is the persistent overlay rootshift's hook made
+        let o: OverlayOptions =
+            "rw,lowerdir=/run/rootfsbase,upperdir=/run/overlayfs,workdir=/run/ovlwork,uuid=on"
+                .parse()
+                .unwrap();
+        assert_eq!(o.lowerdirs, vec![PathBuf::from("/run/rootfsbase")]);
+        assert_eq!(o.upperdir, Some(PathBuf::from("/run/overlayfs")));
+        assert_eq!(o.workdir, Some(PathBuf::from("/run/ovlwork")));
+        // rd.live.overlay.readonly: the persistent overlay becomes a second, read-only lower
+        let r: OverlayOptions =
+            "ro,lowerdir=/run/overlayfs-r:/run/rootfsbase,upperdir=/run/overlayfs,workdir=/run/ovlwork"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            r.lowerdirs,
+            vec![
+                PathBuf::from("/run/overlayfs-r"),
+                PathBuf::from("/run/rootfsbase")
+            ]
+        );
     }
 
     #[test]

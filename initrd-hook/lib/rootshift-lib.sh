@@ -370,14 +370,27 @@ rootshift_live_setting() {
     esac
 }
 
+# rootshift_live_upper_made: 0 when this boot put the live upper on rootshift-upper (rootshift_make_upper recorded
+# state=live-upper): / is then the live overlay, there is no root device to wrap, and the record stays as it is.
+rootshift_live_upper_made() {
+    [ -r "$ROOTSHIFT_STATE/boot" ] || return 1
+    while read -r _rs_line; do
+        [ "$_rs_line" = state=live-upper ] && return 0
+    done < "$ROOTSHIFT_STATE/boot"
+    return 1
+}
+
 # rootshift_zram_bytes: the size of the zram device for the upper. live-boot's overlay-size= when given (a tmpfs
-# size: 50%, 2G, 512M), else half the RAM, like the tmpfs it replaces. zram only takes memory for what is written.
+# size: 50%, 2G, 512M), or dracut's rd.live.overlay.size= (MiB), else half the RAM, like the tmpfs it replaces.
+# zram only takes memory for what is written.
 rootshift_zram_bytes() {
     _rs_mem=0
     while read -r _rs_k _rs_v _rs_u; do
         [ "$_rs_k" = MemTotal: ] && _rs_mem=$((_rs_v * 1024))
     done < /proc/meminfo
-    _rs_sz=$(rootshift_cmdline_value overlay-size) || _rs_sz=50%
+    if ! _rs_sz=$(rootshift_cmdline_value overlay-size); then
+        _rs_sz=$(rootshift_cmdline_value rd.live.overlay.size) && _rs_sz=${_rs_sz}M || _rs_sz=50%
+    fi
     case "$_rs_sz" in
         *%) _rs_b=$((_rs_mem / 100 * ${_rs_sz%\%})) ;;
         *[kK]) _rs_b=$((${_rs_sz%?} * 1024)) ;;
@@ -390,10 +403,12 @@ rootshift_zram_bytes() {
     echo "$_rs_b"
 }
 
-# rootshift_make_upper LABEL: a zram device of rootshift_zram_bytes, wrapped as rootshift-upper, with an ext4
-# labelled LABEL on it holding the empty directories rw/ and work/ (overlayfs' upper and work directories) and
-# nothing else. Prints the wrapper node; returns 1 (after logging why, and undoing what it made) on failure: the
-# live system then boots with its upper in RAM as usual.
+# rootshift_make_upper LABEL [PERSISTENCE-CONF [DIRS]]: a zram device of rootshift_zram_bytes, wrapped as
+# rootshift-upper, with an ext4 labelled LABEL on it holding the empty directories DIRS (relative paths; default
+# "rw work": overlayfs' upper and work directories as live-boot names them; dracut's are
+# "LiveOS/overlay-rootshift LiveOS/ovlwork") and, when given, persistence.conf with PERSISTENCE-CONF, and nothing
+# else. Prints the wrapper node; returns 1 (after logging why, and undoing what it made) on failure: the live
+# system then boots with its upper in RAM as usual.
 rootshift_make_upper() {
     modprobe zram num_devices=1 > /dev/null 2>&1
     modprobe dm_mod > /dev/null 2>&1
@@ -429,9 +444,15 @@ rootshift_make_upper() {
     fi
     _rs_mnt=$ROOTSHIFT_STATE/upper-mnt
     mkdir -p "$_rs_mnt"
+    _rs_dirs_ok=
     if mke2fs -q -t ext4 -L "$1" -E lazy_itable_init=1,nodiscard "$_rs_node" > "$ROOTSHIFT_STATE/upper.err" 2>&1 \
-        && mount -t ext4 "$_rs_node" "$_rs_mnt" \
-        && mkdir "$_rs_mnt/rw" "$_rs_mnt/work"; then
+        && mount -t ext4 "$_rs_node" "$_rs_mnt"; then
+        _rs_dirs_ok=1
+        for _rs_d in ${3:-rw work}; do
+            mkdir -p "$_rs_mnt/$_rs_d" 2>> "$ROOTSHIFT_STATE/upper.err" || _rs_dirs_ok=
+        done
+    fi
+    if [ -n "$_rs_dirs_ok" ]; then
         [ -n "${2:-}" ] && printf '%s\n' "$2" > "$_rs_mnt/persistence.conf"
         umount "$_rs_mnt"
         rmdir "$_rs_mnt"

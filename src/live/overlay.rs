@@ -9,6 +9,13 @@
 //!            └─ upperdir /run/live/overlay/rw  ext4 on rootshift-upper (dm linear) on zram0
 //! ```
 //!
+//! dracut's dmsquash-live with the root tree directly in `LiveOS/squashfs.img` (Fedora >= 41, KIWI)
+//! is the same shape under other names: lowerdir `/run/rootfsbase` (squashfs on a read-only loop
+//! over `/run/initramfs/live/LiveOS/squashfs.img`), upperdir `/run/overlayfs`, a symlink into the
+//! persistent overlay's mount `/run/initramfs/overlayfs` (`LiveOS/overlay-rootshift` on
+//! rootshift-upper when rootshift's dracut hook made it). Layers are found through the paths (links
+//! followed), so nothing here depends on the names.
+//!
 //! rootshift moves such a root when the boot put the upper on a wrapper: the wrapper migrates like
 //! any other (the grow then grows the upper's filesystem), and the image files move to a partition
 //! of their own with LOOP_CHANGE_FD, which swaps the file under a read-only loop device without the
@@ -131,8 +138,8 @@ impl OverlayRoot {
             ),
             Some(
                 "boot the medium with rd.rootshift.live=upper (its initrd must carry rootshift's hook), or build the \
-                 image with live=upper in /etc/rootshift/rootshift.conf before its initramfs (Debian live-boot); \
-                 either puts the upper on rootshift-upper (ext4 on zram). Otherwise install with the distribution's \
+                 image with live=upper in /etc/rootshift/rootshift.conf before its initramfs (Debian live-boot's \
+                 initramfs-tools, dracut's dmsquash-live); either puts the upper on rootshift-upper (ext4 on zram). Otherwise install with the distribution's \
                  installer, or from a block-device live medium (dracut dmsquash-live with LiveOS/rootfs.img)",
             ),
         )
@@ -200,10 +207,20 @@ fn image_of(l: &Layer, all: &[mounts::Mount]) -> Result<ImageFile> {
             None,
         ));
     }
-    let md = fs::metadata(&lb.backing_file)
-        .ok()
-        .filter(|m| DevNum::from_dev_t(m.dev()) == lb.file_dev && m.ino() == lb.file_ino);
-    let Some(md) = md else {
+    let mount_points: Vec<PathBuf> = all
+        .iter()
+        .filter(|m| m.devnum == lb.file_dev)
+        .map(|m| m.mount_point.clone())
+        .collect();
+    let found = backing_candidates(&lb.backing_file, &mount_points)
+        .into_iter()
+        .find_map(|p| {
+            fs::metadata(&p)
+                .ok()
+                .filter(|m| DevNum::from_dev_t(m.dev()) == lb.file_dev && m.ino() == lb.file_ino)
+                .map(|m| (p, m))
+        });
+    let Some((path, md)) = found else {
         return Err(refuse(
             format!(
                 "the image file of {} ({}) is not reachable from here (its filesystem {} is unmounted or \
@@ -217,27 +234,45 @@ fn image_of(l: &Layer, all: &[mounts::Mount]) -> Result<ImageFile> {
     };
     let mount = all
         .iter()
-        .filter(|m| m.devnum == lb.file_dev && lb.backing_file.starts_with(&m.mount_point))
+        .filter(|m| m.devnum == lb.file_dev && path.starts_with(&m.mount_point))
         .max_by_key(|m| m.mount_point.as_os_str().len())
-        .ok_or_else(|| {
-            anyhow!(
-                "no mount of {} holds {}",
-                lb.file_dev,
-                lb.backing_file.display()
-            )
-        })?;
-    let rel = lb
-        .backing_file
+        .ok_or_else(|| anyhow!("no mount of {} holds {}", lb.file_dev, path.display()))?;
+    let rel = path
         .strip_prefix(&mount.mount_point)
         .map(Path::to_path_buf)
-        .unwrap_or_else(|_| PathBuf::from(lb.backing_file.file_name().unwrap_or_default()));
+        .unwrap_or_else(|_| PathBuf::from(path.file_name().unwrap_or_default()));
     Ok(ImageFile {
-        path: lb.backing_file.clone(),
+        path,
         size: md.len(),
         medium: lb.file_dev,
         rel,
         loop_dev: lb,
     })
+}
+
+/// Where a loop device's backing file may be now, best first: the path the kernel prints, then
+/// that path's tails under every mount point of the file's filesystem. The kernel prints the path
+/// from the reader's root through the mount the file was opened by; when that mount is no longer
+/// reachable from here, the path comes out relative to that mount's root. Seen with dracut 106's
+/// dmsquash-live (Debian 13, kernel 6.12): `/LiveOS/squashfs.img` for the file the medium, mounted
+/// on `/run/initramfs/live`, holds. The caller keeps the candidate whose device and inode are the
+/// loop's.
+fn backing_candidates(backing: &Path, mount_points: &[PathBuf]) -> Vec<PathBuf> {
+    let mut v = vec![backing.to_path_buf()];
+    let parts: Vec<_> = backing
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    for i in 0..parts.len() {
+        let tail: PathBuf = parts[i..].iter().collect();
+        for m in mount_points {
+            let p = m.join(&tail);
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+    }
+    v
 }
 
 /// Check `--image-to PART` against the overlay root: every lower layer on a read-only loop over a
@@ -576,6 +611,65 @@ mod tests {
         o.upper = None;
         let e = o.unwrapped_refusal();
         assert!(e.to_string().contains("no upper layer"), "{e}");
+    }
+
+    #[test]
+    fn dracut_overlayfs_mount_options() {
+        // / on a dracut dmsquash-live overlayfs boot (Debian 13, dracut 106, kernel 6.12), mountinfo's
+        // super options; the upper is the persistent overlay rootshift's hook made
+        let o: OverlayOptions =
+            "rw,lowerdir=/run/rootfsbase,upperdir=/run/overlayfs,workdir=/run/ovlwork,uuid=on"
+                .parse()
+                .unwrap();
+        assert_eq!(o.lowerdirs, vec![PathBuf::from("/run/rootfsbase")]);
+        assert_eq!(o.upperdir, Some(PathBuf::from("/run/overlayfs")));
+        assert_eq!(o.workdir, Some(PathBuf::from("/run/ovlwork")));
+        // rd.live.overlay.readonly: the persistent overlay becomes a second, read-only lower
+        let r: OverlayOptions =
+            "ro,lowerdir=/run/overlayfs-r:/run/rootfsbase,upperdir=/run/overlayfs,workdir=/run/ovlwork"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            r.lowerdirs,
+            vec![
+                PathBuf::from("/run/overlayfs-r"),
+                PathBuf::from("/run/rootfsbase")
+            ]
+        );
+    }
+
+    #[test]
+    fn backing_files_found_under_the_mounts_of_their_filesystem() {
+        // dracut's dmsquash-live: loop/backing_file says "/LiveOS/squashfs.img", the medium is
+        // mounted on /run/initramfs/live
+        let c = backing_candidates(
+            Path::new("/LiveOS/squashfs.img"),
+            &[PathBuf::from("/run/initramfs/live")],
+        );
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/LiveOS/squashfs.img"),
+                PathBuf::from("/run/initramfs/live/LiveOS/squashfs.img"),
+                PathBuf::from("/run/initramfs/live/squashfs.img"),
+            ]
+        );
+        // live-boot: the path as printed comes first (and is the one that matches)
+        let c = backing_candidates(
+            Path::new("/run/live/medium/live/filesystem.squashfs"),
+            &[PathBuf::from("/run/live/medium")],
+        );
+        assert_eq!(
+            c[0],
+            PathBuf::from("/run/live/medium/live/filesystem.squashfs")
+        );
+        assert!(c.contains(&PathBuf::from("/run/live/medium/live/filesystem.squashfs")));
+        assert_eq!(
+            c.iter()
+                .filter(|p| **p == Path::new("/run/live/medium/live/filesystem.squashfs"))
+                .count(),
+            1
+        );
     }
 
     #[test]

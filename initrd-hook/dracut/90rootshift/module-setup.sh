@@ -19,6 +19,10 @@ depends() {
 # called by dracut
 installkernel() {
     hostonly='' instmods dm_mod dm_mirror dm_log dm_region_hash md_mod raid1
+    # live media (dmsquash-live): the session's upper on rootshift-upper (live=upper) is ext4 on zram
+    if dracut_module_included "dmsquash-live"; then
+        hostonly='' instmods zram ext4 overlay
+    fi
 }
 
 # called by dracut
@@ -36,6 +40,12 @@ install() {
         inst_simple "$moddir/rootshift-wrap.service" "$systemdsystemunitdir/rootshift-wrap.service"
     else
         inst_hook pre-mount 50 "$moddir/rootshift-pre-mount.sh"
+    fi
+    if dracut_module_included "dmsquash-live"; then
+        # live=upper: the overlay's upper on rootshift-upper, made before udev triggers the medium
+        # (rootshift-live-upper.sh); e2fsprogs' mke2fs makes its ext4
+        inst_multiple mke2fs mount umount rmdir tr cat
+        inst_hook pre-trigger 50 "$moddir/rootshift-live-upper.sh"
     fi
     # the setting (wrap=dm|md|no; no file: no): read at boot, so a change needs a new initrd
     # (`rootshift boot enable|disable` rebuilds it)

@@ -14,6 +14,8 @@ rootshift_dracut() {
             # dmsquash-live: / is the dm snapshot live-rw (the overlayfs variant has no block device to wrap)
             _comp=/dev/mapper/live-rw
             if [ ! -b "$_comp" ]; then
+                # the overlay's upper is on rootshift-upper (rootshift-live-upper.sh): that is what moves
+                rootshift_live_upper_made && return 0
                 rootshift_unwrappable "$_be" "$root" "no $_comp (an overlayfs live root cannot be wrapped)"
                 return 0
             fi

@@ -51,6 +51,12 @@ rootshift_systemd_wrap() {
     _be=$(rootshift_backend)
     _planned=$(rootshift_systemd_what) || _planned=
     if ! _comp=$(rootshift_systemd_root); then
+        if rootshift_live_upper_made; then
+            # the overlay's upper is on rootshift-upper (rootshift-live-upper.sh): that is what moves
+            rootshift_log 6 "/ is the live overlay; its upper is on rootshift-upper"
+            rootshift_cancel_wrapper_job
+            return 0
+        fi
         case "$_comp" in
             live:* | CDLABEL=*) _why="no /dev/mapper/live-rw (an overlayfs live root cannot be wrapped)" ;;
             *) _why="root=$_comp is not a block device" ;;

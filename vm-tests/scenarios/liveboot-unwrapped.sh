@@ -33,7 +33,7 @@ snapshot() {  # what a refusal must not change
   echo "vda: $(dd if=/dev/vda bs=1M count=1 2>/dev/null | $SHA256SUM | cut -c1-16) $(dd if=/dev/vda bs=1M skip=3071 2>/dev/null | $SHA256SUM | cut -c1-16)"
   echo "mounts: $(awk '{print $3 "@" $5}' /proc/self/mountinfo | tr '\n' ' ')"
   # (a refused real run leaves its event log and lock file there, as any run does: bad-input.sh)
-  echo "run-rootshift: $(ls /run/rootshift 2>&1 | grep -vxE 'lock|events.jsonl(.[0-9]+)?' | tr '\n' ' ')"
+  echo "run-rootshift: $(ls /run/rootshift 2>/dev/null | grep -vxE 'lock|events.jsonl(.[0-9]+)?' | tr '\n' ' ')"
 }
 refused() {  # refused NAME CMD... : exit 2, one error line saying how to turn the live upper on, nothing changed
   local n=$1; shift

@@ -69,7 +69,12 @@ fn as_table(plan: &Plan) -> Table {
 /// `rootshift install --disk DISK`.
 pub fn install(opts: &InstallOptions) -> Result<()> {
     preflight::require_root()?;
-    let _lock = Lock::acquire()?;
+    // a dry run writes nothing, not even the lock file (as `migrate --dry-run`)
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(Lock::acquire()?)
+    };
     let progress = Progress::new(opts.json);
     let (w, backend) = migrate::idle_wrapper(opts.name.as_deref())?;
     // an overlayfs live session (its upper on the wrapper): image partition + persistence partition

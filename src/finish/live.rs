@@ -96,8 +96,7 @@ pub fn installed_cmdline(running: &str, image_uuid: &str, persistence_label: &st
                 | "persistence-path"
                 | "persistence-storage"
                 | "rd.rootshift.live"
-                | "rootshift.vmtest"
-        ) || key.starts_with("rootshift.vmtest")
+        )
     };
     let mut words: Vec<String> = running
         .split_whitespace()
@@ -421,14 +420,15 @@ mod tests {
     #[test]
     fn the_installed_cmdline_pins_the_partition_and_turns_persistence_on() {
         let c = installed_cmdline(
-            "BOOT_IMAGE=/live/vmlinuz boot=live components quiet splash live-media=/dev/sr0 toram rd.rootshift.live=upper console=ttyS0",
+            "BOOT_IMAGE=/live/vmlinuz boot=live components quiet splash live-media=/dev/sr0 toram rd.rootshift.live=upper console=ttyS0 rootshift.vmtest=x",
             "1234-uuid",
             "rsupper-abcd1234",
         );
+        // every other option stays, as `migrate --install` keeps them (the VM suite's test driver is one)
         assert_eq!(
             c,
-            "boot=live components quiet splash console=ttyS0 live-media=/dev/disk/by-uuid/1234-uuid persistence \
-             persistence-label=rsupper-abcd1234 rd.rootshift.live=0"
+            "boot=live components quiet splash console=ttyS0 rootshift.vmtest=x live-media=/dev/disk/by-uuid/1234-uuid \
+             persistence persistence-label=rsupper-abcd1234 rd.rootshift.live=0"
         );
         assert!(installed_cmdline("quiet", "u", "l").starts_with("boot=live quiet "));
     }

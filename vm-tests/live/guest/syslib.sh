@@ -1,6 +1,7 @@
 # Helpers for scenarios running in a full Debian system (bash, systemd, udev), on top of vm-tests/guest/lib.sh.
 VMTEST_DISK=/dev/disk/by-id/virtio-vmtest
 HOST_PORT=/dev/virtio-ports/org.rootshift.vmhost
+EVENTS_DOC=${EVENTS_DOC:-/run/vmtest/in/events.json}   # docs/events.json, for lib.sh's check_events
 
 # host_request REQUEST... : ask the host (vm-tests/live/run-system-vm); prints the reply, 0 when it starts with ok
 host_request() {

@@ -16,6 +16,7 @@ pub use super::packages::PACKAGE_DIR;
 #[cfg(test)]
 use super::rootspec::RootIds;
 use super::rootspec::{entries_boot, grub_cfg_roots, ids_of, loader_entry_roots};
+use super::secureboot;
 use super::view::View;
 use crate::disk::{self, types, DiskPart, TableKind};
 use crate::error::refuse;
@@ -281,12 +282,32 @@ fn plan_on(
                 }
                 esp = Some(dev);
             }
+            let sb = secureboot::booted_with_secure_boot();
             if bootloader == Bootloader::GrubEfi {
                 need_dir("/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin")?;
                 need_tools(
                     &["grub-install", "grub-mkconfig", "grub-probe"],
                     "grub2-common",
                 )?;
+                if sb && !secureboot::chain_available() {
+                    return Err(refuse(
+                        "this PC booted with Secure Boot on, and GRUB without shim and Debian's signed                          GRUB would not boot on it"
+                            .to_string(),
+                        Some(&format!(
+                            "install {} (or put their .debs, with their dependencies, into {}), or turn Secure \
+                             Boot off in the firmware",
+                            secureboot::PACKAGES.join(" "),
+                            secureboot::CHAIN_DIR
+                        )),
+                    ));
+                }
+            } else if sb {
+                return Err(refuse(
+                    "this PC booted with Secure Boot on; rootshift does not install systemd-boot behind \
+                     shim, and unsigned systemd-boot would not boot"
+                        .to_string(),
+                    Some("use --bootloader grub-efi (with shim-signed and grub-efi-amd64-signed), or turn Secure Boot off"),
+                ));
             } else {
                 need_tools(&["bootctl", "kernel-install"], "systemd-boot")?;
                 need_dir("/usr/lib/systemd/boot/efi", "systemd-boot-efi")?;
@@ -424,34 +445,14 @@ pub fn install(ctx: &Ctx<'_>) -> Result<Vec<String>> {
                 )?;
                 done.push(format!("grub-install --target=i386-pc {}", disk.display()));
             } else {
-                let nvram = plan.efi_firmware && has_tool("efibootmgr");
-                for removable in [false, true] {
-                    let mut c = ctx.view.command(&grub_install)?;
-                    c.args([
-                        "--target=x86_64-efi",
-                        "--efi-directory=/boot/efi",
-                        "--boot-directory=/boot",
-                        &format!("--bootloader-id={}", ctx.os_id),
-                    ]);
-                    if removable {
-                        // \EFI\BOOT\BOOTX64.EFI: what firmware boots when its NVRAM has no entry
-                        c.arg("--removable");
-                    } else if !nvram {
-                        c.arg("--no-nvram");
-                    }
-                    let what = format!(
-                        "grub-install --target=x86_64-efi{}",
-                        if removable {
-                            " --removable"
-                        } else if nvram {
-                            ""
-                        } else {
-                            " --no-nvram"
-                        }
-                    );
-                    run_checked(c, &what)?;
-                    done.push(what);
-                }
+                secureboot::grub_efi(
+                    &ctx.view,
+                    &grub_install,
+                    &ctx.os_id,
+                    ctx.root_uuid,
+                    plan.efi_firmware && has_tool("efibootmgr"),
+                    &mut done,
+                )?;
             }
             // grub-mkconfig the way a later kernel update runs it: in the normal namespace, with
             // the drop-in pointing it at the partition.

@@ -18,6 +18,7 @@ pub mod initramfs;
 pub mod live;
 mod packages;
 pub mod rootspec;
+pub mod secureboot;
 pub mod view;
 
 mod clones;

@@ -26,7 +26,7 @@ fn deb_available(pkg: &str) -> Option<PathBuf> {
     v.pop()
 }
 
-fn package_installed(pkg: &str) -> bool {
+pub(super) fn package_installed(pkg: &str) -> bool {
     tools::run("dpkg-query", &["-W", "-f", "${Status}", pkg])
         .map(|s| s.trim() == "install ok installed")
         .unwrap_or(false)

@@ -190,10 +190,11 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     }
     let live = overlay
         .as_ref()
-        .map(|_| {
+        .map(|o| {
             crate::finish::live::preflight(
                 plan.bios_boot().is_some() && opts.finish.bootloader != bootloader::Choice::GrubEfi,
                 plan.esp().is_some() && opts.finish.bootloader != bootloader::Choice::GrubBios,
+                o,
             )
         })
         .transpose()?;

@@ -1,4 +1,4 @@
-//! Booting a moved overlayfs live session from the disk on its own (Debian live-boot).
+//! Booting a moved overlayfs live session from the disk on its own (Debian live-boot, dracut).
 //!
 //! After `install --disk` moved the session, the disk holds the image partition (ext4
 //! `rootshift-live`: `live/filesystem.squashfs`, the medium's `live/vmlinuz*` and `live/initrd*`,
@@ -7,6 +7,13 @@
 //! `boot=live`, the medium pinned by the image partition's UUID (`live-media=`, so a CD left in
 //! the drive cannot become the lower), `persistence persistence-label=…`, and rootshift's live
 //! upper off (`rd.rootshift.live=0`: the persistence partition is the upper now).
+//!
+//! A dracut session (dmsquash-live in overlayfs mode: `root=live:…`, the root tree in
+//! `LiveOS/squashfs.img`) gets dracut's own persistent overlay instead: `root=live:UUID=<image
+//! partition>` and `rd.live.overlay=UUID=<persistence partition>:<upper directory>` (the directory
+//! the session's upper already is in, with dracut's `ovlwork` next to it). Its kernel and initrd,
+//! found on the medium by the running kernel's release (`live::bootfiles`), sit in `boot/` on the
+//! image partition as `vmlinuz-REL` and `initrd.img-REL`.
 //!
 //! GRUB cannot probe an overlay root, so nothing here depends on `grub-mkconfig`: rootshift writes
 //! a static `grub.cfg` on the image partition and installs GRUB with `--boot-directory` there. A
@@ -24,6 +31,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::{fs as kfs, mounts};
+use crate::live::bootfiles::kernel_pairs;
+use crate::live::overlay::OverlayRoot;
 use crate::tools;
 
 /// Written into the session (and so onto the persistence partition): what `live-sync` needs.
@@ -31,12 +40,47 @@ pub const LIVE_CONF: &str = "/etc/rootshift/live.conf";
 /// Where the ESP is mounted while GRUB is installed onto it.
 const ESP_DIR: &str = "/run/rootshift/esp";
 
-/// `/etc/rootshift/live.conf`: `image_uuid=` (the image partition's ext4) and `cmdline=` (the boot
-/// entry's kernel command line, without `BOOT_IMAGE`), `key=value` lines.
+/// `/etc/rootshift/live.conf`: `image_uuid=` (the image partition's ext4), `cmdline=` (the boot
+/// entry's kernel command line, without `BOOT_IMAGE`) and `kernel_dir=` (where the kernels are on
+/// the image partition; `live` when absent, as the first version wrote it), `key=value` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveConf {
     pub image_uuid: String,
     pub cmdline: String,
+    pub kernel_dir: String,
+}
+
+/// Which live system booted the session: it decides the boot entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Debian's live-boot (`boot=live`): live-boot's own `/ union` persistence.
+    LiveBoot,
+    /// dracut's dmsquash-live (`root=live:…` or `rd.live.image`): dracut's persistent overlay.
+    Dracut,
+}
+
+impl Flavour {
+    pub fn of_cmdline(cmdline: &str) -> Option<Flavour> {
+        let words: Vec<&str> = cmdline.split_whitespace().collect();
+        if words.contains(&"boot=live") {
+            Some(Flavour::LiveBoot)
+        } else if words
+            .iter()
+            .any(|w| w.starts_with("root=live:") || *w == "rd.live.image")
+        {
+            Some(Flavour::Dracut)
+        } else {
+            None
+        }
+    }
+
+    /// Where the kernels are on the image partition.
+    pub fn kernel_dir(self) -> &'static str {
+        match self {
+            Flavour::LiveBoot => "live",
+            Flavour::Dracut => crate::live::overlay::BOOT_KERNEL_DIR,
+        }
+    }
 }
 
 impl FromStr for LiveConf {
@@ -44,6 +88,7 @@ impl FromStr for LiveConf {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut uuid = None;
         let mut cmdline = None;
+        let mut kernel_dir = None;
         for line in s
             .lines()
             .map(str::trim)
@@ -52,12 +97,14 @@ impl FromStr for LiveConf {
             match line.split_once('=') {
                 Some(("image_uuid", v)) => uuid = Some(v.trim().to_string()),
                 Some(("cmdline", v)) => cmdline = Some(v.trim().to_string()),
+                Some(("kernel_dir", v)) => kernel_dir = Some(v.trim().to_string()),
                 _ => {}
             }
         }
         Ok(LiveConf {
             image_uuid: uuid.ok_or("no image_uuid= line")?,
             cmdline: cmdline.ok_or("no cmdline= line")?,
+            kernel_dir: kernel_dir.unwrap_or_else(|| "live".into()),
         })
     }
 }
@@ -69,7 +116,8 @@ impl fmt::Display for LiveConf {
             "# written by rootshift install: how the disk boots this live session (rootshift boot live-sync)"
         )?;
         writeln!(f, "image_uuid={}", self.image_uuid)?;
-        writeln!(f, "cmdline={}", self.cmdline)
+        writeln!(f, "cmdline={}", self.cmdline)?;
+        writeln!(f, "kernel_dir={}", self.kernel_dir)
     }
 }
 
@@ -115,64 +163,64 @@ pub fn installed_cmdline(running: &str, image_uuid: &str, persistence_label: &st
     words.join(" ")
 }
 
-/// Kernel/initrd pairs in the image partition's `live/`, newest first: `vmlinuz-VER` with
-/// `initrd.img-VER`, then the medium's own `vmlinuz` with `initrd.img` (or `initrd.lz`, …).
-pub fn kernel_pairs(names: &[String]) -> Vec<(String, String)> {
-    let mut versioned: Vec<(String, String)> = names
-        .iter()
-        .filter_map(|n| {
-            let v = n.strip_prefix("vmlinuz-")?;
-            let initrd = format!("initrd.img-{v}");
-            names.contains(&initrd).then(|| (n.clone(), initrd))
-        })
-        .collect();
-    versioned.sort_by(|a, b| version_cmp(&b.0, &a.0));
-    if names.iter().any(|n| n == "vmlinuz") {
-        if let Some(i) = names
-            .iter()
-            .find(|n| n.starts_with("initrd") && !n.contains('-'))
-        {
-            versioned.push(("vmlinuz".into(), i.clone()));
-        }
-    }
-    versioned
-}
-
-/// Compare two names by their runs of digits as numbers (`6.12.10` > `6.12.9`).
-fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let split = |s: &str| -> Vec<(bool, String)> {
-        let mut out: Vec<(bool, String)> = vec![];
-        for c in s.chars() {
-            let d = c.is_ascii_digit();
-            match out.last_mut() {
-                Some((ld, t)) if *ld == d => t.push(c),
-                _ => out.push((d, c.to_string())),
-            }
-        }
-        out
+/// A dracut session's installed command line: the options it booted with are kept, what named
+/// the medium or the overlay is replaced by the image partition (`root=live:UUID=`) and dracut's
+/// persistent overlay on the persistence partition (`rd.live.overlay=UUID=<upper>:<dir>`; no
+/// `nouserconfirmprompt`: should that partition be missing, dracut stops and says so rather than
+/// run with a RAM overlay that loses what the user writes).
+pub fn installed_cmdline_dracut(
+    running: &str,
+    image_uuid: &str,
+    upper_uuid: &str,
+    upper_dir: &str,
+) -> String {
+    let drop = |w: &str| {
+        let key = w.split('=').next().unwrap_or(w);
+        matches!(
+            key,
+            "BOOT_IMAGE"
+                | "initrd"
+                | "root"
+                | "rd.live.image"
+                | "rd.live.overlay"
+                | "rd.overlay"
+                | "rd.live.overlay.nouserconfirmprompt"
+                | "rd.live.overlay.readonly"
+                | "rd.overlay.readonly"
+                | "rd.live.overlay.reset"
+                | "rd.overlay.reset"
+                | "rd.live.overlay.size"
+                | "rd.live.ram"
+                | "rd.writable.fsimg"
+                | "rd.live.check"
+                | "iso-scan/filename"
+                | "rd.rootshift.live"
+        )
     };
-    let (x, y) = (split(a), split(b));
-    for (p, q) in x.iter().zip(&y) {
-        let o = match (p.0, q.0) {
-            (true, true) => {
-                p.1.parse::<u64>()
-                    .unwrap_or(0)
-                    .cmp(&q.1.parse::<u64>().unwrap_or(0))
-            }
-            _ => p.1.cmp(&q.1),
-        };
-        if o != std::cmp::Ordering::Equal {
-            return o;
-        }
-    }
-    x.len().cmp(&y.len())
+    let mut words = vec![
+        format!("root=live:UUID={image_uuid}"),
+        "rd.live.image".into(),
+    ];
+    words.extend(
+        running
+            .split_whitespace()
+            .filter(|w| !drop(w))
+            .map(str::to_string),
+    );
+    words.extend([
+        format!("rd.live.overlay=UUID={upper_uuid}:{upper_dir}"),
+        "rd.rootshift.live=0".into(),
+    ]);
+    words.join(" ")
 }
 
-/// The static `grub.cfg`: one entry per kernel pair, the first the default.
-pub fn grub_cfg(image_uuid: &str, pairs: &[(String, String)], cmdline: &str) -> String {
+/// The static `grub.cfg`: one entry per kernel pair (in `kernel_dir` of the image partition), the
+/// first the default.
+pub fn grub_cfg(conf: &LiveConf, pairs: &[(String, String)]) -> String {
+    let (image_uuid, cmdline, dir) = (&conf.image_uuid, &conf.cmdline, &conf.kernel_dir);
     let mut s = format!(
         "# written by rootshift (install --disk, boot live-sync): GRUB cannot probe an overlay root,\n\
-         # so this file is not grub-mkconfig's. Kernels: live/ on the image partition.\n\
+         # so this file is not grub-mkconfig's. Kernels: {dir}/ on the image partition.\n\
          set timeout=3\nset default=0\n\
          search --no-floppy --fs-uuid --set=root {image_uuid}\n"
     );
@@ -180,7 +228,7 @@ pub fn grub_cfg(image_uuid: &str, pairs: &[(String, String)], cmdline: &str) -> 
         let ver = k.strip_prefix("vmlinuz-").unwrap_or("as on the medium");
         s.push_str(&format!(
             "menuentry 'Live system ({ver})' {{\n\tsearch --no-floppy --fs-uuid --set=root {image_uuid}\n\
-             \tlinux /live/{k} {cmdline}\n\tinitrd /live/{i}\n}}\n"
+             \tlinux /{dir}/{k} {cmdline}\n\tinitrd /{dir}/{i}\n}}\n"
         ));
     }
     s
@@ -196,20 +244,21 @@ fn live_names(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Write `grub.cfg` under `image_mnt/boot/grub` from what `image_mnt/live` holds.
+/// Write `grub.cfg` under `image_mnt/boot/grub` from what `image_mnt/<kernel_dir>` holds.
 pub fn write_grub_cfg(image_mnt: &Path, conf: &LiveConf) -> Result<Vec<(String, String)>> {
-    let pairs = kernel_pairs(&live_names(&image_mnt.join("live")));
+    let pairs = kernel_pairs(&live_names(&image_mnt.join(&conf.kernel_dir)));
     if pairs.is_empty() {
         bail!(
-            "no kernel and initrd in {}/live (vmlinuz* with initrd*)",
-            image_mnt.display()
+            "no kernel and initrd in {}/{} (vmlinuz* with initrd*)",
+            image_mnt.display(),
+            conf.kernel_dir
         );
     }
     let dir = image_mnt.join("boot/grub");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::finish::ids::write_atomic(
         &dir.join("grub.cfg"),
-        grub_cfg(&conf.image_uuid, &pairs, &conf.cmdline).as_bytes(),
+        grub_cfg(conf, &pairs).as_bytes(),
         0o644,
     )?;
     Ok(pairs)
@@ -220,17 +269,74 @@ pub fn write_grub_cfg(image_mnt: &Path, conf: &LiveConf) -> Result<Vec<(String, 
 pub struct LivePlan {
     pub bios: bool,
     pub efi: bool,
+    pub flavour: Flavour,
+    /// dracut: the upper directory on its filesystem (`/LiveOS/overlay-rootshift`).
+    pub upper_dir: Option<String>,
 }
 
-/// The session must be a live-boot one (`boot=live`), and GRUB's installer with the platforms to
+/// dracut's persistent overlay: the upper directory relative to its filesystem, with the work
+/// directory next to it as `ovlwork` (dmsquash-live-root takes `<upper>/../ovlwork`).
+fn dracut_upper_dir(root: &OverlayRoot) -> Result<String> {
+    let no = |why: String| {
+        refuse(
+            format!("this dracut live session's upper is not laid out as dracut's persistent overlay: {why}"),
+            Some("boot the medium with rootshift's live upper (live=upper), or move the session with `rootshift migrate TARGET --image-to PART --no-install`"),
+        )
+    };
+    let upper = root
+        .upper
+        .as_ref()
+        .ok_or_else(|| no("it has no upper".into()))?;
+    let canon = fs::canonicalize(&upper.dir).unwrap_or_else(|_| upper.dir.clone());
+    let mnt = upper
+        .mount_point
+        .as_ref()
+        .ok_or_else(|| no(format!("no mount holds {}", canon.display())))?;
+    let rel = canon.strip_prefix(mnt).map_err(|_| {
+        no(format!(
+            "{} is not under {}",
+            canon.display(),
+            mnt.display()
+        ))
+    })?;
+    let work = root
+        .options
+        .workdir
+        .as_ref()
+        .map(|w| fs::canonicalize(w).unwrap_or_else(|_| w.clone()));
+    let want = canon.parent().map(|p| p.join("ovlwork"));
+    if rel.as_os_str().is_empty() || work.is_none() || work != want {
+        return Err(no(format!(
+            "upper {}, work directory {} (dracut needs a directory below the filesystem's root with ovlwork next to it)",
+            canon.display(),
+            work.map(|w| w.display().to_string()).unwrap_or_else(|| "none".into())
+        )));
+    }
+    Ok(format!("/{}", rel.display()))
+}
+
+/// The session must be a live-boot or a dracut one, and GRUB's installer with the platforms to
 /// install must be there.
-pub fn preflight(bios: bool, efi: bool) -> Result<LivePlan> {
+pub fn preflight(bios: bool, efi: bool, root: &OverlayRoot) -> Result<LivePlan> {
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    if !cmdline.split_whitespace().any(|w| w == "boot=live") {
+    let Some(flavour) = Flavour::of_cmdline(&cmdline) else {
         return Err(refuse(
-            "this overlayfs live session was not booted by Debian's live-boot (no boot=live on the kernel command \
-             line): rootshift writes boot entries for live-boot media only so far",
+            "this overlayfs live session was booted by neither Debian's live-boot (boot=live) nor dracut's \
+             dmsquash-live (root=live:): rootshift writes boot entries for those two",
             Some("move the session with `rootshift migrate TARGET --image-to PART --no-install`"),
+        ));
+    };
+    let upper_dir = match flavour {
+        Flavour::Dracut => Some(dracut_upper_dir(root)?),
+        Flavour::LiveBoot => None,
+    };
+    if !crate::live::overlay::has_boot_kernel(root)? {
+        return Err(refuse(
+            format!(
+                "the medium holds no kernel for the running one ({}) with its initrd: the disk could not boot",
+                crate::live::bootfiles::running_release().unwrap_or_default()
+            ),
+            Some("move the session with `rootshift migrate TARGET --image-to PART --no-install` and make its boot entry yourself"),
         ));
     }
     if tools::find("grub-install").is_none() {
@@ -256,7 +362,12 @@ pub fn preflight(bios: bool, efi: bool) -> Result<LivePlan> {
             Some("install dosfstools in the session"),
         ));
     }
-    Ok(LivePlan { bios, efi })
+    Ok(LivePlan {
+        bios,
+        efi,
+        flavour,
+        upper_dir,
+    })
 }
 
 fn head(dev: &BlockDev) -> Result<Vec<u8>> {
@@ -274,18 +385,46 @@ pub fn install_entry(
     upper: &BlockDev,
     esp: Option<&BlockDev>,
 ) -> Result<LiveConf> {
-    let label = kfs::ext_label(&head(upper)?).ok_or_else(|| {
-        anyhow!(
-            "the persistence partition {} has no ext4 label for live-boot to find it by",
-            upper.display()
-        )
-    })?;
     let image_uuid = kfs::fs_uuid(&head(image_part)?)
         .ok_or_else(|| anyhow!("{} has no filesystem UUID", image_part.display()))?;
     let running = fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let cmdline = match plan.flavour {
+        Flavour::LiveBoot => {
+            let label = kfs::ext_label(&head(upper)?).ok_or_else(|| {
+                anyhow!(
+                    "the persistence partition {} has no ext4 label for live-boot to find it by",
+                    upper.display()
+                )
+            })?;
+            installed_cmdline(running.trim(), &image_uuid, &label)
+        }
+        Flavour::Dracut => {
+            let upper_uuid = kfs::fs_uuid(&head(upper)?).ok_or_else(|| {
+                anyhow!(
+                    "the persistence partition {} has no filesystem UUID",
+                    upper.display()
+                )
+            })?;
+            installed_cmdline_dracut(
+                running.trim(),
+                &image_uuid,
+                &upper_uuid,
+                plan.upper_dir
+                    .as_deref()
+                    .unwrap_or("/LiveOS/overlay-rootshift"),
+            )
+        }
+    };
+    // the kernels: where the flavour keeps them, else wherever the image partition has a pair
+    let kernel_dir = [plan.flavour.kernel_dir(), "live", "boot", "LiveOS"]
+        .into_iter()
+        .find(|d| !kernel_pairs(&live_names(&image_mnt.join(d))).is_empty())
+        .unwrap_or(plan.flavour.kernel_dir())
+        .to_string();
     let conf = LiveConf {
-        cmdline: installed_cmdline(running.trim(), &image_uuid, &label),
+        cmdline,
         image_uuid,
+        kernel_dir,
     };
     fs::create_dir_all("/etc/rootshift")?;
     crate::finish::ids::write_atomic(Path::new(LIVE_CONF), conf.to_string().as_bytes(), 0o644)?;
@@ -376,7 +515,7 @@ pub fn live_sync(only: Option<&str>) -> Result<Vec<String>> {
         .with_context(|| format!("mounting {} on {}", part.display(), mnt.display()))?;
     }
     let r = (|| -> Result<Vec<String>> {
-        let live = mnt.join("live");
+        let live = mnt.join(&conf.kernel_dir);
         for k in live_names(Path::new("/boot"))
             .iter()
             .filter_map(|n| n.strip_prefix("vmlinuz-"))
@@ -434,6 +573,41 @@ mod tests {
     }
 
     #[test]
+    fn the_flavour_comes_from_the_command_line() {
+        assert_eq!(
+            Flavour::of_cmdline("BOOT_IMAGE=/live/vmlinuz boot=live components"),
+            Some(Flavour::LiveBoot)
+        );
+        assert_eq!(
+            Flavour::of_cmdline("root=live:CDLABEL=Fedora-WS-Live-42 rd.live.image quiet"),
+            Some(Flavour::Dracut)
+        );
+        assert_eq!(
+            Flavour::of_cmdline("rd.live.image root=/dev/sr0"),
+            Some(Flavour::Dracut)
+        );
+        assert_eq!(Flavour::of_cmdline("root=UUID=1234 ro quiet"), None);
+        assert_eq!(Flavour::of_cmdline("root=/dev/sda1 bootlive"), None);
+    }
+
+    #[test]
+    fn the_dracut_cmdline_pins_the_image_and_the_persistent_overlay() {
+        let c = installed_cmdline_dracut(
+            "BOOT_IMAGE=/images/pxeboot/vmlinuz root=live:CDLABEL=Fedora-42 rd.live.image rd.live.check quiet \
+             rhgb rd.live.overlay=/dev/mapper/rootshift-upper:/LiveOS/overlay-rootshift rd.live.ram=1 \
+             iso-scan/filename=/f.iso rd.rootshift.live=upper console=ttyS0 rootshift.vmtest=x",
+            "img-uuid",
+            "up-uuid",
+            "/LiveOS/overlay-rootshift",
+        );
+        assert_eq!(
+            c,
+            "root=live:UUID=img-uuid rd.live.image quiet rhgb console=ttyS0 rootshift.vmtest=x \
+             rd.live.overlay=UUID=up-uuid:/LiveOS/overlay-rootshift rd.rootshift.live=0"
+        );
+    }
+
+    #[test]
     fn kernels_newest_first_then_the_media_one() {
         let names: Vec<String> = [
             "vmlinuz",
@@ -458,14 +632,18 @@ mod tests {
 
     #[test]
     fn grub_cfg_boots_the_first_pair() {
-        let c = grub_cfg(
-            "u-1",
-            &[("vmlinuz-6.12.10".into(), "initrd.img-6.12.10".into())],
-            "boot=live persistence",
-        );
+        let mut conf = LiveConf {
+            image_uuid: "u-1".into(),
+            cmdline: "boot=live persistence".into(),
+            kernel_dir: "live".into(),
+        };
+        let pairs = [("vmlinuz-6.12.10".into(), "initrd.img-6.12.10".into())];
+        let c = grub_cfg(&conf, &pairs);
         assert!(c.contains("search --no-floppy --fs-uuid --set=root u-1"));
         assert!(c.contains("\tlinux /live/vmlinuz-6.12.10 boot=live persistence\n\tinitrd /live/initrd.img-6.12.10\n"));
         assert!(c.contains("set default=0"));
+        conf.kernel_dir = "boot".into();
+        assert!(grub_cfg(&conf, &pairs).contains("\tlinux /boot/vmlinuz-6.12.10 "));
     }
 
     #[test]
@@ -473,8 +651,12 @@ mod tests {
         let c = LiveConf {
             image_uuid: "abc".into(),
             cmdline: "boot=live persistence".into(),
+            kernel_dir: "boot".into(),
         };
         assert_eq!(c.to_string().parse::<LiveConf>().unwrap(), c);
+        // the first version wrote no kernel_dir: live-boot's live/
+        let old: LiveConf = "image_uuid=a\ncmdline=boot=live\n".parse().unwrap();
+        assert_eq!(old.kernel_dir, "live");
         assert!("cmdline=x"
             .parse::<LiveConf>()
             .unwrap_err()

@@ -11,8 +11,10 @@
 //! and the root filesystem with it. After the switch, [`release_old`] tears down what only the old
 //! root used, so the medium is free and can be ejected.
 
+pub mod bootfiles;
 pub mod media;
 pub mod overlay;
+pub mod verified;
 
 use std::fs::{self, File};
 use std::os::fd::AsFd;

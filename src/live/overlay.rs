@@ -22,12 +22,11 @@
 //! overlay, the squashfs or any open file noticing (the kernel insists on the same size). Then the
 //! medium is unmounted and ejected and the zram device freed (`media.rs`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 
 use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
@@ -35,6 +34,8 @@ use crate::kernel::devnum::DevNum;
 use crate::kernel::loopdev::LoopBinding;
 use crate::kernel::mounts;
 use crate::kernel::overlay::OverlayOptions;
+use crate::live::bootfiles::{self, KernelPair};
+use crate::live::verified::copy_verified;
 
 /// Where `migrate --image-to` mounts the partition that takes over the image files.
 pub const IMAGE_DIR: &str = "/run/rootshift/image";
@@ -330,18 +331,39 @@ pub fn plan_images(root: &OverlayRoot, part: &BlockDev) -> Result<ImagePlan> {
     Ok(plan)
 }
 
-/// The kernels and initrds next to the image files ([`copy_boot_files`] copies them along).
+/// The kernels and initrds next to the image files, and the running kernel's pair found elsewhere
+/// on the medium ([`copy_boot_files`] copies them along).
 fn companion_bytes(files: &[ImageFile]) -> u64 {
-    files
+    medium_kernel(files).map_or(0, |k| k.bytes())
+        + files
+            .iter()
+            .filter_map(|f| fs::read_dir(f.path.parent()?).ok())
+            .flat_map(|rd| rd.flatten())
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("vmlinuz") || n.starts_with("initrd")
+            })
+            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+            .sum::<u64>()
+}
+
+/// Whether the kernel that runs, with its initrd, is next to the image files or elsewhere on the
+/// medium: what `install --disk` copies for the disk to boot.
+pub fn has_boot_kernel(root: &OverlayRoot) -> Result<bool> {
+    let all = mounts::mounts()?;
+    let files = root
+        .lowers
         .iter()
-        .filter_map(|f| fs::read_dir(f.path.parent()?).ok())
-        .flat_map(|rd| rd.flatten())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with("vmlinuz") || n.starts_with("initrd")
-        })
-        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-        .sum()
+        .map(|l| image_of(l, &all))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(release) = bootfiles::running_release() else {
+        return Ok(false);
+    };
+    Ok(files
+        .iter()
+        .filter_map(|f| f.path.parent())
+        .any(|d| bootfiles::find_kernel(d, &release, 0).is_some())
+        || medium_kernel(&files).is_some())
 }
 
 /// An ext4 partition that holds `bytes` of files: 5 % and 16 MiB for the filesystem.
@@ -372,97 +394,6 @@ pub struct Moved {
     pub device: String,
     #[serde(rename = "loop")]
     pub loop_dev: PathBuf,
-}
-
-const CHUNK: usize = 1 << 20;
-
-/// A 4 KiB-aligned buffer for O_DIRECT reads.
-struct Aligned {
-    buf: Vec<u8>,
-    off: usize,
-}
-
-impl Aligned {
-    fn new(n: usize) -> Aligned {
-        let buf = vec![0u8; n + 4096];
-        let off = buf.as_ptr().align_offset(4096);
-        Aligned { buf, off }
-    }
-    fn get(&mut self, n: usize) -> &mut [u8] {
-        &mut self.buf[self.off..self.off + n]
-    }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-/// Copy `src` to `dst`, flush it to the device, then read the copy back with O_DIRECT (from the
-/// device, not the page cache) and compare it with the source, chunk by chunk.
-fn copy_verified(src: &Path, dst: &Path, size: u64) -> Result<()> {
-    let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dst)
-        .with_context(|| format!("creating {}", dst.display()))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    loop {
-        let n = read_full(&mut input, &mut buf)
-            .with_context(|| format!("reading {}", src.display()))?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n])
-            .with_context(|| format!("writing {}", dst.display()))?;
-        done += n as u64;
-    }
-    if done != size {
-        bail!(
-            "{} changed size while copying ({done} of {size} bytes)",
-            src.display()
-        );
-    }
-    out.sync_all()
-        .with_context(|| format!("syncing {}", dst.display()))?;
-    drop(out);
-    if let Some(dir) = dst.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).ok();
-    }
-    let mut again = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let mut direct = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(dst)
-        .with_context(|| format!("opening {} with O_DIRECT", dst.display()))?;
-    let mut dbuf = Aligned::new(CHUNK);
-    let mut off = 0u64;
-    loop {
-        let a = read_full(&mut again, &mut buf)?;
-        let b = read_full(&mut direct, dbuf.get(CHUNK))
-            .with_context(|| format!("reading {} back with O_DIRECT", dst.display()))?;
-        if a != b || buf[..a] != dbuf.get(CHUNK)[..a] {
-            bail!(
-                "the copy {} differs from {} in the MiB at byte {off}",
-                dst.display(),
-                src.display()
-            );
-        }
-        if a == 0 {
-            break;
-        }
-        off += a as u64;
-    }
-    Ok(())
 }
 
 /// Make the image partition's filesystem (unless it is mounted at [`IMAGE_DIR`] already, from an
@@ -529,10 +460,50 @@ pub fn move_images(plan: &ImagePlan, mut each: impl FnMut(&Moved)) -> Result<Vec
     Ok(moved)
 }
 
+/// The medium's root: the image file's path minus its path on the medium.
+fn medium_root(f: &ImageFile) -> Option<PathBuf> {
+    let depth = f.rel.components().count();
+    f.path.ancestors().nth(depth).map(Path::to_path_buf)
+}
+
+/// The running kernel with its initrd on the medium, when it is not next to the image files
+/// (dracut media keep it in `images/pxeboot/`, `isolinux/`, `boot/`: see `bootfiles`).
+pub fn medium_kernel(files: &[ImageFile]) -> Option<KernelPair> {
+    let release = bootfiles::running_release()?;
+    let next_to = files
+        .iter()
+        .filter_map(|f| f.path.parent())
+        .any(|d| bootfiles::find_kernel(d, &release, 0).is_some());
+    if next_to {
+        return None;
+    }
+    files
+        .iter()
+        .filter_map(medium_root)
+        .find_map(|r| bootfiles::find_kernel(&r, &release, 3))
+}
+
+/// Where [`copy_boot_files`] puts the running kernel found away from the image files, on the image
+/// partition (as Debian names it in /boot: `vmlinuz-REL`, `initrd.img-REL`).
+pub const BOOT_KERNEL_DIR: &str = "boot";
+
 /// What boots an image besides the image itself, copied along before the medium goes: the kernels
-/// and initrds next to each image file (live-boot's `live/vmlinuz*`, `live/initrd*`) and the
-/// medium's `.disk/` ids. Files there already with the same size are kept (`--resume`).
+/// and initrds next to each image file (live-boot's `live/vmlinuz*`, `live/initrd*`), else the
+/// running kernel's pair from elsewhere on the medium (into [`BOOT_KERNEL_DIR`]), and the medium's
+/// `.disk/` ids. Files there already with the same size are kept (`--resume`).
 fn copy_boot_files(plan: &ImagePlan, dir: &Path) -> Result<()> {
+    if let Some(k) = medium_kernel(&plan.files) {
+        let (kn, inn) = k.installed_names();
+        for (src, name) in [(&k.kernel, kn), (&k.initrd, inn)] {
+            let dst = dir.join(BOOT_KERNEL_DIR).join(name);
+            let size = fs::metadata(src)?.len();
+            if fs::metadata(&dst).is_ok_and(|m| m.len() == size) {
+                continue;
+            }
+            fs::create_dir_all(dir.join(BOOT_KERNEL_DIR))?;
+            copy_verified(src, &dst, size)?;
+        }
+    }
     for f in &plan.files {
         let (Some(src_dir), Some(rel_dir)) = (f.path.parent(), f.rel.parent()) else {
             continue;
@@ -547,10 +518,10 @@ fn copy_boot_files(plan: &ImagePlan, dir: &Path) -> Result<()> {
                 }
             }
         }
-        // the medium's root: the image file's path minus its path on the medium
-        let depth = f.rel.components().count();
-        let root = f.path.ancestors().nth(depth).map(Path::to_path_buf);
-        if let Some(ids) = root.map(|r| r.join(".disk")).filter(|d| d.is_dir()) {
+        if let Some(ids) = medium_root(f)
+            .map(|r| r.join(".disk"))
+            .filter(|d| d.is_dir())
+        {
             for e in fs::read_dir(&ids)?.flatten().filter(|e| e.path().is_file()) {
                 todo.push((e.path(), dir.join(".disk").join(e.file_name())));
             }
@@ -670,12 +641,5 @@ mod tests {
                 .count(),
             1
         );
-    }
-
-    #[test]
-    fn aligned_buffers_for_o_direct() {
-        let mut a = Aligned::new(CHUNK);
-        assert_eq!(a.get(CHUNK).as_ptr() as usize % 4096, 0);
-        assert_eq!(a.get(CHUNK).len(), CHUNK);
     }
 }

@@ -5,15 +5,15 @@
 # the host boots that initrd next, so each later boot runs an initrd built from the installed package:
 #   package   the image's boot (wrapped, dm); purge + reinstall; the trigger's new initrd
 #   fresh     booted from it: not wrapped, status says how to turn it on; `rootshift boot enable` rebuilds it
-#   enabled   booted from that: wrapped (dm), status shows the wrapper; `rootshift boot disable` rebuilds it
-#   disabled  booted from that: not wrapped again
+#   enabled   booted from that: wrapped (dm), status shows the wrapper; `rootshift boot disable` rebuilds it, and
+#             that initrd carries wrap=no (not booted: an initrd without wrapping enabled booting unwrapped is what
+#             `fresh` proves, and the hook's reading of wrap=no is initrd-hook/test-lib's)
 # Each boot's initrd is shipped back as results/initrd.img and booted by the next (vm-then initrd=).
 # vm-system: installed
 # vm-boot: package dracut
 # vm-disks: 2G
 # vm-then: fresh boot=same initrd=initrd.img
 # vm-then: enabled boot=same from=fresh initrd=initrd.img
-# vm-then: disabled boot=same from=enabled initrd=initrd.img
 # vm-timeout: 900
 . "$VMTEST_IN/lib.sh"
 . "$VMTEST_IN/syslib.sh"
@@ -107,9 +107,9 @@ case "$VMTEST_PHASE" in
     regen_step boot-disable rootshift boot disable
     assert_eq setting-disabled "wrap=no" "$(grep -E '^[[:space:]]*wrap' /etc/rootshift/rootshift.conf 2>&1 | tr -d ' ')"
     ship_initrd
-    ;;
-  disabled)
-    assert_unwrapped "message=wrapping is not enabled"
+    lsinitrd -f etc/rootshift/rootshift.conf "$INITRD" > /tmp/initrd-conf.txt 2>&1
+    say "the setting in the new initrd: $(tr '\n' '|' < /tmp/initrd-conf.txt)"
+    assert_eq initrd-setting-disabled "wrap=no" "$(grep -E '^[[:space:]]*wrap' /tmp/initrd-conf.txt | tr -d ' ')"
     ;;
   *)
     record phase-known FAIL 0 "unknown phase $VMTEST_PHASE"

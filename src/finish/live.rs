@@ -37,6 +37,14 @@ use crate::tools;
 
 /// Written into the session (and so onto the persistence partition): what `live-sync` needs.
 pub const LIVE_CONF: &str = "/etc/rootshift/live.conf";
+/// dracut sessions: what every initrd built on the installed disk needs to boot it as a live
+/// image with a persistent overlay. A host-only initrd would probe the overlay root and leave out
+/// dmsquash-live.
+pub const DRACUT_LIVE_CONF: &str = "/etc/dracut.conf.d/90-rootshift-live.conf";
+const DRACUT_LIVE: &str =
+    "# written by rootshift install --disk: this system boots as a live image (root=live:)\n\
+     # with dracut's persistent overlay, so every initrd built here must be able to\n\
+     add_dracutmodules+=\" dmsquash-live \"\nhostonly=\"no\"\n";
 /// Where the ESP is mounted while GRUB is installed onto it.
 const ESP_DIR: &str = "/run/rootshift/esp";
 
@@ -428,6 +436,15 @@ pub fn install_entry(
     };
     fs::create_dir_all("/etc/rootshift")?;
     crate::finish::ids::write_atomic(Path::new(LIVE_CONF), conf.to_string().as_bytes(), 0o644)?;
+    if plan.flavour == Flavour::Dracut {
+        // initrds built here later (a kernel update) must boot the disk the same way
+        fs::create_dir_all("/etc/dracut.conf.d")?;
+        crate::finish::ids::write_atomic(
+            Path::new(DRACUT_LIVE_CONF),
+            DRACUT_LIVE.as_bytes(),
+            0o644,
+        )?;
+    }
     write_grub_cfg(image_mnt, &conf)?;
     let boot_dir = image_mnt.join("boot");
     let bd = boot_dir.display().to_string();

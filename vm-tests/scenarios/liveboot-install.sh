@@ -169,7 +169,15 @@ if [ "$VMTEST_PHASE" = main ]; then
   check medium-unmounted "mounts of sr0: '$(grep ' 11:0 ' /proc/self/mountinfo | cut -d' ' -f5)'" [ -z "$(grep ' 11:0 ' /proc/self/mountinfo)" ]
   cd1=$(host_request query-cd); echo "$cd1" > "$RES/cd-after.json"
   check cd-tray-open "$(echo "${cd1#ok }" | jq -c '{tray_open, locked}' 2>&1)" [ "$(echo "${cd1#ok }" | jq -r '.tray_open')" = true ]
-  for f in live/vmlinuz live/initrd.img .disk/info live/filesystem.squashfs; do
+  # the medium's kernel: live/vmlinuz and live/initrd.img on the project's ISO; live-build names them by version
+  # (live/vmlinuz-VER, live/initrd.img-VER: vm-tests/livebuild-install's spin)
+  MEDK=vmlinuz MEDI=initrd.img
+  if [ ! -e /run/rootshift/image/live/vmlinuz ] && [ -e "/run/rootshift/image/live/vmlinuz-$(uname -r)" ]; then
+    MEDK=vmlinuz-$(uname -r) MEDI=initrd.img-$(uname -r)
+  fi
+  echo "$MEDK" > "$RES/medium-kernel"
+  say "medium kernel: live/$MEDK, live/$MEDI"
+  for f in live/$MEDK live/$MEDI .disk/info live/filesystem.squashfs; do
     check "image-partition-has-${f//\//-}" "$(ls -l /run/rootshift/image/$f 2>&1)" [ -s /run/rootshift/image/$f ]
   done
   cp /run/rootshift/image/boot/grub/grub.cfg "$RES/grub.cfg" 2>&1
@@ -204,6 +212,7 @@ figure boot_s "$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)"
 check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
 cp "$PREV/sums" "$SUMS"
 for f in image-uuid upper-label machine-id kver-before; do cp "$PREV/$f" "$RES/$f"; done
+[ ! -e "$PREV/medium-kernel" ] || cp "$PREV/medium-kernel" "$RES/medium-kernel"
 
 # ==== uefi: the disk alone, then a kernel update ===================================================================
 if [ "$VMTEST_PHASE" = uefi ]; then
@@ -234,7 +243,8 @@ if [ "$VMTEST_PHASE" = uefi ]; then
   L1=$(grep -m1 -E '^\s*linux\s' "$RES/grub.cfg")
   say "grub.cfg now: $(grep -E '^\s*(linux|menuentry)' "$RES/grub.cfg" | tr '\n' '|')"
   check grub-cfg-new-kernel-first "$L1" sh -c "echo '$L1' | grep -qF '/live/vmlinuz-$NEWK '"
-  check grub-cfg-keeps-old-kernel "$(grep -c '/live/vmlinuz ' "$RES/grub.cfg") entries of the medium's kernel" grep -qF '/live/vmlinuz ' "$RES/grub.cfg"
+  MEDK=$(cat "$PREV/medium-kernel" 2>/dev/null || echo vmlinuz)
+  check grub-cfg-keeps-old-kernel "$(grep -c "/live/$MEDK " "$RES/grub.cfg") entries of the medium's kernel ($MEDK)" grep -qF "/live/$MEDK " "$RES/grub.cfg"
   check grub-cfg-new-entry-same-cmdline "$L1" sh -c "echo '$L1' | grep -qF 'persistence-label=$(cat "$PREV/upper-label")'"
   check image-partition-read-only-again "$(findmnt -rno OPTIONS "/dev/$IMGP" | head -1)" sh -c "findmnt -rno OPTIONS /dev/$IMGP | head -1 | grep -q '^ro'"
   step verify-all-checksums verify_sums

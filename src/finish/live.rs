@@ -129,31 +129,55 @@ impl fmt::Display for LiveConf {
     }
 }
 
+/// live-boot options [`installed_cmdline`] drops: what named the old medium or made the upper.
+const LIVEBOOT_REPLACED: &[&str] = &[
+    "BOOT_IMAGE",
+    "initrd",
+    "live-media",
+    "live-media-path",
+    "bootfrom",
+    "findiso",
+    "fromiso",
+    "toram",
+    "todisk",
+    "persistence",
+    "nopersistence",
+    "persistence-label",
+    "persistence-media",
+    "persistence-path",
+    "persistence-storage",
+    "rd.rootshift.live",
+];
+/// dracut options [`installed_cmdline_dracut`] drops: the medium, the overlay, copying to RAM, the check.
+const DRACUT_REPLACED: &[&str] = &[
+    "BOOT_IMAGE",
+    "initrd",
+    "root",
+    "rd.live.image",
+    "rd.live.overlay",
+    "rd.overlay",
+    "rd.live.overlay.nouserconfirmprompt",
+    "rd.live.overlay.readonly",
+    "rd.overlay.readonly",
+    "rd.live.overlay.reset",
+    "rd.overlay.reset",
+    "rd.live.overlay.size",
+    "rd.live.ram",
+    "rd.writable.fsimg",
+    "rd.live.check",
+    "iso-scan/filename",
+    "rd.rootshift.live",
+];
+
+/// Whether the option `w` (`key` or `key=value`) has one of `keys`.
+fn option_in(w: &str, keys: &[&str]) -> bool {
+    keys.contains(&w.split('=').next().unwrap_or(w))
+}
+
 /// The installed system's kernel command line from the live session's: the live options it booted
 /// with are kept; what pinned the old medium or made the upper is replaced.
 pub fn installed_cmdline(running: &str, image_uuid: &str, persistence_label: &str) -> String {
-    let drop = |w: &str| {
-        let key = w.split('=').next().unwrap_or(w);
-        matches!(
-            key,
-            "BOOT_IMAGE"
-                | "initrd"
-                | "live-media"
-                | "live-media-path"
-                | "bootfrom"
-                | "findiso"
-                | "fromiso"
-                | "toram"
-                | "todisk"
-                | "persistence"
-                | "nopersistence"
-                | "persistence-label"
-                | "persistence-media"
-                | "persistence-path"
-                | "persistence-storage"
-                | "rd.rootshift.live"
-        )
-    };
+    let drop = |w: &str| option_in(w, LIVEBOOT_REPLACED);
     let mut words: Vec<String> = running
         .split_whitespace()
         .filter(|w| !drop(w))
@@ -182,29 +206,7 @@ pub fn installed_cmdline_dracut(
     upper_uuid: &str,
     upper_dir: &str,
 ) -> String {
-    let drop = |w: &str| {
-        let key = w.split('=').next().unwrap_or(w);
-        matches!(
-            key,
-            "BOOT_IMAGE"
-                | "initrd"
-                | "root"
-                | "rd.live.image"
-                | "rd.live.overlay"
-                | "rd.overlay"
-                | "rd.live.overlay.nouserconfirmprompt"
-                | "rd.live.overlay.readonly"
-                | "rd.overlay.readonly"
-                | "rd.live.overlay.reset"
-                | "rd.overlay.reset"
-                | "rd.live.overlay.size"
-                | "rd.live.ram"
-                | "rd.writable.fsimg"
-                | "rd.live.check"
-                | "iso-scan/filename"
-                | "rd.rootshift.live"
-        )
-    };
+    let drop = |w: &str| option_in(w, DRACUT_REPLACED);
     let mut words = vec![
         format!("root=live:UUID={image_uuid}"),
         "rd.live.image".into(),

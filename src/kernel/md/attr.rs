@@ -506,7 +506,14 @@ impl FromStr for DevState {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let mut st = DevState::default();
-        for word in s.trim().split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        // one line; anything after it is not this rendering (see sysfs::read_text)
+        let line = s.lines().next().unwrap_or("");
+        for word in line
+            .trim()
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+        {
             if word.contains(char::is_whitespace) {
                 return Err(perr("dev-*/state", s));
             }
@@ -677,6 +684,9 @@ mod tests {
 
         let s: DevState = "spare\n".parse().unwrap();
         assert!(s.spare && !s.in_sync && !s.is_healthy_in_sync());
+        // seen once on 6.1 (fault-kill-md): a second line that is not this rendering
+        let s: DevState = "spare\nc\n".parse().unwrap();
+        assert!(s.spare && !s.in_sync && s.unknown.is_empty());
 
         let s: DevState = "faulty,write_error\n".parse().unwrap();
         assert!(s.faulty && s.write_error && !s.in_sync);

@@ -3,7 +3,7 @@
 //! names through `/sys/module/md_mod/parameters/new_array`.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,9 +26,22 @@ pub const NEW_ARRAY_PARAM: &str = "/sys/module/md_mod/parameters/new_array";
 /// The kernel's DISK_NAME_LEN: array names must be shorter.
 const DISK_NAME_LEN: usize = 32;
 
-/// The text of a sysfs attribute, as read.
+/// The text of a sysfs attribute: one read(2) of a page at offset 0, as mdadm's `load_sys` does
+/// (sysfs renders the whole attribute for that read). With `read_to_string` (reads until EOF) a
+/// member's `state` once came back as "spare\nc\n" — "spare\n" and the tail of "in_sync\n" —
+/// as recovery started (fault-kill-md on 6.1, 2026-12-06); the parsers also take the first line.
 pub(super) fn read_text(path: &Path) -> Result<String, MdError> {
-    fs::read_to_string(path).map_err(|e| io_err("reading", path, e))
+    let mut f = fs::File::open(path).map_err(|e| io_err("reading", path, e))?;
+    let mut buf = vec![0u8; 4096];
+    let n = f.read(&mut buf).map_err(|e| io_err("reading", path, e))?;
+    buf.truncate(n);
+    String::from_utf8(buf).map_err(|e| {
+        io_err(
+            "reading",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })
 }
 
 pub(super) fn read_typed<T: FromStr<Err = ParseError>>(path: &Path) -> Result<T, MdError> {

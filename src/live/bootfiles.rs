@@ -57,16 +57,13 @@ pub fn kernel_release(head: &[u8]) -> Option<String> {
 }
 
 fn release_of_file(p: &Path) -> Option<String> {
-    let mut f = File::open(p).ok()?;
-    let mut buf = vec![0u8; 64 << 10];
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    kernel_release(&buf[..n])
+    let mut buf = Vec::with_capacity(64 << 10);
+    File::open(p)
+        .ok()?
+        .take(64 << 10)
+        .read_to_end(&mut buf)
+        .ok()?;
+    kernel_release(&buf)
 }
 
 /// The running kernel's release.

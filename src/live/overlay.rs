@@ -359,11 +359,15 @@ pub fn has_boot_kernel(root: &OverlayRoot) -> Result<bool> {
     let Some(release) = bootfiles::running_release() else {
         return Ok(false);
     };
-    Ok(files
+    Ok(kernel_next_to_images(&files, &release) || medium_kernel(&files).is_some())
+}
+
+/// Whether the running kernel's pair is in the directory of one of the image files.
+fn kernel_next_to_images(files: &[ImageFile], release: &str) -> bool {
+    files
         .iter()
         .filter_map(|f| f.path.parent())
-        .any(|d| bootfiles::find_kernel(d, &release, 0).is_some())
-        || medium_kernel(&files).is_some())
+        .any(|d| bootfiles::find_kernel(d, release, 0).is_some())
 }
 
 /// An ext4 partition that holds `bytes` of files: 5 % and 16 MiB for the filesystem.
@@ -470,11 +474,7 @@ fn medium_root(f: &ImageFile) -> Option<PathBuf> {
 /// (dracut media keep it in `images/pxeboot/`, `isolinux/`, `boot/`: see `bootfiles`).
 pub fn medium_kernel(files: &[ImageFile]) -> Option<KernelPair> {
     let release = bootfiles::running_release()?;
-    let next_to = files
-        .iter()
-        .filter_map(|f| f.path.parent())
-        .any(|d| bootfiles::find_kernel(d, &release, 0).is_some());
-    if next_to {
+    if kernel_next_to_images(files, &release) {
         return None;
     }
     files
@@ -492,23 +492,16 @@ pub const BOOT_KERNEL_DIR: &str = "boot";
 /// running kernel's pair from elsewhere on the medium (into [`BOOT_KERNEL_DIR`]), and the medium's
 /// `.disk/` ids. Files there already with the same size are kept (`--resume`).
 fn copy_boot_files(plan: &ImagePlan, dir: &Path) -> Result<()> {
+    let mut todo: Vec<(PathBuf, PathBuf)> = vec![];
     if let Some(k) = medium_kernel(&plan.files) {
         let (kn, inn) = k.installed_names();
-        for (src, name) in [(&k.kernel, kn), (&k.initrd, inn)] {
-            let dst = dir.join(BOOT_KERNEL_DIR).join(name);
-            let size = fs::metadata(src)?.len();
-            if fs::metadata(&dst).is_ok_and(|m| m.len() == size) {
-                continue;
-            }
-            fs::create_dir_all(dir.join(BOOT_KERNEL_DIR))?;
-            copy_verified(src, &dst, size)?;
-        }
+        let to = dir.join(BOOT_KERNEL_DIR);
+        todo.extend([(k.kernel, to.join(kn)), (k.initrd, to.join(inn))]);
     }
     for f in &plan.files {
         let (Some(src_dir), Some(rel_dir)) = (f.path.parent(), f.rel.parent()) else {
             continue;
         };
-        let mut todo: Vec<(PathBuf, PathBuf)> = vec![];
         if let Ok(rd) = fs::read_dir(src_dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -526,16 +519,16 @@ fn copy_boot_files(plan: &ImagePlan, dir: &Path) -> Result<()> {
                 todo.push((e.path(), dir.join(".disk").join(e.file_name())));
             }
         }
-        for (src, dst) in todo {
-            let size = fs::metadata(&src)?.len();
-            if fs::metadata(&dst).is_ok_and(|m| m.len() == size) {
-                continue;
-            }
-            if let Some(p) = dst.parent() {
-                fs::create_dir_all(p)?;
-            }
-            copy_verified(&src, &dst, size)?;
+    }
+    for (src, dst) in todo {
+        let size = fs::metadata(&src)?.len();
+        if fs::metadata(&dst).is_ok_and(|m| m.len() == size) {
+            continue;
         }
+        if let Some(p) = dst.parent() {
+            fs::create_dir_all(p)?;
+        }
+        copy_verified(&src, &dst, size)?;
     }
     Ok(())
 }

@@ -6,4 +6,5 @@
 # vm-timeout: 600
 # vm-host-fsck: vdb vdc vdd
 # vm-host-sums: vdb
+# vm-tier: full (clones (dm); md members are added in md-ext4 and md-abort-signal)
 . /vmtest/scenarios/_clones.inc

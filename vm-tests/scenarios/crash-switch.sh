@@ -6,6 +6,7 @@
 # vm-disks: 2G
 # vm-then: after firmware=bios boot=same
 # vm-timeout: 900
+# vm-tier: full (crash-switch-swapped cuts the power at the same point and resumes by identity)
 CRASH_AT=switch
 . "$VMTEST_IN/_crash.inc"
 assert_eq booted-the-target vdb "$(slaves_of "$ROOTK")"

@@ -8,6 +8,7 @@
 # vm-timeout: 600
 # vm-host-fsck: vdb
 # vm-host-sums: vdb
+# vm-tier: full (fio-verify (used-only copy, every block fio wrote during it read back))
 . /vmtest/lib.sh
 SRC=/dev/vda TGT=/dev/vdb
 SRC_SZ=$(sectors $SRC) TGT_SZ=$(sectors $TGT)

@@ -6,4 +6,5 @@
 # vm-timeout: 900
 # vm-host-fsck: vdc
 # vm-host-sums: vdc
+# vm-tier: full (fault-kill-dm (the guardian at every failpoint), md-abort-signal and target-errors-md (md roll-back))
 . /vmtest/scenarios/_fault-kill.inc

@@ -9,6 +9,7 @@
 # vm-timeout: 1200
 # vm-host-fsck: vda2
 # vm-host-sums: vda2
+# vm-tier: full (grub-bios from a live session: disk-install installs and boots it)
 LAYOUT='label: gpt
 size=1MiB, type=21686148-6449-6E6F-744E-656564454649, name=bios
 type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root'

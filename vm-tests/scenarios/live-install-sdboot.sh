@@ -11,6 +11,7 @@
 # vm-timeout: 1500
 # vm-host-fsck: vda2
 # vm-host-sums: vda2
+# vm-tier: full (systemd-boot: retain-last installs and boots it)
 LAYOUT='label: gpt
 size=256MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
 type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root'

@@ -11,6 +11,7 @@
 # vm-timeout: 900
 # vm-host-fsck: vda
 # vm-host-sums: vda
+# vm-tier: full (the same live-rw release and eject on bookworm (dracut 059, systemd 252, kernel 6.1); CI runs the trixie live-rw path (disk-install, live-install-uefi, retain-last) and kernel 6.1 in every busybox scenario)
 . "$VMTEST_IN/lib.sh"
 . "$VMTEST_IN/syslib.sh"
 TGT=/dev/vda

@@ -6,5 +6,6 @@
 # vm-disks: 512M 1536M
 # vm-timeout: 600
 # vm-host-fsck: vdb
+# vm-tier: full (dm-xfs (xfs grow) and md-ext4 (md backend))
 FS=xfs
 . /vmtest/scenarios/_migrate.inc

@@ -7,6 +7,7 @@
 # vm-disks: 2G
 # vm-then: after firmware=bios boot=same
 # vm-timeout: 900
+# vm-tier: full (the boot-time choice of the source over a half copy is boot-choice-lone's (busybox, real hook logic) and blank-target's; crash-switch-swapped cuts the power and reboots the installed system)
 CRASH_AT=copy
 . "$VMTEST_IN/_crash.inc"
 assert_eq booted-the-source vda1 "$(slaves_of "$ROOTK")"

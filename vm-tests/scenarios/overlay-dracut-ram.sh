@@ -7,6 +7,7 @@
 # vm-disks: 3G
 # vm-boot: main dracut rd.rootshift.live=0
 # vm-timeout: 600
+# vm-tier: full (liveboot-unwrapped: the same refusal (the live upper is on no wrapper) on the live-boot flavour)
 . "$VMTEST_IN/lib.sh"
 . "$VMTEST_IN/syslib.sh"
 DISK=/dev/vda IMGP=/dev/vda1 UPP=/dev/vda2

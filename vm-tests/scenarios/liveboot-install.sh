@@ -221,31 +221,13 @@ if [ "$VMTEST_PHASE" = uefi ]; then
   assert_eq same-kernel-as-the-iso "$(cat "$PREV/kver-before")" "$(uname -r)"
   step write-in-installed-session mkfile /home/uefi-boot.bin 2
   # a kernel package from the image's local repository, with apt (no network)
-  PKG=$(sed -n 's/^Package: //p' $REPO/Packages | head -1)
-  NEWK=${PKG#linux-image-}
-  echo "$NEWK" > "$RES/kver-new"
-  say "kernel $(uname -r) -> $PKG"
-  check new-kernel-differs "running $(uname -r), repository $NEWK" [ -n "$PKG" -a "$NEWK" != "$(uname -r)" ]
-  APT="apt-get -q -o Dir::Etc::SourceList=$REPO.list -o Dir::Etc::SourceParts=- -o Acquire::Languages=none"
-  step apt-update-local-repo $APT update
-  t=$(now_cs)
-  timeout 1500 $APT install -y --no-install-recommends "$PKG" > "$RES/apt-install.txt" 2>&1; rc=$?
-  figure kernel_install_s "$(fmt_cs $(( $(now_cs) - t )))"
-  say "apt-get install $PKG: exit $rc; $(tail -8 "$RES/apt-install.txt" | tr '\n' '|')"
-  check apt-install-kernel "exit=$rc: $(tail -3 "$RES/apt-install.txt" | tr '\n' '|' | cut -c1-300)" [ $rc = 0 ]
-  check initrd-built "$(ls -l /boot/initrd.img-$NEWK 2>&1)" [ -s /boot/initrd.img-$NEWK ]
+  . "$VMTEST_IN/_kernel-update.inc"
+  install_repo_kernel $REPO $REPO.list
   MED=$(findmnt -rno TARGET "/dev/$IMGP" | head -1)
   say "image partition $IMGP mounted on '$MED' ($(findmnt -rno OPTIONS "/dev/$IMGP" | head -1))"
   check image-partition-mounted "$IMGP on '$MED'" [ -n "$MED" ]
-  check hook-copied-kernel "$(ls -l "$MED/live/" | tr '\n' '|')" cmp -s /boot/vmlinuz-$NEWK "$MED/live/vmlinuz-$NEWK"
-  check hook-copied-initrd "$(ls -l "$MED/live/initrd.img-$NEWK" 2>&1)" cmp -s /boot/initrd.img-$NEWK "$MED/live/initrd.img-$NEWK"
-  cp "$MED/boot/grub/grub.cfg" "$RES/grub.cfg"
-  L1=$(grep -m1 -E '^\s*linux\s' "$RES/grub.cfg")
-  say "grub.cfg now: $(grep -E '^\s*(linux|menuentry)' "$RES/grub.cfg" | tr '\n' '|')"
-  check grub-cfg-new-kernel-first "$L1" sh -c "echo '$L1' | grep -qF '/live/vmlinuz-$NEWK '"
   MEDK=$(cat "$PREV/medium-kernel" 2>/dev/null || echo vmlinuz)
-  check grub-cfg-keeps-old-kernel "$(grep -c "/live/$MEDK " "$RES/grub.cfg") entries of the medium's kernel ($MEDK)" grep -qF "/live/$MEDK " "$RES/grub.cfg"
-  check grub-cfg-new-entry-same-cmdline "$L1" sh -c "echo '$L1' | grep -qF 'persistence-label=$(cat "$PREV/upper-label")'"
+  check_live_sync "$MED" live "$MEDK" "persistence-label=$(cat "$PREV/upper-label")"
   check image-partition-read-only-again "$(findmnt -rno OPTIONS "/dev/$IMGP" | head -1)" sh -c "findmnt -rno OPTIONS /dev/$IMGP | head -1 | grep -q '^ro'"
   step verify-all-checksums verify_sums
   scenario_done

@@ -72,33 +72,15 @@ if [ "$VMTEST_PHASE" = kernel ]; then
   disk_session_checks
   check booted-with-uefi "$(ls /sys/firmware/efi 2>&1 | head -3 | tr '\n' ' ')" [ -d /sys/firmware/efi ]
   REPO=$VMTEST_IN/kernel-repo
-  PKG=$(sed -n 's/^Package: //p' $REPO/Packages | head -1)
-  NEWK=${PKG#linux-image-}
-  echo "$NEWK" > "$RES/kver-new"
-  say "kernel $KVER -> $PKG"
-  check new-kernel-differs "running $KVER, repository $NEWK" [ -n "$PKG" -a "$NEWK" != "$KVER" ]
   echo "deb [trusted=yes] file:$REPO ./" > /tmp/kernel-repo.list
-  APT="apt-get -q -o Dir::Etc::SourceList=/tmp/kernel-repo.list -o Dir::Etc::SourceParts=- -o Acquire::Languages=none"
-  step apt-update-local-repo $APT update
-  t=$(now_cs)
-  timeout 1500 $APT install -y --no-install-recommends "$PKG" > "$RES/apt-install.txt" 2>&1; rc=$?
-  figure kernel_install_s "$(fmt_cs $(( $(now_cs) - t )))"
-  say "apt-get install $PKG: exit $rc; $(tail -8 "$RES/apt-install.txt" | tr '\n' '|')"
-  check apt-install-kernel "exit=$rc: $(tail -3 "$RES/apt-install.txt" | tr '\n' '|' | cut -c1-300)" [ $rc = 0 ]
-  check initrd-built "$(ls -l /boot/initrd.img-$NEWK 2>&1)" [ -s /boot/initrd.img-$NEWK ]
+  . "$VMTEST_IN/_kernel-update.inc"
+  install_repo_kernel $REPO /tmp/kernel-repo.list
   lsinitrd -m /boot/initrd.img-$NEWK > "$RES/lsinitrd-modules.txt" 2>&1
   say "the new initrd's dracut modules: $(grep -E 'dmsquash|overlay|rootshift' "$RES/lsinitrd-modules.txt" | tr '\n' ' ')"
   check new-initrd-has-dmsquash-live "" grep -qx 'dmsquash-live' "$RES/lsinitrd-modules.txt"
   check new-initrd-has-rootshift "" grep -qx 'rootshift' "$RES/lsinitrd-modules.txt"
   check image-partition-read-only-again "$(findmnt -rno OPTIONS /dev/vda3 | head -1)" sh -c "findmnt -rno OPTIONS /dev/vda3 | head -1 | grep -q '^ro'"
-  check hook-copied-kernel "$(ls -l "$MEDIUM/boot/" | tr '\n' '|')" cmp -s /boot/vmlinuz-$NEWK "$MEDIUM/boot/vmlinuz-$NEWK"
-  check hook-copied-initrd "$(ls -l "$MEDIUM/boot/initrd.img-$NEWK" 2>&1)" cmp -s /boot/initrd.img-$NEWK "$MEDIUM/boot/initrd.img-$NEWK"
-  cp "$MEDIUM/boot/grub/grub.cfg" "$RES/grub.cfg"
-  L1=$(grep -m1 -E '^\s*linux\s' "$RES/grub.cfg")
-  say "grub.cfg now: $(grep -E '^\s*(linux|menuentry)' "$RES/grub.cfg" | tr '\n' '|')"
-  check grub-cfg-new-kernel-first "$L1" sh -c "echo '$L1' | grep -qF '/boot/vmlinuz-$NEWK '"
-  check grub-cfg-keeps-old-kernel "$(grep -c "/boot/vmlinuz-$KVER " "$RES/grub.cfg") entries of $KVER" grep -qF "/boot/vmlinuz-$KVER " "$RES/grub.cfg"
-  check grub-cfg-new-entry-same-overlay "$L1" sh -c "echo '$L1' | grep -qF 'rd.live.overlay=UUID=$UP_UUID:/LiveOS/overlay-rootshift'"
+  check_live_sync "$MEDIUM" boot "vmlinuz-$KVER" "rd.live.overlay=UUID=$UP_UUID:/LiveOS/overlay-rootshift"
   step write-in-kernel-boot mkfile /home/kernel-boot.bin 2
   step verify-all-checksums verify_sums
   scenario_done

@@ -5,4 +5,5 @@
 # vm-timeout: 600
 # vm-host-fsck: vdb vdc vdd
 # vm-host-sums: vdb
+# vm-tier: full (disk-install fills a root clone in the same pass (an extra mirror leg), detaches and re-identifies it)
 . /vmtest/scenarios/_clones.inc

@@ -7,6 +7,7 @@
 # vm-timeout: 600
 # vm-host-fsck: vdb
 # vm-host-sums: vdb
+# vm-tier: full (installed-move migrates with --detach (the systemd-unit path) and follows it with status --follow; this one adds the background path without systemd and the refusal without --yes)
 . /vmtest/lib.sh
 step prefill-20MiB prefill /data 5 4
 writer_start /live 100

@@ -7,5 +7,6 @@
 # vm-timeout: 600
 # vm-host-fsck: vdb
 # vm-host-sums: vdb
+# vm-tier: full (live-install-uefi migrates and grows an ext4 root on the md backend (and installs it); md-abort-signal rolls an md copy back)
 FS=ext4
 . /vmtest/scenarios/_migrate.inc

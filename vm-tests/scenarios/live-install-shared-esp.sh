@@ -11,6 +11,8 @@
 # vm-then: target firmware=uefi nvram=kept
 # vm-timeout: 1500
 # vm-host-fsck: vda2
+# vm-tier: full (CI's live-install-uefi installs the signed chain and boots it under Secure Boot; the choice to keep a
+# foreign fallback is unit-tested in src/finish/secureboot.rs)
 LAYOUT='label: gpt
 size=64MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
 type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root'

@@ -1,6 +1,6 @@
 #!/bin/bash
 # A UEFI install onto a disk whose EFI System Partition another system already uses (issue 20): the ESP holds that
-# system's removable fallback \EFI\BOOT\BOOTX64.EFI (a stand-in: systemd-boot's EFI binary) and its own \EFI\other\.
+# system's removable fallback \EFI\BOOT\BOOTX64.EFI (a stand-in: 64 KiB starting with "MZ") and its own \EFI\other\.
 # The live ISO under OVMF → `rootshift migrate /dev/vda2` (boot loader auto = grub-efi: Debian's signed chain into
 # \EFI\debian\ and an NVRAM entry for it) must leave the foreign fallback byte for byte. Then the same machine (OVMF
 # with the variable store the install left: vm-then nvram=kept) boots ours through that NVRAM entry: BootCurrent is
@@ -30,12 +30,12 @@ before_install() {
   step esp-other-system mkfs.vfat -F 32 -n OTHER /dev/vda1
   mkdir -p /mnt/other-esp && mount /dev/vda1 /mnt/other-esp
   mkdir -p /mnt/other-esp/EFI/BOOT /mnt/other-esp/EFI/other
-  cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi /mnt/other-esp/EFI/BOOT/BOOTX64.EFI
-  echo "another system's boot files" > /mnt/other-esp/EFI/other/README
+  step foreign-fallback sh -c '{ printf MZ; head -c 65534 /dev/urandom; } > /mnt/other-esp/EFI/BOOT/BOOTX64.EFI'
+  step foreign-readme sh -c 'echo "another system'"'"'s boot files" > /mnt/other-esp/EFI/other/README'
   foreign_state /mnt/other-esp > "$RES/foreign.txt"
   umount /mnt/other-esp
   say "the other system's files: $(cat "$RES/foreign.txt")"
-  check foreign-fallback-written "$(cat "$RES/foreign.txt")" grep -q 'BOOTX64.EFI' "$RES/foreign.txt"
+  check foreign-files-written "$(cat "$RES/foreign.txt")" sh -c "! grep -q 'No such file' '$RES/foreign.txt'"
 }
 
 main_extra() {

@@ -79,7 +79,7 @@ if [ "$VMTEST_PHASE" = kernel ]; then
   say "the new initrd's dracut modules: $(grep -E 'dmsquash|overlay|rootshift' "$RES/lsinitrd-modules.txt" | tr '\n' ' ')"
   check new-initrd-has-dmsquash-live "" grep -qx 'dmsquash-live' "$RES/lsinitrd-modules.txt"
   check new-initrd-has-rootshift "" grep -qx 'rootshift' "$RES/lsinitrd-modules.txt"
-  check image-partition-read-only-again "$(findmnt -rno OPTIONS /dev/vda3 | head -1)" sh -c "findmnt -rno OPTIONS /dev/vda3 | head -1 | grep -q '^ro'"
+  check image-partition-read-only-again "$(findmnt -rno OPTIONS $IMGP | head -1)" sh -c "findmnt -rno OPTIONS $IMGP | head -1 | grep -q '^ro'"
   check_live_sync "$MEDIUM" boot "vmlinuz-$KVER" "rd.live.overlay=UUID=$UP_UUID:/LiveOS/overlay-rootshift"
   step write-in-kernel-boot mkfile /home/kernel-boot.bin 2
   step verify-all-checksums verify_sums
@@ -96,7 +96,7 @@ if [ "$VMTEST_PHASE" = newk ]; then
   check booted-new-kernel-image "$(tr ' ' '\n' < /proc/cmdline | grep BOOT_IMAGE)" cmdline_has "BOOT_IMAGE=/boot/vmlinuz-$NEWK"
   step write-on-new-kernel mkfile /home/newk-boot.bin 2
   step verify-all-checksums verify_sums
-  e2fsck -fn /dev/vda3 > "$RES/fsck-image.txt" 2>&1; rc=$?
+  e2fsck -fn $IMGP > "$RES/fsck-image.txt" 2>&1; rc=$?
   check fsck-image-partition-clean "exit=$rc: $(tail -2 "$RES/fsck-image.txt" | tr '\n' '|')" [ $rc = 0 ]
   scenario_done
   exit 0

@@ -173,6 +173,13 @@ fn plan_on(
     match bootloader {
         Bootloader::None => {}
         Bootloader::GrubBios => {
+            if efi_firmware && secureboot::booted_with_secure_boot() {
+                return Err(refuse(
+                    "this PC booted with UEFI and Secure Boot on, and does not boot GRUB for BIOS".to_string(),
+                    Some("use --bootloader grub-efi (the target disk needs an ESP), or --bootloader none when \
+                          the disk is for a BIOS machine"),
+                ));
+            }
             match table.kind {
                 TableKind::Gpt if table.bios_boot().is_none() => {
                     return Err(refuse(
@@ -291,7 +298,8 @@ fn plan_on(
                 )?;
                 if sb && !secureboot::chain_available() {
                     return Err(refuse(
-                        "this PC booted with Secure Boot on, and GRUB without shim and Debian's signed                          GRUB would not boot on it"
+                        "this PC booted with Secure Boot on, and GRUB without shim and Debian's signed GRUB would \
+                         not boot on it"
                             .to_string(),
                         Some(&format!(
                             "install {} (or put their .debs, with their dependencies, into {}), or turn Secure \

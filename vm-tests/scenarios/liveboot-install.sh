@@ -14,6 +14,7 @@
 #         network): rootshift's kernel hook copies it to the image partition and writes its grub.cfg again.
 #   bios  (the same disk after that boot, SeaBIOS): the new kernel runs, every file is there, fsck -n is clean.
 # vm-system: liveboot
+# vm-loader: iso
 # vm-disks: 64M 4G
 # vm-then: uefi firmware=uefi disk=vdb
 # vm-then: bios firmware=bios from=uefi

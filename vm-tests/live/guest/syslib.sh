@@ -58,3 +58,14 @@ pull_the_plug() {
   host_request kill
   sleep 600
 }
+
+# secure_boot_checks WHO (issue 20): the SecureBoot variable reads 1 and the kernel says Secure Boot is on
+secure_boot_checks() {
+  local d=/sys/firmware/efi/efivars
+  # (systemd mounts efivarfs; mounted here only if it did not)
+  mountpoint -q $d || mount -t efivarfs efivarfs $d || say "mounting efivarfs failed"
+  local v=$d/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+  say "efivarfs: $(findmnt -no SOURCE,FSTYPE,OPTIONS $d) entries: $(ls $d | wc -l): $(ls $d | grep -i -e secure -e ^Boot -e Mok | head -8 | tr '\n' ' ')"
+  check $1-secure-boot-variable-1 "$(od -An -t u1 $v 2>&1 | tr -s ' ')" sh -c "[ \"\$(od -An -t u1 -j4 -N1 $v | tr -d ' ')\" = 1 ]"
+  check $1-kernel-secure-boot-enabled "$(dmesg | grep -i 'secure boot' | head -2 | tr '\n' '|')" sh -c "dmesg | grep -qi 'secure boot enabled'"
+}

@@ -5,6 +5,7 @@
 # label), installs grub-bios and writes /etc/rootshift/partids; then SeaBIOS boots the disk alone.
 # vm-system: live
 # vm-firmware: bios
+# vm-loader: iso
 # vm-disks: 4G
 # vm-then: target firmware=bios
 # vm-timeout: 1200

@@ -366,6 +366,20 @@ pub fn preflight(bios: bool, efi: bool, root: &OverlayRoot) -> Result<LivePlan> 
             ));
         }
     }
+    if efi && super::secureboot::booted_with_secure_boot() && !super::secureboot::chain_available()
+    {
+        return Err(refuse(
+            "this PC booted with Secure Boot on, and GRUB without shim and Debian's signed GRUB would not boot \
+             the disk on it"
+                .to_string(),
+            Some(&format!(
+                "install {} in the session (or put their .debs, with their dependencies, into {}), or turn \
+                 Secure Boot off in the firmware",
+                super::secureboot::PACKAGES.join(" "),
+                super::secureboot::CHAIN_DIR
+            )),
+        ));
+    }
     if efi && tools::find("mkfs.vfat").is_none() {
         return Err(refuse(
             "mkfs.vfat is missing: the EFI System Partition needs a FAT filesystem",
@@ -472,17 +486,24 @@ pub fn install_entry(
             None::<&str>,
         )
         .with_context(|| format!("mounting {} on {ESP_DIR}", esp.display()))?;
-        // the fallback path (EFI/BOOT/BOOTX64.EFI): no NVRAM entry to depend on
-        let r = tools::run(
-            "grub-install",
-            &[
+        // the fallback path (EFI/BOOT/BOOTX64.EFI): no NVRAM entry to depend on. With Debian's
+        // signed chain (installed, or the spin's .debs) that is shim, next to the signed GRUB and
+        // the grub.cfg that leads it to the image partition's: the disk boots with Secure Boot on.
+        let r = super::secureboot::ensure_chain(&mut Vec::new()).and_then(|signed| {
+            let efi_dir = format!("--efi-directory={ESP_DIR}");
+            let boot_dir = format!("--boot-directory={bd}");
+            let mut args = vec![
                 "--target=x86_64-efi",
-                &format!("--efi-directory={ESP_DIR}"),
-                &format!("--boot-directory={bd}"),
+                &efi_dir,
+                &boot_dir,
                 "--removable",
                 "--no-nvram",
-            ],
-        );
+            ];
+            if signed {
+                args.push("--uefi-secure-boot");
+            }
+            tools::run("grub-install", &args)
+        });
         let _ = nix::mount::umount(ESP_DIR);
         r?;
     }

@@ -4,13 +4,15 @@
 # KIWI build it), its initrd carries live=upper, so rootshift's pre-trigger hook put the overlay's upper on ext4 on
 # zram under rootshift-upper, laid out as dracut's persistent overlay (rd.live.overlay=<wrapper>:/LiveOS/overlay-
 # rootshift). Its kernel and initrd are in the ISO's boot/, not next to the image.
-#   main  (the ISO, OVMF): a writer busy, a long-running process, files made in /etc and /home (a lower file changed)
+#   main  (the ISO booted through its own shim and signed GRUB, OVMF with Secure Boot enforced): a writer busy, a
+#         long-running process, files made in /etc and /home (a lower file changed)
 #         → `rootshift install --disk /dev/vda --yes --json`: BIOS boot, ESP, the image partition (LiveOS/squashfs.img
 #         under the running read-only loop, the medium's kernel and initrd found by the running release and copied
 #         to boot/vmlinuz-REL, boot/initrd.img-REL), the persistence partition (the upper's wrapper mirrored onto it
 #         and grown); the CD released and ejected, zram freed; the session (PIDs, boot id, files) carries on; GRUB
 #         (BIOS and EFI) with a static grub.cfg: root=live:UUID=<image> rd.live.overlay=UUID=<persistence>:<dir>.
-#   disk  (vda alone, OVMF, no CD): dracut's own persistent overlay brings the same session up from the disk: / the
+#   disk  (vda alone, OVMF with Secure Boot enforced, no CD: the fallback is shim): dracut's own persistent overlay
+#         brings the same session up from the disk: / the
 #         overlay of the image partition's squashfs and the persistence partition, every file there, fsck clean.
 #         Then a kernel update: a kernel .deb installed with apt-get from a local repository (the live-boot base's,
 #         carried in as $VMTEST_IN/kernel-repo; no network): dracut builds its initrd with dmsquash-live
@@ -19,10 +21,10 @@
 #   newk  (vda alone, SeaBIOS): GRUB from the MBR boots the new kernel with its new initrd into the same session:
 #         every file there, / the same persistent overlay.
 # vm-system: live-ovl
-# vm-firmware: uefi
+# vm-firmware: uefi-sb
 # vm-loader: iso
 # vm-disks: 3G
-# vm-then: disk firmware=uefi disk=vda kernel-repo
+# vm-then: disk firmware=uefi-sb disk=vda kernel-repo
 # vm-then: newk firmware=bios from=disk
 # vm-timeout: 900
 # vm-host-fsck: vda3
@@ -87,6 +89,7 @@ if [ "$VMTEST_PHASE" = disk ]; then
   disk_session_checks
   say "rootshift kernel lines: $(kernel_rootshift_lines | tr '\n' '|')"
   check booted-with-uefi "$(ls /sys/firmware/efi 2>&1 | head -3 | tr '\n' ' ')" [ -d /sys/firmware/efi ]
+  secure_boot_checks disk
   check booted-disk-kernel "$(tr ' ' '\n' < /proc/cmdline | grep BOOT_IMAGE)" cmdline_has "BOOT_IMAGE=/boot/vmlinuz-$KVER"
   assert_eq same-kernel-as-the-iso "$(cat "$PREV/kver")" "$KVER"
   check cmdline-live-upper-off "$(tr ' ' '\n' < /proc/cmdline | grep rootshift | tr '\n' ' ')" cmdline_has rd.rootshift.live=0
@@ -133,6 +136,7 @@ figure boot_s "$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)"
 check system-running-after-boot "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
 say "boot record: $(tr '\n' ' ' < /run/rootshift/boot 2>&1)"
 say "rootshift kernel lines: $(kernel_rootshift_lines | tr '\n' '|')"
+secure_boot_checks live
 assert_eq boot-hook-state live-upper "$(boot_info state)"
 assert_eq boot-hook-upperdir /LiveOS/overlay-rootshift "$(boot_info upperdir)"
 LABEL=$(boot_info label)
@@ -260,6 +264,8 @@ assert_contains live-conf-kernel-dir /etc/rootshift/live.conf "kernel_dir=boot"
 check mbr-has-grub "$(dd if=$DISK bs=512 count=1 2>/dev/null | strings | tr '\n' ' ')" sh -c "dd if=$DISK bs=512 count=1 2>/dev/null | grep -aq GRUB"
 mkdir -p /tmp/esp && mount -o ro /dev/vda2 /tmp/esp
 check esp-fallback-loader "$(find /tmp/esp -iname '*.efi' | tr '\n' ' ')" test -s /tmp/esp/EFI/BOOT/BOOTX64.EFI
+check esp-fallback-is-shim "$(cmp /tmp/esp/EFI/BOOT/BOOTX64.EFI /usr/lib/shim/shimx64.efi.signed 2>&1)" \
+  cmp -s /tmp/esp/EFI/BOOT/BOOTX64.EFI /usr/lib/shim/shimx64.efi.signed
 umount /tmp/esp
 
 # ---- the medium and the zram device are released ------------------------------------------------------------------

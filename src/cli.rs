@@ -163,6 +163,12 @@ pub enum Command {
         /// unmounted and ejected.
         #[arg(long, value_name = "PART")]
         image_to: Option<PathBuf>,
+        /// Encrypted root (a LUKS container opened over the wrapper): the file holding its
+        /// passphrase or key, which growing the container after the move needs (LUKS2 keeps the
+        /// volume key in the kernel keyring). Tested before anything changes; without it the
+        /// passphrase is asked for on the terminal.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
         /// After the migration, make the target an installed system that boots alone: fresh
         /// ids, fstab, initramfs, boot loader (`rootshift finish`). Default when the source is
         /// a live medium, or when --bootloader/--initramfs is given.

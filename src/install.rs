@@ -302,6 +302,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         image_to: None,
         install: Some(true),
         finish: finish_opts,
+        key_file: None,
     })?;
     let ids = plan.partids();
     finish::ids::write_atomic(Path::new(PARTIDS), ids.as_bytes(), 0o644)?;
@@ -403,6 +404,7 @@ fn install_live(
         image_to: Some(image_part.path.clone()),
         install: Some(false),
         finish: opts.finish.clone(),
+        key_file: None,
     })?;
     let esp = plan.esp().map(|e| &devs[&e.number]);
     let conf = finish::live::install_entry(

@@ -55,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             verify,
             clones,
             image_to,
+            key_file,
             install,
             no_install,
             finish,
@@ -93,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     force,
                     ..finish.options()
                 },
+                key_file,
             })
         }
         Command::Install {

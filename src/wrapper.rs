@@ -136,6 +136,16 @@ pub fn find(dm: Option<&Dm>, name: Option<&str>) -> Result<Wrapper> {
             };
         }
     }
+    // an encrypted root: its LUKS container opened over a wrapper (what moves is the container)
+    if let Ok(rd) = BlockDev::from_devnum(root.devnum) {
+        if crate::kernel::dm::crypt_in_stack(&rd).is_some_and(|c| c.devnum == rd.devnum) {
+            if let [below] = rd.slaves().as_slice() {
+                if let Some(w) = all.iter().find(|w| w.devnum == below.devnum) {
+                    return Ok(w.clone());
+                }
+            }
+        }
+    }
     let root_dev = BlockDev::from_devnum(root.devnum)
         .map(|d| format!("{} ({})", d.display(), root.devnum))
         .unwrap_or_else(|_| root.devnum.to_string());

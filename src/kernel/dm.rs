@@ -270,6 +270,24 @@ pub fn crypt_in_stack(dev: &BlockDev) -> Option<BlockDev> {
     None
 }
 
+/// The dm-crypt device stacked directly on `dev`: its one holder, when that is a cryptsetup
+/// mapping or a `crypt` table (a LUKS container opened over a wrapper).
+pub fn crypt_holder(dev: &BlockDev) -> Option<BlockDev> {
+    let holders = dev.holders();
+    let [h] = holders.as_slice() else {
+        return None;
+    };
+    let devnum: DevNum = fs::read_to_string(Path::new("/sys/class/block").join(h).join("dev"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let d = BlockDev::from_devnum(devnum).ok()?;
+    crypt_in_stack(&d)
+        .is_some_and(|c| c.devnum == d.devnum)
+        .then_some(d)
+}
+
 /// Whether a udev daemon is running (the same test libdevmapper and the devicemapper crate use).
 pub fn udev_running() -> bool {
     Path::new("/run/udev/control").exists()

@@ -15,8 +15,41 @@ impl Run {
             r => r?,
         };
         failpoint::hit("migrate::device-grown")?;
-        if let Some(m) = &self.mount {
-            let g = grow_mounted(&m.mount_point, &m.fs_type, dev_size).with_context(|| {
+        // an encrypted root: its container's payload first, then the filesystem in it
+        if let Some(c) = &self.crypt {
+            let before = c.dev.size().map(|b| *b as u64).unwrap_or(0);
+            c.resize().with_context(|| {
+                format!(
+                    "growing the encrypted container {} (the data is safe on {}; `rootshift migrate --resume` retries)",
+                    c.name,
+                    self.target.display()
+                )
+            })?;
+            let after = c.dev.size().map(|b| *b as u64).unwrap_or(0);
+            self.progress.event(
+                "crypt-grown",
+                &format!(
+                    "grew the encrypted container {} from {} to {}",
+                    c.name,
+                    human(Bytes(before.into())),
+                    human(Bytes(after.into()))
+                ),
+                json!({"device": c.name, "before_bytes": before, "after_bytes": after}),
+            );
+        }
+        // the filesystem: on the wrapper, or in the encrypted container (its mapping's size: the
+        // wrapper's less the LUKS header)
+        let (fs_mount, fs_dev_size) = match &self.crypt {
+            Some(c) => (
+                c.mount.as_ref(),
+                c.dev
+                    .size()
+                    .with_context(|| format!("reading the size of {}", c.name))?,
+            ),
+            None => (self.mount.as_ref(), dev_size),
+        };
+        if let Some(m) = fs_mount {
+            let g = grow_mounted(&m.mount_point, &m.fs_type, fs_dev_size).with_context(|| {
                 format!(
                     "growing the {} filesystem on {} (the data is safe on {}; `rootshift migrate --resume` retries)",
                     m.fs_type,
@@ -42,6 +75,35 @@ impl Run {
         failpoint::hit("migrate::fs-grown")?;
         // The detached source still carries the filesystem's UUID: give it a new one now, so no
         // boot can ever take it for the root again (a live medium's image needs nothing).
+        // An encrypted root's old header still carries the container's LUKS UUID, which
+        // crypttab and rd.luks.uuid= unlock by: it gets a new one.
+        if let Some(c) = self
+            .crypt
+            .as_ref()
+            .filter(|c| c.luks && self.journal.source_uuid_changed.is_none())
+        {
+            match c.new_header_uuid(&self.source) {
+                Ok(u) => {
+                    self.journal.source_uuid_changed = Some(u.clone());
+                    self.journal.save()?;
+                    self.progress.event(
+                        "source-id",
+                        &format!("the old device {} got the new LUKS UUID {u}", self.source.display()),
+                        json!({"device": self.source.display(), "uuid": u, "what": "luks"}),
+                    );
+                }
+                Err(e) => self.progress.event(
+                    "warning",
+                    &format!(
+                        "the old device {} still carries the container's LUKS UUID ({e:#}); wipe its header or \
+                         run `cryptsetup luksUUID --uuid NEW {}` before the next boot",
+                        self.source.display(),
+                        self.source.display()
+                    ),
+                    json!({"device": self.source.display(), "error": format!("{e:#}")}),
+                ),
+            }
+        }
         if !self.journal.source_live && self.journal.source_uuid_changed.is_none() {
             if let Some(m) = self
                 .mount

@@ -19,6 +19,7 @@ pub mod verify;
 mod abort;
 mod clones;
 mod copy;
+mod crypt;
 mod grow;
 mod identify;
 mod install;
@@ -92,6 +93,8 @@ pub struct MigrateOptions {
     /// Run the install step after the migration (None: when the source is a live medium).
     pub install: Option<bool>,
     pub finish: finish::Options,
+    /// An encrypted root: the key (passphrase or key file) that grows its LUKS container.
+    pub key_file: Option<PathBuf>,
 }
 
 fn record(dev: &BlockDev, size: Bytes) -> DevRecord {
@@ -154,6 +157,8 @@ struct Run {
     verify: bool,
     /// `--image-to`: the live image files to move after the grow.
     images: Option<crate::live::overlay::ImagePlan>,
+    /// An encrypted root: its LUKS container, opened over the wrapper, moves as ciphertext.
+    crypt: Option<crypt::Crypt>,
     _guardian: Guardian,
 }
 

@@ -94,6 +94,7 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         .as_deref()
         .map(|p| preflight::check_image_part(std::path::Path::new(p), &target, &found.clones, true))
         .transpose()?;
+    let crypt = crypt::Crypt::above(&w, opts.key_file.as_deref(), CopyMode::Full)?;
     let mut run = Run {
         to_copy: Bytes(u128::from(
             journal.copied_bytes.unwrap_or(journal.source.size_bytes),
@@ -112,6 +113,7 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         clones: vec![],
         verify: opts.verify,
         images,
+        crypt,
         _guardian: guardian,
     };
     run.clones = found.clones;

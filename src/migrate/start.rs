@@ -36,6 +36,8 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     let source = BlockDev::from_devnum(source_dev).context("finding the source device")?;
     preflight::check_not_encrypted(&source, &format!("the source of {}", w.name))?;
     let target = preflight::resolve_target(&opts.target)?;
+    // an encrypted root on the wrapper: its container moves whole, the key to grow it tested now
+    let crypt = crypt::Crypt::above(&w, opts.key_file.as_deref(), opts.copy)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
     let mut clones: Vec<BlockDev> = vec![];
     for c in &opts.clones {
@@ -83,6 +85,17 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     let live_source = finish::is_live_source(&source);
     if opts.install == Some(true) {
         preflight::check_not_overlay_install("--install")?;
+        if let Some(c) = &crypt {
+            return Err(refuse(
+                format!(
+                    "the install step cannot make the encrypted root on {} boot yet (crypttab, an initramfs that \
+                     unlocks it and the boot loader are not written for a LUKS container)",
+                    c.name
+                ),
+                Some("migrate with --no-install: the container keeps its LUKS UUID, which crypttab and the boot \
+                      entry name, and the old disk's header gets a new one"),
+            ));
+        }
     }
     let install = if opts.install.unwrap_or(live_source) {
         Some(finish::preflight(
@@ -125,10 +138,18 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             ));
         }
     }
-    let what = mount
-        .as_ref()
-        .map(|m| format!("{} ({})", m.mount_point.display(), m.fs_type))
-        .unwrap_or_else(|| w.name.clone());
+    let what = match (&mount, &crypt) {
+        (Some(m), _) => format!("{} ({})", m.mount_point.display(), m.fs_type),
+        (None, Some(c)) => format!(
+            "the encrypted container {}{} (whole, as ciphertext)",
+            c.name,
+            c.mount
+                .as_ref()
+                .map(|m| format!(" of {} ({})", m.mount_point.display(), m.fs_type))
+                .unwrap_or_default()
+        ),
+        (None, None) => w.name.clone(),
+    };
     let then = install
         .as_ref()
         .map(|p| {
@@ -277,6 +298,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         clones,
         verify: opts.verify,
         images,
+        crypt,
         _guardian: guardian,
     };
     run.journal.save()?;

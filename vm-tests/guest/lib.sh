@@ -207,7 +207,7 @@ sectors() { blockdev --getsz "$1"; }
 # the wrapper of this run's backend (dm: /dev/mapper/rootshift-root, md: /dev/md_rootshift-root); with a live-media
 # root (`# vm-root: overlay`, stage 1 writes $RES/root) the wrapper of the overlay's upper, /dev/mapper/rootshift-upper
 backend() { cat "$RES/backend" 2>/dev/null || echo dm; }
-root_kind() { cat "$RES/root" 2>/dev/null || echo wrapper; }   # wrapper | overlay
+root_kind() { cat "$RES/root" 2>/dev/null || echo wrapper; }   # wrapper | overlay | luks
 wrapper_name() { if [ "$(root_kind)" = overlay ]; then echo rootshift-upper; else echo rootshift-root; fi; }
 wrapper_node() { if [ "$(backend)" = md ]; then echo "/dev/md_$(wrapper_name)"; else echo "/dev/mapper/$(wrapper_name)"; fi; }
 wrapper_block() { if [ "$(backend)" = md ]; then echo "md_$(wrapper_name)"; else dm_by_name "$(wrapper_name)"; fi; }   # name in /sys/block

@@ -1,0 +1,280 @@
+//! An encrypted root whose LUKS container sits *on* the wrapper (issue 21 §1): the boot hook
+//! wrapped the LUKS partition and the container was opened over the wrapper, so the wrapper
+//! carries ciphertext and the mirror moves the container as it is — header, keyslots and data
+//! stay encrypted on the target, with the same LUKS UUID and keys.
+//!
+//! After the switch the container's payload grows with `cryptsetup resize` on the open mapping,
+//! then the filesystem in it. LUKS2 keeps the volume key in the kernel keyring, and resizing such
+//! a mapping needs the key: it is read (`--key-file`, or asked for on the terminal) and tested
+//! against the header *before* anything changes, never after the point of no return. The old
+//! disk's LUKS header then gets a new UUID, so an unlock by UUID (crypttab, `rd.luks.uuid=`)
+//! cannot take the stale copy.
+//!
+//! The copy is whole: the filesystem's free-space map is in plaintext offsets, which a used-only
+//! copy would have to shift by the payload offset (with the header counted as used).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::backend::CopyMode;
+use crate::error::refuse;
+use crate::kernel::blockdev::BlockDev;
+use crate::kernel::dm::{self, Dm};
+use crate::kernel::mounts::{self, Mount};
+use crate::tools;
+use crate::wrapper::Wrapper;
+
+/// The key a resize of the open mapping needs.
+enum Key {
+    /// The mapping's table holds the key itself (LUKS1, plain): no key needed.
+    NotNeeded,
+    File(PathBuf),
+    /// A passphrase typed on the terminal (without its newline).
+    Typed(Vec<u8>),
+}
+
+/// The dm-crypt mapping opened over a wrapper, and what growing it needs.
+pub struct Crypt {
+    pub dev: BlockDev,
+    pub name: String,
+    /// Its cryptsetup uuid says LUKS (not a plain mapping): the header has a UUID.
+    pub luks: bool,
+    /// Where the filesystem in it is mounted (the root).
+    pub mount: Option<Mount>,
+    cryptsetup: PathBuf,
+    key: Key,
+}
+
+impl Drop for Crypt {
+    fn drop(&mut self) {
+        if let Key::Typed(k) = &mut self.key {
+            k.iter_mut().for_each(|b| *b = 0);
+        }
+    }
+}
+
+/// Whether a dm-crypt table line's key is a kernel keyring reference (`:64:logon:cryptsetup:…`,
+/// what cryptsetup 2.x loads for LUKS2) rather than the key in hex.
+pub fn key_in_keyring(crypt_params: &str) -> bool {
+    crypt_params
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|k| k.starts_with(':'))
+}
+
+impl Crypt {
+    /// The dm-crypt mapping directly on `w` (its one holder), checked for what the migration of
+    /// an encrypted root needs: cryptsetup, a whole copy, and the key when a resize needs it
+    /// (tested against the header on the wrapper). None: `w` carries no dm-crypt mapping.
+    pub fn above(w: &Wrapper, key_file: Option<&Path>, copy: CopyMode) -> Result<Option<Crypt>> {
+        let Ok(wdev) = BlockDev::from_devnum(w.devnum) else {
+            return Ok(None);
+        };
+        let Some(dev) = dm::crypt_holder(&wdev) else {
+            if key_file.is_some() {
+                return Err(refuse(
+                    format!("--key-file is for an encrypted root, and no dm-crypt mapping is open on {}", w.name),
+                    Some("leave --key-file out"),
+                ));
+            }
+            return Ok(None);
+        };
+        let name = dev.dm_name().unwrap_or_else(|| dev.display());
+        let Some(cryptsetup) = tools::find("cryptsetup") else {
+            return Err(refuse(
+                format!("the root is encrypted ({name} on {}) and cryptsetup is missing: the LUKS container cannot be grown after the move", w.name),
+                Some("install cryptsetup (Debian: cryptsetup-bin)"),
+            ));
+        };
+        if copy == CopyMode::Used {
+            return Err(refuse(
+                format!("{} carries the encrypted container {name}: its used blocks are not known below the encryption, so it is copied whole", w.name),
+                Some("leave --copy out (or pass --copy full)"),
+            ));
+        }
+        let luks = dev.dm_uuid().is_some_and(|u| u.starts_with("CRYPT-LUKS"));
+        let table = Dm::open()
+            .and_then(|d| d.table(&name))
+            .with_context(|| format!("reading the table of {name}"))?;
+        let needs_key = table
+            .iter()
+            .any(|l| l.target == "crypt" && key_in_keyring(&l.params));
+        let key = match (needs_key, key_file) {
+            (false, _) => Key::NotNeeded,
+            (true, Some(f)) => {
+                std::fs::metadata(f).map_err(|e| {
+                    refuse(format!("the key file {}: {e}", f.display()), Some("name a readable key file"))
+                })?;
+                Key::File(f.to_path_buf())
+            }
+            (true, None) => match ask_passphrase(&name)? {
+                Some(p) => Key::Typed(p),
+                None => {
+                    return Err(refuse(
+                        format!(
+                            "growing the encrypted root {name} after the move needs its key (the volume key is in the kernel keyring), and there is no terminal to ask on"
+                        ),
+                        Some("pass --key-file FILE (a file holding the passphrase or key)"),
+                    ))
+                }
+            },
+        };
+        let mount = mounts::mounts_of(dev.devnum)?.into_iter().next();
+        let c = Crypt {
+            dev,
+            name,
+            luks,
+            mount,
+            cryptsetup,
+            key,
+        };
+        if needs_key {
+            c.run(
+                &[
+                    "open",
+                    "--test-passphrase",
+                    &wdev.node_path().display().to_string(),
+                ],
+                "testing the key",
+            )
+            .map_err(|e| {
+                refuse(
+                    format!(
+                        "the key does not open the LUKS container on {}: {e:#}",
+                        w.name
+                    ),
+                    Some("check the passphrase or --key-file"),
+                )
+            })?;
+        }
+        Ok(Some(c))
+    }
+
+    /// Grow the open mapping to the (grown) wrapper.
+    pub fn resize(&self) -> Result<()> {
+        self.run(&["resize", &self.name], &format!("growing {}", self.name))
+    }
+
+    /// Give the LUKS header on `old` (the detached source) a new UUID; returns it.
+    pub fn new_header_uuid(&self, old: &BlockDev) -> Result<String> {
+        let u = uuid::Uuid::new_v4().hyphenated().to_string();
+        let node = old.node_path().display().to_string();
+        self.run_keyless(&["luksUUID", "--batch-mode", "--uuid", &u, &node])?;
+        Ok(u)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.cryptsetup);
+        c.args(args);
+        if !dm::udev_running() {
+            // libdevmapper would wait for udev to acknowledge the reload
+            c.env("DM_DISABLE_UDEV", "1");
+        }
+        c
+    }
+
+    fn run_keyless(&self, args: &[&str]) -> Result<()> {
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running cryptsetup")?;
+        if !out.status.success() {
+            bail!(
+                "cryptsetup {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// cryptsetup ARGS with the key (a file, or the typed passphrase on its standard input).
+    fn run(&self, args: &[&str], what: &str) -> Result<()> {
+        let mut c = self.command(args);
+        match &self.key {
+            Key::NotNeeded => return self.run_keyless(args).context(what.to_string()),
+            Key::File(f) => {
+                c.arg("--key-file").arg(f).stdin(Stdio::null());
+            }
+            Key::Typed(_) => {
+                c.arg("--key-file=-").stdin(Stdio::piped());
+            }
+        }
+        let mut child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running cryptsetup")?;
+        if let (Key::Typed(k), Some(mut stdin)) = (&self.key, child.stdin.take()) {
+            stdin
+                .write_all(k)
+                .context("handing cryptsetup the passphrase")?;
+        }
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let st = child.wait().context("waiting for cryptsetup")?;
+        if !st.success() {
+            bail!(
+                "{what}: cryptsetup {} failed ({st}): {}",
+                args.join(" "),
+                err.trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The passphrase of `name`, asked on the controlling terminal without echo; None without one.
+fn ask_passphrase(name: &str) -> Result<Option<Vec<u8>>> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let Ok(mut tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
+        return Ok(None);
+    };
+    let old = tcgetattr(&tty).context("reading the terminal's settings")?;
+    let mut quiet = old.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    write!(tty, "Passphrase of {name} (to grow it after the move): ")?;
+    tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).context("turning the terminal's echo off")?;
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    let r = loop {
+        match tty.read(&mut b) {
+            Ok(0) => break Ok(()),
+            Ok(_) if b[0] == b'\n' => break Ok(()),
+            Ok(_) => line.push(b[0]),
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = tcsetattr(&tty, SetArg::TCSAFLUSH, &old);
+    let _ = writeln!(tty);
+    r.context("reading the passphrase")?;
+    Ok(Some(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyring_key_is_told_from_a_hex_key() {
+        assert!(key_in_keyring(
+            "aes-xts-plain64 :64:logon:cryptsetup:6f6c1a7e-1b0e-4c4e-9d1e-0f6d2f8a8f1b-d0 0 254:1 32768"
+        ));
+        assert!(!key_in_keyring(
+            "aes-xts-plain64 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 0 8:2 4096"
+        ));
+        assert!(!key_in_keyring("cipher_null-ecb - 0 /dev/vdl 0"));
+        assert!(!key_in_keyring(""));
+    }
+}

@@ -73,63 +73,55 @@ impl Run {
         }
         self.journal.set_step(Step::Grown)?;
         failpoint::hit("migrate::fs-grown")?;
-        // The detached source still carries the filesystem's UUID: give it a new one now, so no
-        // boot can ever take it for the root again (a live medium's image needs nothing).
-        // An encrypted root's old header still carries the container's LUKS UUID, which
-        // crypttab and rd.luks.uuid= unlock by: it gets a new one.
-        if let Some(c) = self
-            .crypt
-            .as_ref()
-            .filter(|c| c.luks && self.journal.source_uuid_changed.is_none())
-        {
-            match c.new_header_uuid(&self.source) {
-                Ok(u) => {
+        // The detached source still carries the root's identity: the filesystem's UUID, or (an
+        // encrypted root) the container's LUKS UUID, which crypttab and rd.luks.uuid= unlock by.
+        // Give it a new one now, so no boot can ever take it for the root again (a live medium's
+        // image needs nothing).
+        if self.journal.source_uuid_changed.is_none() {
+            let renew = match &self.crypt {
+                Some(c) if c.luks => Some((
+                    "LUKS",
+                    "the container's LUKS",
+                    c.new_header_uuid(&self.source),
+                )),
+                Some(_) => None,
+                None if self.journal.source_live => None,
+                None => self
+                    .mount
+                    .as_ref()
+                    .filter(|m| m.mount_point == std::path::Path::new("/"))
+                    .map(|m| {
+                        (
+                            "filesystem",
+                            "the root's filesystem",
+                            finish::ids::set_uuid_offline(&self.source, &m.fs_type),
+                        )
+                    }),
+            };
+            match renew {
+                Some((kind, _, Ok(u))) => {
                     self.journal.source_uuid_changed = Some(u.clone());
                     self.journal.save()?;
+                    let mut data = json!({"device": self.source.display(), "uuid": u});
+                    if kind == "LUKS" {
+                        data["what"] = json!("luks");
+                    }
                     self.progress.event(
                         "source-id",
-                        &format!("the old device {} got the new LUKS UUID {u}", self.source.display()),
-                        json!({"device": self.source.display(), "uuid": u, "what": "luks"}),
+                        &format!("the old device {} got the new {kind} UUID {u}", self.source.display()),
+                        data,
                     );
                 }
-                Err(e) => self.progress.event(
+                Some((_, whose, Err(e))) => self.progress.event(
                     "warning",
                     &format!(
-                        "the old device {} still carries the container's LUKS UUID ({e:#}); wipe its header or \
-                         run `cryptsetup luksUUID --uuid NEW {}` before the next boot",
-                        self.source.display(),
+                        "the old device {} still carries {whose} UUID ({e:#}); remove it or change its UUID \
+                         before the next boot",
                         self.source.display()
                     ),
                     json!({"device": self.source.display(), "error": format!("{e:#}")}),
                 ),
-            }
-        }
-        if !self.journal.source_live && self.journal.source_uuid_changed.is_none() {
-            if let Some(m) = self
-                .mount
-                .as_ref()
-                .filter(|m| m.mount_point == std::path::Path::new("/"))
-            {
-                match finish::ids::set_uuid_offline(&self.source, &m.fs_type) {
-                    Ok(u) => {
-                        self.journal.source_uuid_changed = Some(u.clone());
-                        self.journal.save()?;
-                        self.progress.event(
-                            "source-id",
-                            &format!("the old device {} got the new filesystem UUID {u}", self.source.display()),
-                            json!({"device": self.source.display(), "uuid": u}),
-                        );
-                    }
-                    Err(e) => self.progress.event(
-                        "warning",
-                        &format!(
-                            "the old device {} still carries the root's filesystem UUID ({e:#}); remove it or \
-                             change its UUID before the next boot",
-                            self.source.display()
-                        ),
-                        json!({"device": self.source.display(), "error": format!("{e:#}")}),
-                    ),
-                }
+                None => {}
             }
         }
         // an overlay root's image files onto their partition, then the medium and the zram

@@ -236,9 +236,26 @@ pub enum Command {
         /// What to copy (see `migrate --copy`).
         #[arg(long, value_enum, default_value = "auto")]
         copy: crate::backend::CopyMode,
+        /// auto: the running root moves as a block device (a live overlay session: its image
+        /// and persistence partitions). plain: a live session becomes a conventional installed
+        /// system (a plain ext4/xfs root), copied file by file while it runs, then entered by
+        /// `systemctl soft-reboot`.
+        #[arg(long, value_enum, default_value = "auto")]
+        layout: InstallLayout,
+        /// The root filesystem of --layout plain (default: ext4).
+        #[arg(long, value_enum)]
+        fs: Option<crate::plain::PlainFs>,
+        /// --layout plain: do not soft-reboot at the end; the installed system starts at the
+        /// next boot.
+        #[arg(long)]
+        no_soft_reboot: bool,
         #[command(flatten)]
         finish: FinishArgs,
     },
+    /// Internal: let go of a live session's medium, loops and RAM upper after the soft-reboot
+    /// of `install --layout plain` (run by a runtime unit it writes).
+    #[command(hide = true)]
+    ReleaseLive,
     /// Make the system running from the target bootable on its own (after `migrate`).
     ///
     /// Fresh filesystem UUID (and machine-id for a live medium), fstab, initramfs, boot
@@ -479,4 +496,11 @@ pub enum Generated {
     Man,
     /// bash, zsh and fish completions
     Completions,
+}
+
+/// What `install` makes of the running system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstallLayout {
+    Auto,
+    Plain,
 }

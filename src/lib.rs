@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod live;
 pub mod lock;
 pub mod migrate;
+pub mod plain;
 pub mod progress;
 pub mod session;
 pub mod state;

@@ -116,6 +116,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             name,
             copy,
+            layout: install_layout,
+            fs,
+            no_soft_reboot,
             finish,
         } => {
             use rootshift::finish::bootloader::Choice;
@@ -123,31 +126,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !dry_run {
                 session::start_event_log();
             }
-            let _inhibit = (!dry_run).then(|| {
-                session::Inhibitor::take(&format!(
-                    "rootshift is installing the running system onto {}: powering off now would need a recovery at the next boot",
-                    disk.display()
-                ), json)
-            });
+            let plain = install_layout == rootshift::cli::InstallLayout::Plain;
+            let inhibit = (!dry_run).then(|| {
+                session::Inhibitor::take(&if plain {
+                    format!("rootshift is copying the live system onto {}: powering off now loses the install (the live medium is untouched)", disk.display())
+                } else {
+                    format!("rootshift is installing the running system onto {}: powering off now would need a recovery at the next boot", disk.display())
+                }, json)
+            }).flatten();
             let efi_only = matches!(
                 finish.bootloader,
                 Some(Choice::GrubEfi | Choice::SystemdBoot)
             );
+            let layout = rootshift::disk::layout::LayoutOptions {
+                root_size,
+                esp_size,
+                bios_boot: if no_bios_boot {
+                    false
+                } else {
+                    bios_boot || !efi_only
+                },
+                boot_partition,
+                root_clones,
+                data_partition,
+                retain_last,
+            };
+            if install_layout != rootshift::cli::InstallLayout::Plain
+                && (fs.is_some() || no_soft_reboot)
+            {
+                return Err(rootshift::error::refuse(
+                    "--fs and --no-soft-reboot are options of --layout plain",
+                    Some("add --layout plain, or leave them out"),
+                ));
+            }
+            if plain {
+                return rootshift::plain::install(
+                    &rootshift::plain::PlainOptions {
+                        disk,
+                        layout,
+                        bootloader: finish.options().bootloader,
+                        dry_run,
+                        yes,
+                        json,
+                        fs: fs.unwrap_or(rootshift::plain::PlainFs::Ext4),
+                        soft_reboot: !no_soft_reboot,
+                    },
+                    inhibit,
+                );
+            }
+            let _inhibit = inhibit;
             rootshift::install::install(&rootshift::install::InstallOptions {
                 disk,
-                layout: rootshift::disk::layout::LayoutOptions {
-                    root_size,
-                    esp_size,
-                    bios_boot: if no_bios_boot {
-                        false
-                    } else {
-                        bios_boot || !efi_only
-                    },
-                    boot_partition,
-                    root_clones,
-                    data_partition,
-                    retain_last,
-                },
+                layout,
                 dry_run,
                 yes,
                 json,
@@ -156,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 finish: finish.options(),
             })
         }
+        Command::ReleaseLive => rootshift::plain::release::release_live(),
         Command::Finish {
             name,
             yes,

@@ -172,6 +172,12 @@ impl Progress {
 
     /// Report copy progress. `extra` is merged into the JSON event.
     pub fn update(&mut self, done: u64, total: u64, extra: Value) {
+        self.update_named("progress", done, total, extra)
+    }
+
+    /// [`Progress::update`] under another event name (`file-progress`: a file-by-file copy,
+    /// which has no mirror regions or legs).
+    pub fn update_named(&mut self, event: &str, done: u64, total: u64, extra: Value) {
         self.after_hangup();
         let (rate, eta) = rate_eta(done, total, self.t0.elapsed());
         let pct = if total == 0 {
@@ -180,7 +186,7 @@ impl Progress {
             done as f64 * 100.0 / total as f64
         };
         let mut ev = json!({
-            "event": "progress",
+            "event": event,
             "done_bytes": done,
             "total_bytes": total,
             "percent": (pct * 10.0).round() / 10.0,

@@ -5,6 +5,7 @@
 //! GPT GUIDs are kept as [`Guid`], which converts between the on-disk mixed-endian byte order
 //! gptman uses and the usual text form.
 
+pub mod apply;
 pub mod layout;
 pub mod signatures;
 pub mod wipe;

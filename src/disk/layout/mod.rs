@@ -56,6 +56,9 @@ impl FromStr for RootSize {
     }
 }
 
+/// Where the partition ids are written on the installed system (KIWI's `/config.partids` format).
+pub const PARTIDS: &str = "/etc/rootshift/partids";
+
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayoutOptions {

@@ -93,8 +93,10 @@ pub struct Outcome {
     pub machine_id: Option<String>,
 }
 
-fn os_id() -> String {
-    fs::read_to_string("/etc/os-release")
+/// `os-release`'s ID of the system at `root` (the EFI directory's name), `linux` without one.
+pub fn os_id(root: &Path) -> String {
+    fs::read_to_string(root.join("etc/os-release"))
+        .or_else(|_| fs::read_to_string(root.join("usr/lib/os-release")))
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {
@@ -407,7 +409,7 @@ pub fn run(
         },
         root_uuid: &root_uuid,
         cmdline: &cmdline,
-        os_id: os_id(),
+        os_id: os_id(Path::new("/")),
         kernels: &plan.kernels,
     };
     let lines = bootloader::install(&ctx)?;

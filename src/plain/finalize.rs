@@ -345,7 +345,7 @@ fn finalize_in(
         // was may hold another system's there: then GRUB goes to \EFI\<os id>\ with an NVRAM entry
         // (only possible when this session runs under UEFI).
         let foreign = t.esp_foreign;
-        let os = super::os_id(root);
+        let os = crate::finish::os_id(root);
         let mut c = t.chroot().command("grub-install");
         c.args(["--target=x86_64-efi", "--efi-directory=/boot/efi"]);
         if foreign {

@@ -72,21 +72,6 @@ pub struct PlainOptions {
     pub soft_reboot: bool,
 }
 
-/// `/etc/os-release`'s ID of the tree at `root` (the EFI directory's name), `linux` without one.
-fn os_id(root: &Path) -> String {
-    std::fs::read_to_string(root.join("etc/os-release"))
-        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("ID=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "linux".into())
-}
-
 /// Whether `/` is a live session's root: an overlay (live-boot, dracut's overlayfs media,
 /// casper), or dmsquash-live's snapshot (under a rootshift wrapper or not).
 fn live_root() -> Result<Option<String>> {

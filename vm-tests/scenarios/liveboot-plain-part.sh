@@ -64,16 +64,7 @@ if [ "$VMTEST_PHASE" = main ]; then
   exit 0
 fi
 
-state=$(wait_running 300)
-echo "VMTEST-SYSTEM-RUNNING $state uptime=$(cut -d' ' -f1 /proc/uptime)"
-check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
-cp "$PREV/sums" "$SUMS"
-for f in root-uuid data-sum table-before; do cp "$PREV/$f" "$RES/$f"; done
-if [ "$VMTEST_PHASE" = uefi ]; then
-  check booted-with-uefi "$(ls /sys/firmware/efi 2>&1 | head -3 | tr '\n' ' ')" [ -d /sys/firmware/efi ]
-else
-  check booted-with-bios "no /sys/firmware/efi" [ ! -d /sys/firmware/efi ]
-fi
+disk_boot_start root-uuid data-sum table-before
 assert_eq root-is-installed-ext4 "/dev/vda3 ext4 $(cat "$RES/root-uuid")" "$(findmnt -no SOURCE,FSTYPE,UUID /)"
 check cmdline-not-live "$(cat /proc/cmdline)" sh -c "! tr ' ' '\n' < /proc/cmdline | grep -qx 'boot=live'"
 assert_eq data-partition-unchanged "$(cat "$RES/data-sum")" "$(data_sum /dev/vda4)"

@@ -161,16 +161,7 @@ if [ "$VMTEST_PHASE" = soft ]; then
 fi
 
 # ==== uefi, bios: the installed disk alone ===========================================================================
-state=$(wait_running 300)
-echo "VMTEST-SYSTEM-RUNNING $state uptime=$(cut -d' ' -f1 /proc/uptime)"
-check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
-cp "$PREV/sums" "$SUMS"
-for f in root-uuid machine-id prepared.facts facts-opts; do [ ! -e "$PREV/$f" ] || cp "$PREV/$f" "$RES/$f"; done
-if [ "$VMTEST_PHASE" = uefi ]; then
-  check booted-with-uefi "$(ls /sys/firmware/efi 2>&1 | head -3 | tr '\n' ' ')" [ -d /sys/firmware/efi ]
-else
-  check booted-with-bios "no /sys/firmware/efi" [ ! -d /sys/firmware/efi ]
-fi
+disk_boot_start root-uuid machine-id prepared.facts facts-opts
 check no-cdrom "$(ls /sys/block | tr '\n' ' ')" [ ! -e /sys/block/sr0 ]
 check cmdline-not-live "$(cat /proc/cmdline)" sh -c "! tr ' ' '\n' < /proc/cmdline | grep -qE '^(boot=live|components)$'"
 check cmdline-root-uuid "$(cat /proc/cmdline)" cmdline_has "root=UUID=$(cat "$RES/root-uuid")"

@@ -21,6 +21,22 @@ wait_running() {
   systemctl is-system-running 2>/dev/null
 }
 
+# disk_boot_start FILE... : the start of a later boot of an installed disk (a `vm-then` boot named uefi or bios):
+# running, the earlier boots' checksums and the named result files carried on, booted by the firmware it is named for
+disk_boot_start() {
+  local state f
+  state=$(wait_running 300)
+  echo "VMTEST-SYSTEM-RUNNING $state uptime=$(cut -d' ' -f1 /proc/uptime)"
+  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
+  cp "$VMTEST_IN/prev/sums" "$SUMS"
+  for f in "$@"; do [ ! -e "$VMTEST_IN/prev/$f" ] || cp "$VMTEST_IN/prev/$f" "$RES/$f"; done
+  if [ "$VMTEST_PHASE" = uefi ]; then
+    check booted-with-uefi "$(ls /sys/firmware/efi 2>&1 | head -3 | tr '\n' ' ')" [ -d /sys/firmware/efi ]
+  else
+    check booted-with-bios "no /sys/firmware/efi" [ ! -d /sys/firmware/efi ]
+  fi
+}
+
 # boot_info KEY : a value from /run/rootshift/boot (written by the initrd hook)
 boot_info() { sed -n "s/^$1=//p" /run/rootshift/boot 2>/dev/null; }
 

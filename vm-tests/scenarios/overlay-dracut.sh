@@ -25,7 +25,9 @@
 # vm-loader: iso
 # vm-disks: 3G
 # vm-then: disk firmware=uefi-sb disk=vda kernel-repo
-# vm-then: newk firmware=bios from=disk
+# vm-then: newk firmware=bios from=disk tier=full
+# (CI boots main and disk: the disk boot installs the kernel and checks the hook's copy and grub.cfg; that a
+# kernel-updated live disk then boots the new kernel is what liveboot-install's bios boot proves in CI)
 # vm-timeout: 900
 # vm-host-fsck: vda3
 # vm-host-fsck-replay: vda4

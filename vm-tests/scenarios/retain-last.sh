@@ -9,7 +9,9 @@
 # vm-system: live
 # vm-firmware: uefi
 # vm-disks: 4G
-# vm-then: target firmware=uefi
+# vm-then: target firmware=uefi tier=full
+# (CI boots main: the kept partition and the new layout are checked there; a disk laid out by install --disk
+# booting alone is what disk-install (BIOS) and live-install-uefi (UEFI, Secure Boot) prove in CI)
 # vm-timeout: 1500
 # vm-host-fsck: vda2
 ROOTP=/dev/vda2

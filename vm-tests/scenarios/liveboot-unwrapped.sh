@@ -8,6 +8,7 @@
 # vm-boot: main lb rd.rootshift.live=0
 # vm-disks: 3G
 # vm-timeout: 600
+# vm-tier: full (the same refusal on the live-boot ISO: overlay-upper proves in CI that an overlay root whose upper is on no wrapper (a tmpfs) is refused, exit 2, nothing changed)
 . "$VMTEST_IN/lib.sh"
 . "$VMTEST_IN/syslib.sh"
 starts_with() { [ "$(head -c ${#2} "$1")" = "$2" ]; }   # starts_with FILE PREFIX

@@ -25,6 +25,8 @@ mod clones;
 mod preflight;
 
 pub use clones::{clone_identity, clone_label, CloneIds};
+/// Run a distribution tool; its stderr (or stdout) in the error when it fails.
+pub(crate) use packages::run_checked;
 pub use preflight::{is_live_source, preflight};
 
 use std::fs;

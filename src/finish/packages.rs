@@ -57,7 +57,7 @@ pub(super) fn ensure_deb(pkg: &str, conflict: &str) -> Result<Option<String>> {
 }
 
 /// Run `cmd`; its stderr (or stdout) in the error when it fails.
-pub(super) fn run_checked(mut cmd: Command, what: &str) -> Result<String> {
+pub(crate) fn run_checked(mut cmd: Command, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {what}"))?;
     if !out.status.success() {
         bail!(

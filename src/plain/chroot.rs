@@ -5,10 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
 
+pub(crate) use crate::finish::run_checked;
 use crate::progress::Progress;
 
 /// The tree and the `chroot` binary.
@@ -31,23 +32,6 @@ impl Chroot<'_> {
             .env("HOME", "/root");
         c
     }
-}
-
-pub fn run_checked(mut c: Command, what: &str) -> Result<String> {
-    let out = c.output().with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(if out.stderr.is_empty() {
-                &out.stdout
-            } else {
-                &out.stderr
-            })
-            .trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn step(steps: &mut Vec<String>, progress: &Progress, name: &str, line: String) {

@@ -252,6 +252,34 @@ pub enum Command {
         #[command(flatten)]
         finish: FinishArgs,
     },
+    /// A disk made by `install --disk` from a live session (image + persistence partitions):
+    /// make it a conventional installed system in place, like `install --layout plain`.
+    ///
+    /// The plain root goes onto the persistence partition (its filesystem and UUID kept): the
+    /// running system's merged view is copied into rootshift-flat/ there while it runs, then
+    /// finished in a chroot (live setup stripped, new machine-id and SSH host keys, fstab,
+    /// initramfs, GRUB for BIOS and UEFI). The image partition becomes /boot; the squashfs and
+    /// the live kernels on it are removed once the new boot entry is written. Then
+    /// `systemctl soft-reboot` enters the tree; the next real boot's initrd moves it to the
+    /// partition's top and removes the old upper.
+    Flatten {
+        /// Do not soft-reboot at the end; the installed system starts at the next boot.
+        #[arg(long)]
+        no_soft_reboot: bool,
+        /// Show what would happen and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print events as JSON lines on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Boot loader: auto (GRUB for BIOS and UEFI, as the disk's partitions allow), grub-bios
+        /// or grub-efi.
+        #[arg(long, value_enum)]
+        bootloader: Option<crate::finish::bootloader::Choice>,
+    },
     /// Internal: let go of a live session's medium, loops and RAM upper after the soft-reboot
     /// of `install --layout plain` (run by a runtime unit it writes).
     #[command(hide = true)]
@@ -407,6 +435,15 @@ pub enum BootCommand {
         /// Only this kernel version (the hooks pass theirs).
         #[arg(long)]
         kernel: Option<String>,
+    },
+    /// Finish a `rootshift flatten` on the root filesystem mounted at ROOT (run by the initrd,
+    /// before init starts): move the tree from rootshift-flat/ to the top, remove the old upper.
+    ///
+    /// Does nothing when ROOT has no rootshift-flat.ready, rootshift-flat.moving or
+    /// rootshift-old; goes on from where a power cut stopped an earlier run.
+    FlattenFinish {
+        /// Where the initrd mounted the root filesystem ($rootmnt, $NEWROOT).
+        root: PathBuf,
     },
 }
 

@@ -217,6 +217,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } => rootshift::bootcmd::enable(backend, !no_initramfs),
                 BootCommand::Disable { no_initramfs } => rootshift::bootcmd::disable(!no_initramfs),
                 BootCommand::Show => rootshift::bootcmd::show(),
+                BootCommand::FlattenFinish { root } => {
+                    let m = rootshift::plain::flatmove::finish_mounted(&root)?;
+                    if m != Default::default() {
+                        let line = format!(
+                            "rootshift: flatten finished: {} old entries set aside, {} moved to the top, old upper {}",
+                            m.set_aside,
+                            m.moved,
+                            if m.removed_old { "removed" } else { "kept" }
+                        );
+                        eprintln!("{line}");
+                        // the initrd's stderr is the console only; the kernel log reaches the journal
+                        let _ = std::fs::OpenOptions::new()
+                            .write(true)
+                            .open("/dev/kmsg")
+                            .and_then(|mut k| {
+                                std::io::Write::write_all(&mut k, format!("{line}\n").as_bytes())
+                            });
+                    }
+                    Ok(())
+                }
                 BootCommand::LiveSync { kernel } => {
                     migrate::preflight::require_root()?;
                     let k = rootshift::finish::live::live_sync(kernel.as_deref())?;
@@ -224,6 +244,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
+        }
+        Command::Flatten {
+            no_soft_reboot,
+            dry_run,
+            yes,
+            json,
+            bootloader,
+        } => {
+            if !dry_run {
+                session::start_event_log();
+            }
+            let inhibit = (!dry_run)
+                .then(|| {
+                    session::Inhibitor::take(
+                        "rootshift is flattening this live disk: powering off now loses the copy (the live system still boots)",
+                        json,
+                    )
+                })
+                .flatten();
+            rootshift::plain::flatten(
+                &rootshift::plain::FlattenOptions {
+                    bootloader: bootloader.unwrap_or(rootshift::finish::bootloader::Choice::Auto),
+                    dry_run,
+                    yes,
+                    json,
+                    soft_reboot: !no_soft_reboot,
+                },
+                inhibit,
+            )
         }
         Command::Abort { name, json } => migrate::abort(name.as_deref(), json),
         Command::Generate { what, dir } => {

@@ -80,7 +80,13 @@ const DROP_KEYS: &[&str] = &[
     "module",
     "plainroot",
 ];
-const DROP_PREFIXES: &[&str] = &["rd.live.", "live-", "inst.", "rd.overlay"];
+const DROP_PREFIXES: &[&str] = &[
+    "rd.live.",
+    "live-",
+    "inst.",
+    "rd.overlay",
+    "rd.rootshift.live",
+];
 
 impl Cmdline {
     pub fn read() -> std::io::Result<Cmdline> {

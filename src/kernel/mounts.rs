@@ -14,6 +14,8 @@ pub struct Mount {
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
+    /// The directory of the filesystem this mount shows (`/` unless a bind of a subdirectory).
+    pub root: PathBuf,
 }
 
 /// All current mounts of this process's mount namespace.
@@ -29,6 +31,7 @@ pub fn mounts() -> io::Result<Vec<Mount>> {
                 mount_point: m.mount_point,
                 fs_type: m.fs_type,
                 source: m.mount_source.unwrap_or_default(),
+                root: PathBuf::from(&m.root),
             })
         })
         .collect())

@@ -158,6 +158,12 @@ pub struct Target<'a> {
     pub bios: bool,
     pub efi: bool,
     pub tools: &'a Tools,
+    /// A separate /boot (its device and filesystem type), mounted at `root/boot` by the caller:
+    /// `flatten` makes the image partition the installed system's /boot.
+    pub boot: Option<(&'a BlockDev, &'a str)>,
+    /// Run once the tree is complete, just before the boot loader is written (which makes the
+    /// disk boot the tree): `flatten` marks its staged tree ready there.
+    pub before_boot_loader: Option<&'a dyn Fn() -> Result<()>>,
 }
 
 impl Target<'_> {
@@ -258,7 +264,12 @@ fn finalize_in(
         .unwrap_or_default()
         .parse()
         .map_err(|e: String| anyhow!("{}: {e}", fst.display()))?;
-    tab.remove_where(|e| fstab::is_live_only(e) || e.file == "/" || e.file == "/boot/efi");
+    tab.remove_where(|e| {
+        fstab::is_live_only(e)
+            || e.file == "/"
+            || e.file == "/boot/efi"
+            || (t.boot.is_some() && e.file == "/boot")
+    });
     tab.set(
         Entry::new(
             &format!("UUID={root_uuid}"),
@@ -269,6 +280,18 @@ fn finalize_in(
         ),
         false,
     );
+    if let Some((b, fstype)) = t.boot {
+        let uuid = ids::uuid_on(b)?.ok_or_else(|| {
+            anyhow!(
+                "the /boot partition {} shows no filesystem UUID",
+                b.display()
+            )
+        })?;
+        tab.set(
+            Entry::new(&format!("UUID={uuid}"), "/boot", fstype, "defaults", 2),
+            false,
+        );
+    }
     if let Some(e) = t.esp {
         let esp_uuid = ids::uuid_on(e)?
             .ok_or_else(|| anyhow!("the ESP {} shows no volume id", e.display()))?;
@@ -332,6 +355,9 @@ fn finalize_in(
     }
     step(steps, progress, "initramfs", made.join(", "));
 
+    if let Some(f) = t.before_boot_loader {
+        f()?;
+    }
     // GRUB
     let d = t.disk.path.display().to_string();
     if t.bios {

@@ -56,6 +56,23 @@ pub fn strip(t: Chroot<'_>, progress: &Progress, steps: &mut Vec<String>) -> Res
             );
         }
     }
+    // a live disk's (install --disk): how it booted as a live image, which the kernel hooks and
+    // dracut would otherwise go on serving
+    let disk_files: Vec<&str> = [
+        crate::finish::live::LIVE_CONF,
+        crate::finish::live::DRACUT_LIVE_CONF,
+    ]
+    .into_iter()
+    .filter(|f| fs::remove_file(root.join(f.trim_start_matches('/'))).is_ok())
+    .collect();
+    if !disk_files.is_empty() {
+        step(
+            steps,
+            progress,
+            "live-disk-setup",
+            format!("removed {}", disk_files.join(", ")),
+        );
+    }
 
     // live packages, then the files live-config left for its user
     let installed = installed_packages(t, LIVE_PACKAGES);

@@ -15,11 +15,15 @@
 
 mod chroot;
 mod finalize;
+pub mod flatmove;
+mod flatten;
 mod livesetup;
 mod place;
 pub mod release;
 mod size;
 pub mod soft_reboot;
+
+pub use flatten::{flatten, FlattenOptions};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,13 +105,7 @@ fn live_root() -> Result<Option<String>> {
 /// refuses a soft-reboot while a block inhibitor is held: "Access denied").
 pub fn install(plain: &PlainOptions, inhibit: Option<crate::session::Inhibitor>) -> Result<()> {
     let opts = plain;
-    preflight::require_root()?;
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(Lock::acquire()?)
-    };
-    let mut progress = Progress::new(opts.json);
+    let (_lock, mut progress) = begin(opts.dry_run, opts.json)?;
     let Some(what) = live_root()? else {
         return Err(refuse(
             "/ is not a live session's root: --layout plain copies a live system file by file",
@@ -133,15 +131,7 @@ pub fn install(plain: &PlainOptions, inhibit: Option<crate::session::Inhibitor>)
         ));
     }
     let dest = preflight::resolve_target(&opts.disk)?;
-    if mounts::mounts()?
-        .iter()
-        .any(|m| m.mount_point.starts_with(NEXTROOT))
-    {
-        return Err(refuse(
-            format!("{NEXTROOT} is in use (something is mounted there)"),
-            Some(&format!("unmount {NEXTROOT} first")),
-        ));
-    }
+    check_nextroot_free()?;
     let place = if dest.is_partition() {
         place::on_partition(&dest, opts)?
     } else {
@@ -260,7 +250,7 @@ pub fn install(plain: &PlainOptions, inhibit: Option<crate::session::Inhibitor>)
             target.display()
         ))
     };
-    let copied = copy_passes(&nextroot, size.data, &mut progress).map_err(failed)?;
+    let copied = copy_passes(&nextroot, size.data, &mut progress, false).map_err(failed)?;
     let t = finalize::Target {
         root: &nextroot,
         disk: &disk,
@@ -271,6 +261,8 @@ pub fn install(plain: &PlainOptions, inhibit: Option<crate::session::Inhibitor>)
         bios,
         efi,
         tools: &tools,
+        boot: None,
+        before_boot_loader: None,
     };
     let done = finalize::run(&t, &progress).map_err(failed)?;
     if let Some(ids) = &made.partids {
@@ -293,16 +285,54 @@ pub fn install(plain: &PlainOptions, inhibit: Option<crate::session::Inhibitor>)
         json!({"root": target.display(), "root_uuid": done.root_uuid, "machine_id": done.machine_id,
                "files": copied, "steps": done.steps}),
     );
+    enter_or_leave(sr, &nextroot, &progress, opts.yes, inhibit, &d)
+}
+
+/// The start of `install --layout plain` and `flatten`: root, the lock (not for a dry run), the
+/// progress output.
+fn begin(dry_run: bool, json: bool) -> Result<(Option<Lock>, Progress)> {
+    preflight::require_root()?;
+    let lock = if dry_run {
+        None
+    } else {
+        Some(Lock::acquire()?)
+    };
+    Ok((lock, Progress::new(json)))
+}
+
+fn check_nextroot_free() -> Result<()> {
+    if mounts::mounts()?
+        .iter()
+        .any(|m| m.mount_point.starts_with(NEXTROOT))
+    {
+        return Err(refuse(
+            format!("{NEXTROOT} is in use (something is mounted there)"),
+            Some(&format!("unmount {NEXTROOT} first")),
+        ));
+    }
+    Ok(())
+}
+
+/// The end: the soft-reboot into the tree at `nextroot`, or (`--no-soft-reboot`) unmount it and
+/// say that `disk` starts it at the next boot.
+fn enter_or_leave(
+    sr: Option<soft_reboot::SoftReboot>,
+    nextroot: &Path,
+    progress: &Progress,
+    yes: bool,
+    inhibit: Option<crate::session::Inhibitor>,
+    disk: &str,
+) -> Result<()> {
     match sr {
-        Some(s) => soft_reboot::enter(&s, &nextroot, &progress, opts.yes, inhibit),
+        Some(s) => soft_reboot::enter(&s, nextroot, progress, yes, inhibit),
         None => {
-            finalize::unmount_target(&nextroot)?;
+            finalize::unmount_target(nextroot)?;
             progress.event(
                 "next-boot",
                 &format!(
-                    "not soft-rebooting (--no-soft-reboot): the installed system starts when the computer boots from {d}"
+                    "not soft-rebooting (--no-soft-reboot): the installed system starts when the computer boots from {disk}"
                 ),
-                json!({"disk": d}),
+                json!({"disk": disk}),
             );
             Ok(())
         }
@@ -310,12 +340,17 @@ pub fn install(plain: &PlainOptions, inhibit: Option<crate::session::Inhibitor>)
 }
 
 /// Copy passes of `/` onto `dst` until one changes little, then the cut-off and the final pass.
+/// `resume`: `dst` holds an earlier run's copy, which the first pass brings up to date (a
+/// catch-up pass from the epoch: what differs is copied, what is gone removed).
 /// Returns the files the passes copied in all.
-fn copy_passes(dst: &Path, total: u64, progress: &mut Progress) -> Result<u64> {
+fn copy_passes(dst: &Path, total: u64, progress: &mut Progress, resume: bool) -> Result<u64> {
     let threads = std::thread::available_parallelism()
         .map(|n| (n.get() * 2).min(16))
         .unwrap_or(4);
     let mut opts = treecopy::Options::system_root(Path::new("/"), threads);
+    if resume {
+        opts.since = Some((0, 0));
+    }
     let mut files = 0;
     // pass 1 while the session runs, catch-ups while they keep finding much, then the final pass
     const MAX_CATCH_UPS: u32 = 2;

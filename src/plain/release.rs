@@ -124,6 +124,9 @@ pub fn record() -> Result<Vec<Step>> {
         } else if !top.contains(&d) {
             // what image files are on: the medium (a CD, a USB stick, the disk an ISO file is on)
             media.push(bd);
+        } else {
+            // a layer straight on a partition: a live disk's persistence partition
+            layer_mounts.extend(mount_points(d, &all));
         }
     }
     let mut steps: Vec<Step> = layer_mounts.into_iter().map(Step::Unmount).collect();

@@ -147,6 +147,7 @@ refuse install-whole-disk "is a whole disk"              /dev/vdh  $M /dev/vdh -
 refuse install-on-dm    "is not a plain disk"            /dev/mapper/overlap rootshift install --disk /dev/mapper/overlap --yes
 refuse plain-not-live   "is not a live session's root"  /dev/vdh  rootshift install --disk /dev/vdh --layout plain --yes
 refuse plain-options-alone "options of --layout plain"   /dev/vdh  rootshift install --disk /dev/vdh --no-soft-reboot --yes
+refuse flatten-not-live-disk "there is nothing to flatten" /dev/vdh rootshift flatten --yes
 refuse clone-is-target  "named twice"                    /dev/vdh  $M /dev/vdh --clone /dev/vdh --yes
 refuse no-confirmation  "confirmation needed"            /dev/vdh  sh -c "$M /dev/vdh < /dev/null"
 refuse status-no-such-name   "there is no rootshift wrapper named rootshift-nosuch" ""        rootshift status --json --name nosuch

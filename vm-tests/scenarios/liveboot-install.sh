@@ -13,11 +13,15 @@
 #         persistence partition; a kernel .deb installed with apt-get from the image's local repository (no
 #         network): rootshift's kernel hook copies it to the image partition and writes its grub.cfg again.
 #   bios  (the same disk after that boot, SeaBIOS): the new kernel runs, every file is there, fsck -n is clean.
+#   flatten, flat  (full tier: issue 19 §5) `rootshift flatten` of that disk, the soft-reboot into it, then the
+#         flattened disk booted alone: see _flatten.inc.
 # vm-system: liveboot
 # vm-loader: iso
 # vm-disks: 64M 4G
 # vm-then: uefi firmware=uefi disk=vdb
 # vm-then: bios firmware=bios from=uefi
+# vm-then: flatten firmware=bios from=bios tier=full
+# vm-then: flat firmware=uefi from=flatten tier=full
 # vm-timeout: 1800
 # vm-host-fsck: vdb3
 # vm-host-fsck-replay: vdb4
@@ -206,6 +210,8 @@ if [ "$VMTEST_PHASE" = main ]; then
   scenario_done
   exit 0
 fi
+
+case "$VMTEST_PHASE" in flatten | flatsoft | flat) . "$VMTEST_IN/_flatten.inc" ;; esac
 
 state=$(wait_running 300)
 echo "VMTEST-SYSTEM-RUNNING $state uptime=$(cut -d' ' -f1 /proc/uptime)"

@@ -41,6 +41,8 @@ install() {
     else
         inst_hook pre-mount 50 "$moddir/rootshift-pre-mount.sh"
     fi
+    # a `rootshift flatten` finishes at the first boot: the tree moves to the top of the root filesystem
+    inst_hook pre-pivot 50 "$moddir/rootshift-flatten.sh"
     if dracut_module_included "dmsquash-live"; then
         # live=upper: the overlay's upper on rootshift-upper, made before udev triggers the medium
         # (rootshift-live-upper.sh); e2fsprogs' mke2fs makes its ext4

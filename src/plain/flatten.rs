@@ -254,8 +254,16 @@ pub fn flatten(o: &FlattenOptions, inhibit: Option<crate::session::Inhibitor>) -
             Some("free space in the session (remove files), or install onto another disk with `rootshift install --disk DISK --layout plain`"),
         ));
     }
+    // /boot's files once, and room for the largest initrd while its replacement is written
     let boot = size::tree_bytes(Path::new("/boot"))?;
-    let boot_need = boot.allocated * 2 + (32 << 20);
+    let largest_initrd = fs::read_dir("/boot")?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("initrd"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(64 << 20);
+    let boot_need = boot.allocated + largest_initrd + (16 << 20);
     let boot_free = free_bytes(&ld.image_mnt)?;
     if boot_free < boot_need {
         return Err(refuse(

@@ -309,8 +309,9 @@ pub fn flatten(o: &FlattenOptions, inhibit: Option<crate::session::Inhibitor>) -
     }
     migrate::confirm(
         &format!(
-            "Flatten this live disk {d} into an installed system{}? The live image on it is removed once \
-             the new system is complete.",
+            "Flatten this live disk {d} into an installed system{}? Programs keep running while it is \
+             copied; what they write after the final pass (the cut-off) is not in the installed system. \
+             The live image on the disk is removed once the new system is complete.",
             if sr.is_some() { ", then soft-reboot into it" } else { " that starts at the next boot" }
         ),
         o.yes,

@@ -121,6 +121,23 @@ pub fn record() -> Result<Vec<Step>> {
             layer_mounts.extend(mount_points(d, &all));
             loops.push(Step::DetachLoop(bd.path.clone()));
             queue.push(b.file_dev);
+            // dmsquash-live's live-base: a linear map of the same image loop beside the snapshot,
+            // not below it; the loop cannot go while it holds it
+            for h in bd.holders() {
+                let sys = Path::new("/sys/class/block").join(&h).join("dev");
+                let Some(hd) = fs::read_to_string(sys)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<DevNum>().ok())
+                else {
+                    continue;
+                };
+                if BlockDev::from_devnum(hd).is_ok_and(|x| {
+                    x.dm_name()
+                        .is_some_and(|n| n.starts_with(crate::live::LIVE_DM_PREFIX))
+                }) {
+                    queue.push(hd);
+                }
+            }
         } else if !top.contains(&d) {
             // what image files are on: the medium (a CD, a USB stick, the disk an ISO file is on)
             media.push(bd);
@@ -211,6 +228,27 @@ fn run_step(s: &Step, dm: &mut Option<Dm>) -> Result<String> {
             let f = fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
             ioctl::loop_detach(f.as_fd())
                 .with_context(|| format!("LOOP_CLR_FD {}", p.display()))?;
+            drop(f);
+            // LOOP_CLR_FD on a loop something still holds only marks it (autoclear): it goes
+            // with its last user. Say "detached" only when it went.
+            let t = Instant::now();
+            while LoopBinding::of(&kname).is_some() {
+                if t.elapsed() > Duration::from_secs(3) {
+                    let holders = BlockDev::from_path(p)
+                        .map(|b| b.holders())
+                        .unwrap_or_default();
+                    bail!(
+                        "{} is still bound (held by {}): the kernel detaches it when that goes",
+                        p.display(),
+                        if holders.is_empty() {
+                            "an open file or mount".into()
+                        } else {
+                            holders.join(", ")
+                        }
+                    );
+                }
+                sleep(Duration::from_millis(50));
+            }
             Ok(format!("detached {}", p.display()))
         }
         Step::Eject(p) => {

@@ -38,12 +38,16 @@ const LIVE_FILES: &[&str] = &[
 /// Strip the live setup from the tree at `t.root`; one step line per thing done.
 pub fn strip(t: Chroot<'_>, progress: &Progress, steps: &mut Vec<String>) -> Result<()> {
     let root = t.root;
-    // first the setting the initramfs carries: the purge's trigger builds one
+    // first the settings the initramfs carries (the purge's trigger builds one): the spin's live
+    // upper, and its wrapping of the root at boot (there for `migrate` from the live session)
     let conf = root.join("etc/rootshift/rootshift.conf");
     if let Ok(text) = fs::read_to_string(&conf) {
         let kept: String = text
             .lines()
-            .filter(|l| !l.trim_start().starts_with("live="))
+            .filter(|l| {
+                let l = l.trim_start();
+                !l.starts_with("live=") && !l.starts_with("wrap=")
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         if kept != text {
@@ -52,7 +56,9 @@ pub fn strip(t: Chroot<'_>, progress: &Progress, steps: &mut Vec<String>) -> Res
                 steps,
                 progress,
                 "rootshift-conf",
-                "dropped the live spin's live= setting".into(),
+                "dropped the live spin's live= and wrap= settings (a plain root is not wrapped at boot; \
+                 `rootshift boot enable` turns that on)"
+                    .into(),
             );
         }
     }

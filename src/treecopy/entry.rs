@@ -25,32 +25,66 @@ pub(super) struct Ctx<'a> {
     pub skip: HashSet<PathBuf>,
     pub since: Option<(i64, i64)>,
     pub stats: &'a Stats,
+    /// The target's top passes nothing on to new entries (no setgid, no default ACL): a
+    /// directory this pass makes is then empty and neutral (see [`Dir::fresh`]).
+    pub fresh_ok: bool,
 }
 
-/// Copy one entry. `Some(enter)` for a directory (created; `enter`: copy its contents), `None`
-/// for anything else.
-pub(super) fn copy(sh: &Ctx<'_>, s: &Path, d: &Path, md: &Metadata) -> Result<Option<bool>> {
+/// A directory [`copy`] made or kept.
+pub(super) struct Dir {
+    /// Copy its contents (false: another mount, or a skipped directory).
+    pub enter: bool,
+    /// Made by this pass: nothing is in it yet.
+    pub fresh: bool,
+}
+
+/// Copy one entry. `in_fresh`: its directory was made by this pass, so nothing by this name is
+/// there (no look first). `Some` for a directory, `None` for anything else.
+pub(super) fn copy(
+    sh: &Ctx<'_>,
+    s: &Path,
+    d: &Path,
+    md: &Metadata,
+    in_fresh: bool,
+) -> Result<Option<Dir>> {
     let ft = md.file_type();
-    let existing = fs::symlink_metadata(d).ok();
+    let existing = if in_fresh {
+        None
+    } else {
+        fs::symlink_metadata(d).ok()
+    };
     if ft.is_dir() {
-        match &existing {
+        let fresh = match &existing {
             // Kept from an earlier pass; an immutable one would refuse new entries.
-            Some(e) if e.is_dir() => meta::clear_flags(d),
+            Some(e) if e.is_dir() => {
+                meta::clear_flags(d);
+                false
+            }
             Some(_) => {
                 remove(d)?;
                 mkdir(d)?;
+                true
             }
-            None => mkdir(d)?,
-        }
+            None => {
+                mkdir(d)?;
+                true
+            }
+        };
         Stats::add(&sh.stats.dirs, 1);
         let other_mount = crate::kernel::ioctl::inode::mount_id(s)
             .with_context(|| format!("the mount id of {}", s.display()))?
             != sh.src_mnt;
         if other_mount || sh.skip.contains(s) {
             Stats::add(&sh.stats.not_entered, 1);
-            return Ok(Some(false));
+            return Ok(Some(Dir {
+                enter: false,
+                fresh,
+            }));
         }
-        return Ok(Some(true));
+        return Ok(Some(Dir {
+            enter: true,
+            fresh: fresh && sh.fresh_ok,
+        }));
     }
     if let Some(e) = &existing {
         if let Some(since) = sh.since {
@@ -62,7 +96,7 @@ pub(super) fn copy(sh: &Ctx<'_>, s: &Path, d: &Path, md: &Metadata) -> Result<Op
         remove(d)?;
     }
     let r = if ft.is_file() {
-        file(sh, s, d, md)
+        file(sh, s, d, md, in_fresh)
     } else if ft.is_symlink() {
         let target = match fs::read_link(s) {
             Ok(t) => t,
@@ -125,7 +159,7 @@ pub(super) fn remove(d: &Path) -> Result<()> {
 }
 
 /// A regular file: a hard link to the first copy of its inode, or a new file with its data.
-fn file(sh: &Ctx<'_>, s: &Path, d: &Path, md: &Metadata) -> Result<()> {
+fn file(sh: &Ctx<'_>, s: &Path, d: &Path, md: &Metadata, in_fresh: bool) -> Result<()> {
     let src = match open_source(s) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -156,10 +190,10 @@ fn file(sh: &Ctx<'_>, s: &Path, d: &Path, md: &Metadata) -> Result<()> {
     };
     let flags = meta::source_flags(&src);
     meta::early_flags(&dst, flags);
-    let n = copy_data(&src, &dst).with_context(|| format!("copying {}", s.display()))?;
+    let n = copy_data(&src, &dst, md).with_context(|| format!("copying {}", s.display()))?;
     Stats::add(&sh.stats.bytes, n);
     Stats::add(&sh.stats.files, 1);
-    meta::apply_file(s, &src, &dst, flags)
+    meta::apply_file(s, &src, &dst, flags, in_fresh)
 }
 
 /// Open a source file for reading without touching its atime (O_NOATIME needs the owner or
@@ -178,11 +212,12 @@ fn open_source(s: &Path) -> io::Result<File> {
     }
 }
 
-/// Copy the data extents of `src` (holes stay holes) and set the length; the bytes copied.
-pub(super) fn copy_data(src: &File, dst: &File) -> io::Result<u64> {
+/// Copy the data extents of `src` (holes stay holes) and set the length; the bytes copied. `md`:
+/// the walk's look at it (a file changed since is copied as it is now up to that length, and its
+/// new ctime brings it into the next pass).
+pub(super) fn copy_data(src: &File, dst: &File, md: &Metadata) -> io::Result<u64> {
     // A file whose blocks cover its length has no holes: one range, no SEEK_DATA/SEEK_HOLE and
     // no truncate (each system call counts for thousands of small files, more so in a VM).
-    let md = src.metadata()?;
     let len = md.len() as i64;
     if md.blocks().saturating_mul(512) >= md.len() {
         let n = copy_range(src, dst, 0, len)?;

@@ -97,11 +97,26 @@ fn times(md: &Metadata) -> (TimeSpec, TimeSpec) {
     )
 }
 
-/// Metadata of a regular file whose data was just copied (both open).
-pub(super) fn apply_file(s: &Path, src: &File, dst: &File, flags: u32) -> Result<()> {
+/// Metadata of a regular file whose data was just copied (both open). `in_fresh`: its directory
+/// was made by this pass and gets its own metadata only at the end, so the new file inherited
+/// nothing from it (no setgid group, no inode flags): a root-owned file made by root needs no
+/// chown and a file without flags no flag calls (system calls count, thousands of small files).
+pub(super) fn apply_file(
+    s: &Path,
+    src: &File,
+    dst: &File,
+    flags: u32,
+    in_fresh: bool,
+) -> Result<()> {
     // Fresh: the data copy may have taken a while.
     let md = src.metadata().with_context(|| format!("{}", s.display()))?;
-    std::os::unix::fs::fchown(dst, Some(md.uid()), Some(md.gid())).context("chown")?;
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let root = *ROOT
+        .get_or_init(|| nix::unistd::geteuid().is_root() && nix::unistd::getegid().as_raw() == 0);
+    let as_made = in_fresh && md.uid() == 0 && md.gid() == 0 && root;
+    if !as_made {
+        std::os::unix::fs::fchown(dst, Some(md.uid()), Some(md.gid())).context("chown")?;
+    }
     dst.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
         .context("chmod")?;
     let names: Vec<_> = match src.list_xattr() {
@@ -120,6 +135,9 @@ pub(super) fn apply_file(s: &Path, src: &File, dst: &File, flags: u32) -> Result
     }
     let (a, m) = times(&md);
     nix::sys::stat::futimens(dst.as_fd(), &a, &m).context("setting times")?;
+    if in_fresh && flags & CARRIED == 0 {
+        return Ok(());
+    }
     set_flags(dst, flags)
 }
 

@@ -18,6 +18,8 @@ pub(super) struct Job {
     pub src: PathBuf,
     pub dst: PathBuf,
     pub depth: usize,
+    /// The copy was made by this pass (empty when its entries are copied).
+    pub fresh: bool,
 }
 
 struct Queue {
@@ -48,6 +50,7 @@ pub(super) fn run(
                 src: src.to_path_buf(),
                 dst: dst.to_path_buf(),
                 depth: 0,
+                fresh: false,
             }],
             busy: 0,
             error: None,
@@ -60,6 +63,7 @@ pub(super) fn run(
             skip: opts.skip.iter().cloned().collect(),
             since: opts.since,
             stats,
+            fresh_ok: passes_nothing_on(dst),
         },
     };
     std::thread::scope(|s| {
@@ -86,6 +90,17 @@ pub(super) fn run(
         meta::apply_path(&s, &d, &md).with_context(|| format!("{}", d.display()))?;
     }
     Ok(())
+}
+
+/// Whether directories made below `dst` start neutral: `dst` has no setgid bit (its group would
+/// go to everything made below) and no default ACL.
+fn passes_nothing_on(dst: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(dst).is_ok_and(|m| m.mode() & 0o2000 == 0)
+        && xattr::get(dst, "system.posix_acl_default")
+            .ok()
+            .flatten()
+            .is_none()
 }
 
 fn worker(sh: &Shared<'_>) {
@@ -152,17 +167,18 @@ fn directory(sh: &Shared<'_>, job: &Job) -> Result<Vec<Job>> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("{}", s.display())),
         };
-        if let Some(enter) = entry::copy(&sh.ctx, &s, &d, &md)? {
+        if let Some(dir) = entry::copy(&sh.ctx, &s, &d, &md, job.fresh)? {
             sh.dirs.lock().unwrap_or_else(|e| e.into_inner()).push((
                 s.clone(),
                 d.clone(),
                 job.depth + 1,
             ));
-            if enter {
+            if dir.enter {
                 children.push(Job {
                     src: s,
                     dst: d,
                     depth: job.depth + 1,
+                    fresh: dir.fresh,
                 });
             }
         }

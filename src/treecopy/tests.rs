@@ -330,3 +330,23 @@ fn refuses_a_target_inside_the_source() {
     .unwrap_err();
     assert!(e.to_string().contains("would copy itself"), "{e}");
 }
+
+#[test]
+fn a_setgid_or_acl_target_top_still_gets_the_sources_owners_and_flags() {
+    // Directories made below a setgid top inherit its group (and setgid): the copier must not
+    // take such a directory's new files as neutral and skip their chown.
+    let t = TempTree::new("setgid");
+    fs::create_dir_all(t.src().join("etc/sub")).unwrap();
+    fs::write(t.src().join("etc/sub/root-owned"), b"x").unwrap();
+    fs::write(t.src().join("etc/plain"), b"y").unwrap();
+    let dst = t.dst();
+    std::os::unix::fs::chown(&dst, Some(0), Some(4321)).unwrap();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o2775)).unwrap();
+    copy_tree(&t.src(), &dst, &Options::new(2), &Stats::default()).unwrap();
+    for f in ["etc/sub/root-owned", "etc/plain"] {
+        let m = fs::metadata(dst.join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{f}");
+    }
+    let m = fs::metadata(dst.join("etc/sub")).unwrap();
+    assert_eq!(m.gid(), 0, "the directory's own metadata is the source's");
+}

@@ -31,11 +31,7 @@ installed_checks() {  # what every boot of the installed system shows
   assert_eq root-uuid "$uuid" "$(findmnt -no UUID /)"
   assert_eq fstab-root "UUID=$uuid" "$(awk '$2 == "/" { print $1 }' /etc/fstab)"
   check kernel-cmdline-file-not-live "$(cat /etc/kernel/cmdline)" sh -c "! grep -qE 'rd.live|root=live' /etc/kernel/cmdline"
-  sync; echo 3 > /proc/sys/vm/drop_caches
-  check all-files-intact "$(wc -l < "$SUMS") files" $SHA256SUM -c --quiet "$SUMS"
-  $TF facts /srv/prepared > "$RES/prepared-$VMTEST_PHASE.facts" 2> "$RES/facts.err"
-  check prepared-tree-equal "$(diff "$RES/prepared.facts" "$RES/prepared-$VMTEST_PHASE.facts" 2>&1 | head -4 | cut -c1-200 | tr '\n' '|') $(head -c 200 "$RES/facts.err")" \
-    cmp -s "$RES/prepared.facts" "$RES/prepared-$VMTEST_PHASE.facts"
+  files_and_tree_intact
 }
 
 if [ "$VMTEST_PHASE" = main ]; then
@@ -51,32 +47,11 @@ if [ "$VMTEST_PHASE" = main ]; then
   step prepared-tree sh -c "$TF make /srv/prepared > /tmp/make.out"
   $TF facts /srv/prepared > "$RES/prepared.facts"
   check prepared-facts "$(wc -l < "$RES/prepared.facts") entries" [ "$(wc -l < "$RES/prepared.facts")" -ge 13 ]
-  ( i=0; while [ $i -lt 2000 ]; do
-      f=/home/w$i
-      head -c $MiB /dev/urandom > $f && sync $f && echo "$i $(now_cs) $($SHA256SUM $f | cut -d' ' -f1) $f" >> "$WLOG"
-      i=$((i + 1)); sleep 0.5
-    done ) &
-  for _ in $(seq 100); do [ -s "$WLOG" ] && break; sleep 0.2; done
-  check writer-running "$(wc -l < "$WLOG" 2>/dev/null) files" [ -s "$WLOG" ]
-  ( last=$(now_cs)
-    while :; do
-      t=$(now_cs)
-      if grep -q '"event":"cut-off"' "$RES/install.json" 2>/dev/null; then echo "$last" > "$RES/cutoff-cs"; break; fi
-      last=$t; sleep 0.2
-    done ) &
+  cutoff_writer_start "$RES/install.json"
   echo soft > /run/vmtest/next-phase
   say "rootshift install --disk /dev/vda --layout plain --yes --json"
   timeout 1500 rootshift install --disk /dev/vda --layout plain --yes --json > "$RES/install.json" 2> "$RES/install.err"; rc=$?
-  say "install exit=$rc; stderr: $(tail -5 "$RES/install.err" | tr '\n' '|')"
-  if [ $rc = 0 ]; then
-    sleep 600
-    check soft-reboot-happened "still running 600 s after the install returned" false
-  else
-    rm -f /run/vmtest/next-phase
-    check install-exit-0 "exit=$rc; $(tail -3 "$RES/install.err" | tr '\n' '|' | cut -c1-400)" false
-  fi
-  scenario_done
-  exit 0
+  soft_reboot_or_fail install $rc "$RES/install.err"
 fi
 
 if [ "$VMTEST_PHASE" = soft ]; then
@@ -93,21 +68,9 @@ if [ "$VMTEST_PHASE" = soft ]; then
   jq -r 'select(.event == "source") | .source' "$RES/install.json" > "$RES/source"
   check source-is-the-snapshot "$(cat "$RES/source")" grep -q "live medium's snapshot" "$RES/source"
   jq -r 'select(.event == "installed") | .root_uuid' "$RES/install.json" > "$RES/root-uuid"
-  CUT=$(cat "$RES/cutoff-cs" 2>/dev/null)
-  check cut-off-seen "cut-off noted at ${CUT:-never} cs" [ -n "$CUT" ]
-  awk -v c="${CUT:-0}" '$2 < c { print $3 "  " $4 }' "$WLOG" >> "$SUMS"
-  before=$(awk -v c="${CUT:-0}" '$2 < c' "$WLOG" | wc -l)
-  figure writer_files_before_cutoff "$before"
-  check writer-wrote-during-copy "$before files before the cut-off" [ "$before" -ge 3 ]
+  cutoff_sums
   installed_checks
-  for _ in $(seq 150); do
-    [ "$(systemctl show -P ActiveState rootshift-release-live.service)" = inactive ] && [ -s /run/rootshift/released.json ] && break
-    sleep 0.2
-  done
-  cp /run/rootshift/released.json "$RES/" 2>/dev/null
-  say "released: $(jq -c . /run/rootshift/released.json 2>&1 | cut -c1-600)"
-  assert_eq release-unit-result success "$(systemctl show -P Result rootshift-release-live.service)"
-  assert_eq released-nothing-kept 0 "$(jq -r .kept /run/rootshift/released.json 2>&1)"
+  release_checks
   for dm in rootshift-root live-rw live-base; do
     check no-dm-$dm "dm: $(for d in /sys/block/dm-*; do cat "$d/dm/name" 2>/dev/null; done | tr '\n' ' ')" [ -z "$(dm_by_name $dm)" ]
   done

@@ -44,11 +44,7 @@ installed_checks() {  # installed_checks DISK-KNAME
   assert_eq kernel-cmdline-file "root=UUID=$uuid" "$(cut -d' ' -f1 /etc/kernel/cmdline)"
   assert_eq fstab-root "UUID=$uuid" "$(awk '$2 == "/" { print $1 }' /etc/fstab)"
   check deleted-file-stays-deleted "$DELETED: $(ls -l $DELETED 2>&1)" [ ! -e $DELETED ]
-  sync; echo 3 > /proc/sys/vm/drop_caches
-  check all-files-intact "$(wc -l < "$SUMS") files (session, writer before the cut-off, later boots)" $SHA256SUM -c --quiet "$SUMS"
-  $TF facts /srv/prepared $(cat "$RES/facts-opts" 2>/dev/null) > "$RES/prepared-$VMTEST_PHASE.facts" 2> "$RES/facts.err"
-  check prepared-tree-equal "$(diff "$RES/prepared.facts" "$RES/prepared-$VMTEST_PHASE.facts" 2>&1 | head -4 | cut -c1-200 | tr '\n' '|') $(head -c 200 "$RES/facts.err")" \
-    cmp -s "$RES/prepared.facts" "$RES/prepared-$VMTEST_PHASE.facts"
+  files_and_tree_intact
 }
 
 # ==== main: the live ISO ===========================================================================================
@@ -71,38 +67,13 @@ if [ "$VMTEST_PHASE" = main ]; then
   $TF facts /srv/prepared $(cat "$RES/facts-opts" 2>/dev/null) > "$RES/prepared.facts"
   check prepared-facts "$(wc -l < "$RES/prepared.facts") entries" [ "$(wc -l < "$RES/prepared.facts")" -eq 13 ]
   # a writer: each file synced, then logged with the moment it was complete
-  mkdir -p /home/live
-  ( i=0; while [ $i -lt 2000 ]; do
-      f=/home/live/w$i
-      head -c $MiB /dev/urandom > $f && sync $f && echo "$i $(now_cs) $($SHA256SUM $f | cut -d' ' -f1) $f" >> "$WLOG"
-      i=$((i + 1)); sleep 0.5
-    done ) &
-  for _ in $(seq 100); do [ -s "$WLOG" ] && break; sleep 0.2; done
-  check writer-running "$(wc -l < "$WLOG" 2>/dev/null) files" [ -s "$WLOG" ]
-  # the watcher: the last moment the cut-off had not been announced yet
-  ( last=$(now_cs)
-    while :; do
-      t=$(now_cs)
-      if grep -q '"event":"cut-off"' "$RES/install.json" 2>/dev/null; then echo "$last" > "$RES/cutoff-cs"; break; fi
-      last=$t; sleep 0.2
-    done ) &
+  cutoff_writer_start "$RES/install.json"
   echo soft > /run/vmtest/next-phase
   say "rootshift install --disk /dev/vdb --layout plain --yes --json"
   echo "$(now_cs)" > "$RES/install-start-cs"
   timeout 1500 rootshift install --disk /dev/vdb --layout plain --yes --json > "$RES/install.json" 2> "$RES/install.err"; rc=$?
   echo "$(now_cs)" > "$RES/install-end-cs"
-  say "install exit=$rc; stderr: $(tail -5 "$RES/install.err" | tr '\n' '|')"
-  if [ $rc = 0 ]; then
-    # systemd is stopping every service now; this runner starts again in the installed system (phase soft)
-    sleep 600
-    check soft-reboot-happened "still running 600 s after the install returned" false
-  else
-    rm -f /run/vmtest/next-phase
-    umount -R /run/nextroot 2>/dev/null
-    check install-exit-0 "exit=$rc; $(tail -3 "$RES/install.err" | tr '\n' '|' | cut -c1-400)" false
-  fi
-  scenario_done
-  exit 0
+  soft_reboot_or_fail install $rc "$RES/install.err"
 fi
 
 # ==== soft: the installed system, entered by soft-reboot =============================================================
@@ -126,23 +97,10 @@ if [ "$VMTEST_PHASE" = soft ]; then
   check new-machine-id "live $(cat "$RES/live-machine-id"), now $(cat /etc/machine-id)" \
     sh -c "[ '$(cat /etc/machine-id)' != '$(cat "$RES/live-machine-id")' ] && grep -qxE '[0-9a-f]{32}' /etc/machine-id"
   cat /etc/machine-id > "$RES/machine-id"
-  # writer files complete before the cut-off belong to the installed system; later ones may not
-  CUT=$(cat "$RES/cutoff-cs" 2>/dev/null)
-  check cut-off-seen "cut-off noted at ${CUT:-never} cs" [ -n "$CUT" ]
-  awk -v c="${CUT:-0}" '$2 < c { print $3 "  " $4 }' "$WLOG" >> "$SUMS"
-  before=$(awk -v c="${CUT:-0}" '$2 < c' "$WLOG" | wc -l); after=$(awk -v c="${CUT:-0}" '$2 >= c' "$WLOG" | wc -l)
-  figure writer_files_before_cutoff "$before"; figure writer_files_after_cutoff "$after"
-  check writer-wrote-during-copy "$before files before the cut-off" [ "$before" -ge 3 ]
+  cutoff_sums
   installed_checks vdb
   # what the soft-reboot left of the live stack, released by the runtime unit
-  for _ in $(seq 150); do
-    [ "$(systemctl show -P ActiveState rootshift-release-live.service)" = inactive ] && [ -s /run/rootshift/released.json ] && break
-    sleep 0.2
-  done
-  cp /run/rootshift/released.json "$RES/" 2>/dev/null
-  say "released: $(jq -c . /run/rootshift/released.json 2>&1 | cut -c1-600)"
-  assert_eq release-unit-result success "$(systemctl show -P Result rootshift-release-live.service)"
-  assert_eq released-nothing-kept 0 "$(jq -r .kept /run/rootshift/released.json 2>&1)"
+  release_checks
   check released-ejected-cd "$(jq -c .released /run/rootshift/released.json 2>&1)" \
     sh -c "jq -r '.released[]' /run/rootshift/released.json | grep -qx 'ejected /dev/sr0'"
   check no-loop-devices "$(grep -l . /sys/block/loop*/loop/backing_file 2>/dev/null | tr '\n' ' ')" \

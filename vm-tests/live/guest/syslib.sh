@@ -85,3 +85,75 @@ secure_boot_checks() {
   check $1-secure-boot-variable-1 "$(od -An -t u1 $v 2>&1 | tr -s ' ')" sh -c "[ \"\$(od -An -t u1 -j4 -N1 $v | tr -d ' ')\" = 1 ]"
   check $1-kernel-secure-boot-enabled "$(dmesg | grep -i 'secure boot' | head -2 | tr '\n' '|')" sh -c "dmesg | grep -qi 'secure boot enabled'"
 }
+
+# ---- a live session copied file by file (install --layout plain, flatten): what was synced before the cut-off -------
+# cutoff_writer_start JSON : a writer of 1 MiB files in /home/live, each synced, then logged in $WLOG ("index
+# uptime_cs sha256 path"); and a watcher that writes into $RES/cutoff-cs the last moment JSON (the command's events
+# on stdout) had no `cut-off` event yet
+cutoff_writer_start() {
+  mkdir -p /home/live
+  ( i=0; while [ $i -lt 2000 ]; do
+      f=/home/live/w$i
+      head -c 1048576 /dev/urandom > $f && sync $f && echo "$i $(now_cs) $($SHA256SUM $f | cut -d' ' -f1) $f" >> "$WLOG"
+      i=$((i + 1)); sleep 0.5
+    done ) &
+  for _ in $(seq 100); do [ -s "$WLOG" ] && break; sleep 0.2; done
+  check writer-running "$(wc -l < "$WLOG" 2>/dev/null) files" [ -s "$WLOG" ]
+  ( last=$(now_cs)
+    while :; do
+      t=$(now_cs)
+      if grep -q '"event":"cut-off"' "$1" 2>/dev/null; then echo "$last" > "$RES/cutoff-cs"; break; fi
+      last=$t; sleep 0.2
+    done ) &
+}
+
+# cutoff_sums : the writer's files complete before the cut-off belong to the copy: they join $SUMS; at least 3 of
+# them were written while it ran
+cutoff_sums() {
+  local cut before after
+  cut=$(cat "$RES/cutoff-cs" 2>/dev/null)
+  check cut-off-seen "cut-off noted at ${cut:-never} cs" [ -n "$cut" ]
+  awk -v c="${cut:-0}" '$2 < c { print $3 "  " $4 }' "$WLOG" >> "$SUMS"
+  before=$(awk -v c="${cut:-0}" '$2 < c' "$WLOG" | wc -l); after=$(awk -v c="${cut:-0}" '$2 >= c' "$WLOG" | wc -l)
+  figure writer_files_before_cutoff "$before"; figure writer_files_after_cutoff "$after"
+  check writer-wrote-during-copy "$before files before the cut-off" [ "$before" -ge 3 ]
+}
+
+# release_checks : after a soft-reboot, rootshift-release-live.service ran once and kept nothing of the live stack
+release_checks() {
+  for _ in $(seq 150); do
+    [ "$(systemctl show -P ActiveState rootshift-release-live.service)" = inactive ] && [ -s /run/rootshift/released.json ] && break
+    sleep 0.2
+  done
+  cp /run/rootshift/released.json "$RES/" 2>/dev/null
+  say "released: $(jq -c . /run/rootshift/released.json 2>&1 | cut -c1-600)"
+  assert_eq release-unit-result success "$(systemctl show -P Result rootshift-release-live.service)"
+  assert_eq released-nothing-kept 0 "$(jq -r .kept /run/rootshift/released.json 2>&1)"
+}
+
+# soft_reboot_or_fail NAME RC ERRFILE : the command NAME (install, flatten) returned RC. 0: it soft-reboots (systemd
+# stops everything now; the runner starts again in the phase /run/vmtest/next-phase names), so this one must not
+# get far; else the failure, and no next phase. Ends the phase either way.
+soft_reboot_or_fail() {
+  say "$1 exit=$2; stderr: $(tail -5 "$3" | tr '\n' '|')"
+  if [ "$2" = 0 ]; then
+    sleep 600
+    check soft-reboot-happened "still running 600 s after $1 returned" false
+  else
+    rm -f /run/vmtest/next-phase
+    umount -R /run/nextroot 2>/dev/null
+    check "$1-exit-0" "exit=$2; $(tail -3 "$3" | tr '\n' '|' | cut -c1-400)" false
+  fi
+  scenario_done
+  exit 0
+}
+
+# files_and_tree_intact : every checksummed file reads back (caches dropped), and the prepared tree's facts
+# (live/guest/treefacts.py, taken before the copy into $RES/prepared.facts) are the same now
+files_and_tree_intact() {
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  check all-files-intact "$(wc -l < "$SUMS") files (earlier boots, the session, the writer before the cut-off)" $SHA256SUM -c --quiet "$SUMS"
+  python3 "$VMTEST_IN/treefacts.py" facts /srv/prepared $(cat "$RES/facts-opts" 2>/dev/null) > "$RES/prepared-$VMTEST_PHASE.facts" 2> "$RES/facts.err"
+  check prepared-tree-equal "$(diff "$RES/prepared.facts" "$RES/prepared-$VMTEST_PHASE.facts" 2>&1 | head -4 | cut -c1-200 | tr '\n' '|') $(head -c 200 "$RES/facts.err")" \
+    cmp -s "$RES/prepared.facts" "$RES/prepared-$VMTEST_PHASE.facts"
+}

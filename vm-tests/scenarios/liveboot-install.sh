@@ -20,7 +20,7 @@
 # vm-disks: 64M 4G
 # vm-then: uefi firmware=uefi disk=vdb
 # vm-then: bios firmware=bios from=uefi
-# vm-then: flatten firmware=bios from=bios tier=full
+# vm-then: flatten firmware=bios from=uefi tier=full
 # vm-then: flat firmware=uefi from=flatten tier=full
 # vm-timeout: 1800
 # vm-host-fsck: vdb3

@@ -24,8 +24,8 @@
 # vm-disks: 64M 4G
 # vm-then: uefi firmware=uefi disk=vdb
 # vm-then: flatten firmware=bios disk=vdb tier=full
-# vm-then: bios firmware=bios from=uefi tier=full
 # vm-then: flat firmware=uefi from=flatten tier=full
+# vm-then: bios firmware=bios from=uefi tier=full
 # vm-timeout: 1800
 # vm-host-fsck: vdb3
 # vm-host-fsck-replay: vdb4

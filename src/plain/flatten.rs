@@ -143,7 +143,9 @@ fn live_disk() -> Result<LiveDisk> {
             ))
         }
     };
-    let node = PathBuf::from(format!("/dev/disk/by-uuid/{}", conf.image_uuid));
+    let link = PathBuf::from(format!("/dev/disk/by-uuid/{}", conf.image_uuid));
+    // the kernel's name (/dev/sda3) in what is shown, not the link
+    let node = fs::canonicalize(&link).unwrap_or(link);
     let image = BlockDev::from_path(&node)
         .map_err(|e| anyhow!("the image partition (UUID {}): {e}", conf.image_uuid))?;
     let im = mounts::mounts_of(image.devnum)?

@@ -87,13 +87,13 @@ secure_boot_checks() {
 }
 
 # ---- a live session copied file by file (install --layout plain, flatten): what was synced before the cut-off -------
-# cutoff_writer_start JSON : a writer of 1 MiB files in /home/live, each synced, then logged in $WLOG ("index
+# cutoff_writer_start JSON : a writer of 1 MiB files in /home/cutoff, each synced, then logged in $WLOG ("index
 # uptime_cs sha256 path"); and a watcher that writes into $RES/cutoff-cs the last moment JSON (the command's events
 # on stdout) had no `cut-off` event yet
 cutoff_writer_start() {
-  mkdir -p /home/live
+  mkdir -p /home/cutoff
   ( i=0; while [ $i -lt 2000 ]; do
-      f=/home/live/w$i
+      f=/home/cutoff/w$i
       head -c 1048576 /dev/urandom > $f && sync $f && echo "$i $(now_cs) $($SHA256SUM $f | cut -d' ' -f1) $f" >> "$WLOG"
       i=$((i + 1)); sleep 0.5
     done ) &

@@ -535,14 +535,8 @@ pub fn live_sync(only: Option<&str>) -> Result<Vec<String>> {
     };
     use nix::mount::{mount, umount, MsFlags};
     if remount {
-        mount(
-            None::<&str>,
-            &mnt,
-            None::<&str>,
-            MsFlags::MS_REMOUNT,
-            None::<&str>,
-        )
-        .with_context(|| format!("remounting {} read-write", mnt.display()))?;
+        mounts::remount(&mnt, false)
+            .with_context(|| format!("remounting {} read-write", mnt.display()))?;
     } else {
         fs::create_dir_all(&mnt)?;
         mount(
@@ -579,13 +573,7 @@ pub fn live_sync(only: Option<&str>) -> Result<Vec<String>> {
         Ok(pairs.into_iter().map(|p| p.0).collect())
     })();
     if remount {
-        let _ = mount(
-            None::<&str>,
-            &mnt,
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        );
+        let _ = mounts::remount(&mnt, true);
     } else {
         let _ = umount(&mnt);
     }

@@ -193,7 +193,17 @@ impl BlockDev {
 
     /// Devices this one is stacked on.
     pub fn slaves(&self) -> Vec<BlockDev> {
-        list_dir(&self.sysfs.join("slaves"))
+        self.related("slaves")
+    }
+
+    /// Devices stacked on this one, as [`BlockDev`]s (see [`BlockDev::holders`] for their names).
+    pub fn holder_devs(&self) -> Vec<BlockDev> {
+        self.related("holders")
+    }
+
+    /// The devices a sysfs directory of this one (`slaves`, `holders`) names.
+    fn related(&self, dir: &str) -> Vec<BlockDev> {
+        list_dir(&self.sysfs.join(dir))
             .into_iter()
             .filter_map(|n| read_trim(&PathBuf::from("/sys/class/block").join(&n).join("dev")))
             .filter_map(|d| d.parse::<DevNum>().ok())

@@ -18,6 +18,17 @@ pub struct Mount {
     pub root: PathBuf,
 }
 
+/// Switch the filesystem mounted at `mount_point` between read-only and read-write (`mount -o
+/// remount,ro|rw`: the superblock's flag, seen by every mount of it).
+pub fn remount(mount_point: &Path, read_only: bool) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let mut flags = MsFlags::MS_REMOUNT;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    mount(None::<&str>, mount_point, None::<&str>, flags, None::<&str>).map_err(io::Error::from)
+}
+
 /// All current mounts of this process's mount namespace.
 pub fn mounts() -> io::Result<Vec<Mount>> {
     let infos = procfs::process::Process::myself()

@@ -134,7 +134,7 @@ pub fn finish(top: &Path) -> Result<Moved> {
 /// `rootshift boot flatten-finish ROOT`: ROOT is the root filesystem, mounted (read-only as an
 /// initrd mounts it): made writable for the move, then put back as it was.
 pub fn finish_mounted(root: &Path) -> Result<Moved> {
-    use nix::mount::{mount, MsFlags};
+    use crate::kernel::mounts;
     use nix::sys::statvfs::{statvfs, FsFlags};
     if !pending(root) {
         return Ok(Moved::default());
@@ -143,22 +143,13 @@ pub fn finish_mounted(root: &Path) -> Result<Moved> {
         .with_context(|| format!("statfs {}", root.display()))?
         .flags()
         .contains(FsFlags::ST_RDONLY);
-    let remount = |flags: MsFlags| {
-        mount(
-            None::<&str>,
-            root,
-            None::<&str>,
-            MsFlags::MS_REMOUNT | flags,
-            None::<&str>,
-        )
-    };
     if ro {
-        remount(MsFlags::empty())
+        mounts::remount(root, false)
             .with_context(|| format!("remounting {} read-write", root.display()))?;
     }
     let r = finish(root);
     if ro {
-        let _ = remount(MsFlags::MS_RDONLY);
+        let _ = mounts::remount(root, true);
     }
     r
 }

@@ -187,21 +187,6 @@ fn free_bytes(p: &Path) -> Result<u64> {
     Ok(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
-fn remount(mnt: &Path, ro: bool) -> Result<()> {
-    let flags = if ro {
-        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY
-    } else {
-        MsFlags::MS_REMOUNT
-    };
-    mount(None::<&str>, mnt, None::<&str>, flags, None::<&str>).with_context(|| {
-        format!(
-            "remounting {} {}",
-            mnt.display(),
-            if ro { "read-only" } else { "read-write" }
-        )
-    })
-}
-
 fn bind(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to)?;
     mount(Some(from), to, None::<&str>, MsFlags::MS_BIND, None::<&str>)
@@ -422,7 +407,8 @@ pub fn flatten(o: &FlattenOptions, inhibit: Option<crate::session::Inhibitor>) -
 /// /boot for the finish. GRUB's directory is left out: grub-install and grub-mkconfig write it,
 /// and until then the live entry in it must keep working. Returns the names copied.
 fn boot_to_image_partition(ld: &LiveDisk, nextroot: &Path) -> Result<Vec<String>> {
-    remount(&ld.image_mnt, false)?;
+    mounts::remount(&ld.image_mnt, false)
+        .with_context(|| format!("remounting {} read-write", ld.image_mnt.display()))?;
     let src = nextroot.join("boot");
     let mut o = treecopy::Options::new(2);
     o.skip = vec![src.join("grub"), src.join("efi")];

@@ -123,21 +123,15 @@ pub fn record() -> Result<Vec<Step>> {
             queue.push(b.file_dev);
             // dmsquash-live's live-base: a linear map of the same image loop beside the snapshot,
             // not below it; the loop cannot go while it holds it
-            for h in bd.holders() {
-                let sys = Path::new("/sys/class/block").join(&h).join("dev");
-                let Some(hd) = fs::read_to_string(sys)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<DevNum>().ok())
-                else {
-                    continue;
-                };
-                if BlockDev::from_devnum(hd).is_ok_and(|x| {
-                    x.dm_name()
-                        .is_some_and(|n| n.starts_with(crate::live::LIVE_DM_PREFIX))
-                }) {
-                    queue.push(hd);
-                }
-            }
+            queue.extend(
+                bd.holder_devs()
+                    .into_iter()
+                    .filter(|h| {
+                        h.dm_name()
+                            .is_some_and(|n| n.starts_with(crate::live::LIVE_DM_PREFIX))
+                    })
+                    .map(|h| h.devnum),
+            );
         } else if !top.contains(&d) {
             // what image files are on: the medium (a CD, a USB stick, the disk an ISO file is on)
             media.push(bd);

@@ -169,6 +169,24 @@ pub enum Command {
         /// passphrase is asked for on the terminal.
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
+        /// Encrypt while migrating: format TARGET as LUKS2 (cryptsetup), open it as
+        /// luks-<UUID> and mirror the root into it. The key: --key-file FILE, or a passphrase
+        /// asked twice on the terminal. Needs --no-install for now (crypttab and the initramfs
+        /// are not written yet; the migration says what the next boot needs).
+        #[arg(long)]
+        encrypt: bool,
+        /// With --encrypt: the new container's KDF memory cost in KiB (cryptsetup
+        /// --pbkdf-memory; argon2id's default is up to 1 GiB).
+        #[arg(long, value_name = "KIB", requires = "encrypt")]
+        pbkdf_memory: Option<u32>,
+        /// With --encrypt: the time the KDF should take on this machine, in ms (cryptsetup
+        /// --iter-time).
+        #[arg(long, value_name = "MS", requires = "encrypt")]
+        iter_time: Option<u32>,
+        /// With --encrypt: after the switch, overwrite the old device with zeroes (it holds
+        /// the root as plaintext).
+        #[arg(long)]
+        wipe_source: bool,
         /// After the migration, make the target an installed system that boots alone: fresh
         /// ids, fstab, initramfs, boot loader (`rootshift finish`). Default when the source is
         /// a live medium, or when --bootloader/--initramfs is given.

@@ -297,6 +297,8 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         install: Some(true),
         finish: finish_opts,
         key_file: None,
+        encrypt: None,
+        wipe_source: false,
     })?;
     let ids = plan.partids();
     finish::ids::write_atomic(Path::new(PARTIDS), ids.as_bytes(), 0o644)?;
@@ -399,6 +401,8 @@ fn install_live(
         install: Some(false),
         finish: opts.finish.clone(),
         key_file: None,
+        encrypt: None,
+        wipe_source: false,
     })?;
     let esp = plan.esp().map(|e| &devs[&e.number]);
     let conf = finish::live::install_entry(

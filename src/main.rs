@@ -56,6 +56,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clones,
             image_to,
             key_file,
+            encrypt,
+            pbkdf_memory,
+            iter_time,
+            wipe_source,
             install,
             no_install,
             finish,
@@ -95,6 +99,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..finish.options()
                 },
                 key_file,
+                encrypt: encrypt.then_some(migrate::EncryptOptions {
+                    pbkdf_memory,
+                    iter_time,
+                }),
+                wipe_source,
             })
         }
         Command::Install {

@@ -165,11 +165,12 @@ impl DmMirror {
         &mut self,
         source: &BlockDev,
         target: &BlockDev,
-        clones: &[BlockDev],
+        plan: &CopyPlan,
         len: Sectors,
         region: Sectors,
         mount: &std::path::Path,
     ) -> Result<CopyInfo> {
+        let (clones, span) = (&plan.clones, plan.fs_span);
         let dev_bytes = *len * 512;
         let region_bytes = *region * 512;
         // The log lives in RAM (a loop over a file in /run): a crash restarts the copy anyway.
@@ -207,7 +208,8 @@ impl DmMirror {
             )
         })?;
         crate::failpoint::hit("attach::frozen")?;
-        let map = clean_map(&free, dev_bytes, region_bytes);
+        // an encrypted root's map is in plaintext offsets: behind the LUKS header on the wrapper
+        let map = clean_map(&span.free_on_device(&free), dev_bytes, region_bytes);
         let img = log_image(&map);
         file.write_all_at(&img, 0)
             .context("writing the mirror log")?;
@@ -414,7 +416,7 @@ impl Backend for DmMirror {
             Some(mp) => {
                 self.dm.ensure_target("mirror", "dm_log")?;
                 let region = plan.region.unwrap_or(REGION_USED);
-                self.attach_used(source, target, &plan.clones, len, region, &mp)
+                self.attach_used(source, target, plan, len, region, &mp)
             }
             None => self.attach_full(
                 source,

@@ -67,8 +67,12 @@ pub struct CopyPlan {
     pub mode: CopyMode,
     /// Region size override (dm).
     pub region: Option<devicemapper::Sectors>,
-    /// Where the wrapper's filesystem is mounted and its type, if it is.
+    /// Where the wrapper's filesystem is mounted and its type, if it is: the filesystem on the
+    /// wrapper itself, or the one in an encrypted container opened over it.
     pub mount: Option<(PathBuf, String)>,
+    /// Where that filesystem lies on the wrapper: all of it, or an encrypted root's payload
+    /// behind its LUKS header. A used-only copy shifts the free-space map by it.
+    pub fs_span: usedmap::FsSpan,
     /// Extra legs filled in the same pass as the target (root clones, `rootshift install`),
     /// detached at the switch together with the source.
     pub clones: Vec<BlockDev>,

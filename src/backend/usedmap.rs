@@ -85,6 +85,32 @@ pub fn log_image(map: &CleanMap) -> Vec<u8> {
     img
 }
 
+/// Where a filesystem lies on the device the mirror copies, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FsSpan {
+    /// Its byte 0 on the device: 0, or an encrypted container's payload offset.
+    pub start: u64,
+    /// Its length, when it does not run to the device's end (None: it does).
+    pub len: Option<u64>,
+}
+
+impl FsSpan {
+    /// The filesystem's free extents (filesystem offsets) as device offsets: shifted by `start`
+    /// and clipped to the span. Nothing outside the span is free: an encrypted container's
+    /// header before it (keyslots, the LUKS2 metadata) and any tail after it are copied.
+    pub fn free_on_device(&self, free: &[(u64, u64)]) -> Vec<(u64, u64)> {
+        free.iter()
+            .filter_map(|&(s, l)| {
+                let e = match self.len {
+                    Some(n) => s.saturating_add(l).min(n),
+                    None => s.saturating_add(l),
+                };
+                (e > s).then(|| (s.saturating_add(self.start), e - s))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +119,40 @@ mod tests {
 
     fn is_clean(m: &CleanMap, r: u64) -> bool {
         m.bits[(r / 8) as usize] & (1 << (r % 8)) != 0
+    }
+
+    #[test]
+    fn an_encrypted_payloads_free_space_is_shifted_past_the_header() {
+        const MIB: u64 = 1 << 20;
+        // LUKS2: payload at 16 MiB, 100 MiB long, on a 120 MiB device
+        let span = FsSpan {
+            start: 16 * MIB,
+            len: Some(100 * MIB),
+        };
+        let free = [(0, MIB), (10 * MIB, 5 * MIB), (99 * MIB, 10 * MIB)];
+        let on = span.free_on_device(&free);
+        assert_eq!(on, [(16 * MIB, MIB), (26 * MIB, 5 * MIB), (115 * MIB, MIB)]);
+        // the header and the tail after the payload are never clean
+        let m = clean_map(&on, 120 * MIB, MIB);
+        assert!(
+            (0..16).all(|r| !is_clean(&m, r)),
+            "LUKS header marked clean"
+        );
+        assert!(is_clean(&m, 16) && !is_clean(&m, 17));
+        assert!((26..31).all(|r| is_clean(&m, r)));
+        assert!(is_clean(&m, 115));
+        assert!((116..120).all(|r| !is_clean(&m, r)), "tail marked clean");
+        assert_eq!(m.clean, 7);
+        // unshifted: the identity
+        assert_eq!(FsSpan::default().free_on_device(&free), free);
+        assert_eq!(
+            FsSpan {
+                start: 0,
+                len: Some(MIB / 2)
+            }
+            .free_on_device(&free),
+            [(0, MIB / 2)]
+        );
     }
 
     #[test]

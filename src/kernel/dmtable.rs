@@ -19,7 +19,7 @@ pub struct ParseError {
     pub why: String,
 }
 
-fn perr(what: &'static str, text: &str, why: impl Into<String>) -> ParseError {
+pub(super) fn perr(what: &'static str, text: &str, why: impl Into<String>) -> ParseError {
     ParseError {
         what,
         text: text.to_string(),
@@ -28,26 +28,26 @@ fn perr(what: &'static str, text: &str, why: impl Into<String>) -> ParseError {
 }
 
 /// Pulls whitespace-separated words off a parameter string, with errors that name the field.
-struct Words<'a> {
+pub(super) struct Words<'a> {
     what: &'static str,
     text: &'a str,
     it: std::str::SplitWhitespace<'a>,
 }
 
 impl<'a> Words<'a> {
-    fn new(what: &'static str, text: &'a str) -> Self {
+    pub(super) fn new(what: &'static str, text: &'a str) -> Self {
         Words {
             what,
             text,
             it: text.split_whitespace(),
         }
     }
-    fn word(&mut self, field: &str) -> Result<&'a str, ParseError> {
+    pub(super) fn word(&mut self, field: &str) -> Result<&'a str, ParseError> {
         self.it
             .next()
             .ok_or_else(|| perr(self.what, self.text, format!("missing {field}")))
     }
-    fn num<T: FromStr>(&mut self, field: &str) -> Result<T, ParseError> {
+    pub(super) fn num<T: FromStr>(&mut self, field: &str) -> Result<T, ParseError> {
         let w = self.word(field)?;
         w.parse().map_err(|_| {
             perr(
@@ -57,7 +57,7 @@ impl<'a> Words<'a> {
             )
         })
     }
-    fn dev(&mut self, field: &str) -> Result<DevNum, ParseError> {
+    pub(super) fn dev(&mut self, field: &str) -> Result<DevNum, ParseError> {
         let w = self.word(field)?;
         w.parse().map_err(|_| {
             perr(

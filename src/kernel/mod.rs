@@ -6,6 +6,7 @@
 pub mod blockdev;
 pub mod devnum;
 pub mod dm;
+pub mod dmcrypt;
 pub mod dmtable;
 pub mod fs;
 pub mod ioctl;

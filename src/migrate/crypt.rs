@@ -10,8 +10,9 @@
 //! disk's LUKS header then gets a new UUID, so an unlock by UUID (crypttab, `rd.luks.uuid=`)
 //! cannot take the stale copy.
 //!
-//! The copy is whole: the filesystem's free-space map is in plaintext offsets, which a used-only
-//! copy would have to shift by the payload offset (with the header counted as used).
+//! A used-only copy (dm backend) reads the free-space map of the filesystem in the container:
+//! its offsets are the payload's, so they are shifted by the payload offset on the wrapper, and
+//! the header before it (keyslots, LUKS2 metadata) is always copied (`FsSpan`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,16 +20,20 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::backend::usedmap::FsSpan;
 use crate::backend::CopyMode;
 use crate::error::refuse;
 use crate::kernel::blockdev::BlockDev;
+use crate::kernel::devnum::DevNum;
 use crate::kernel::dm::{self, Dm};
+use crate::kernel::dmcrypt::CryptParams;
+use crate::kernel::dmtable::TableLine;
 use crate::kernel::mounts::{self, Mount};
 use crate::tools;
 use crate::wrapper::Wrapper;
 
-/// The key a resize of the open mapping needs.
-enum Key {
+/// The key a resize of the open mapping needs (or, `migrate --encrypt`, the new container's).
+pub(super) enum Key {
     /// The mapping's table holds the key itself (LUKS1, plain): no key needed.
     NotNeeded,
     File(PathBuf),
@@ -44,13 +49,15 @@ pub struct Crypt {
     pub luks: bool,
     /// Where the filesystem in it is mounted (the root).
     pub mount: Option<Mount>,
+    /// Where its payload (the filesystem) lies on the wrapper, from its one `crypt` line.
+    pub span: Option<FsSpan>,
     cryptsetup: PathBuf,
     key: Key,
 }
 
-impl Drop for Crypt {
+impl Drop for Key {
     fn drop(&mut self) {
-        if let Key::Typed(k) = &mut self.key {
+        if let Key::Typed(k) = self {
             k.iter_mut().for_each(|b| *b = 0);
         }
     }
@@ -63,6 +70,17 @@ pub fn key_in_keyring(crypt_params: &str) -> bool {
         .split_whitespace()
         .nth(1)
         .is_some_and(|k| k.starts_with(':'))
+}
+
+/// Where the payload of a mapping with `table` lies on `wrapper`: its one `crypt` line's offset
+/// and length. None when the table is anything else (several lines, another device).
+pub fn payload_span(table: &[TableLine], wrapper: DevNum) -> Option<FsSpan> {
+    let [l] = table else { return None };
+    let p: CryptParams = l.params.parse().ok()?;
+    (l.target == "crypt" && *l.start == 0 && p.dev == wrapper).then(|| FsSpan {
+        start: *p.offset * 512,
+        len: Some(*l.len * 512),
+    })
 }
 
 impl Crypt {
@@ -89,16 +107,21 @@ impl Crypt {
                 Some("install cryptsetup (Debian: cryptsetup-bin)"),
             ));
         };
-        if copy == CopyMode::Used {
-            return Err(refuse(
-                format!("{} carries the encrypted container {name}: its used blocks are not known below the encryption, so it is copied whole", w.name),
-                Some("leave --copy out (or pass --copy full)"),
-            ));
-        }
         let luks = dev.dm_uuid().is_some_and(|u| u.starts_with("CRYPT-LUKS"));
         let table = Dm::open()
             .and_then(|d| d.table(&name))
             .with_context(|| format!("reading the table of {name}"))?;
+        let span = payload_span(&table, w.devnum);
+        if copy == CopyMode::Used && span.is_none() {
+            return Err(refuse(
+                format!(
+                    "{} carries the encrypted container {name}, whose table is not one crypt line over it: \
+                     where its filesystem's free blocks lie on {} is not known, so it is copied whole",
+                    w.name, w.name
+                ),
+                Some("leave --copy out (or pass --copy full)"),
+            ));
+        }
         let needs_key = table
             .iter()
             .any(|l| l.target == "crypt" && key_in_keyring(&l.params));
@@ -110,7 +133,7 @@ impl Crypt {
                 })?;
                 Key::File(f.to_path_buf())
             }
-            (true, None) => match ask_passphrase(&name)? {
+            (true, None) => match ask_passphrase(&format!("Passphrase of {name} (to grow it after the move)"))? {
                 Some(p) => Key::Typed(p),
                 None => {
                     return Err(refuse(
@@ -128,6 +151,7 @@ impl Crypt {
             name,
             luks,
             mount,
+            span,
             cryptsetup,
             key,
         };
@@ -166,73 +190,83 @@ impl Crypt {
         Ok(u)
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.cryptsetup);
-        c.args(args);
-        if !dm::udev_running() {
-            // libdevmapper would wait for udev to acknowledge the reload
-            c.env("DM_DISABLE_UDEV", "1");
-        }
-        c
-    }
-
     fn run_keyless(&self, args: &[&str]) -> Result<()> {
-        let out = self
-            .command(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running cryptsetup")?;
-        if !out.status.success() {
-            bail!(
-                "cryptsetup {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        run_keyless(&self.cryptsetup, args)
     }
 
     /// cryptsetup ARGS with the key (a file, or the typed passphrase on its standard input).
     fn run(&self, args: &[&str], what: &str) -> Result<()> {
-        let mut c = self.command(args);
-        match &self.key {
-            Key::NotNeeded => return self.run_keyless(args).context(what.to_string()),
-            Key::File(f) => {
-                c.arg("--key-file").arg(f).stdin(Stdio::null());
-            }
-            Key::Typed(_) => {
-                c.arg("--key-file=-").stdin(Stdio::piped());
-            }
-        }
-        let mut child = c
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running cryptsetup")?;
-        if let (Key::Typed(k), Some(mut stdin)) = (&self.key, child.stdin.take()) {
-            stdin
-                .write_all(k)
-                .context("handing cryptsetup the passphrase")?;
-        }
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let st = child.wait().context("waiting for cryptsetup")?;
-        if !st.success() {
-            bail!(
-                "{what}: cryptsetup {} failed ({st}): {}",
-                args.join(" "),
-                err.trim()
-            );
-        }
-        Ok(())
+        run(&self.cryptsetup, &self.key, args, what)
     }
 }
 
-/// The passphrase of `name`, asked on the controlling terminal without echo; None without one.
-fn ask_passphrase(name: &str) -> Result<Option<Vec<u8>>> {
+fn command(cryptsetup: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(cryptsetup);
+    c.args(args);
+    if !dm::udev_running() {
+        // libdevmapper would wait for udev to acknowledge the reload
+        c.env("DM_DISABLE_UDEV", "1");
+    }
+    c
+}
+
+/// cryptsetup ARGS, no key given; its stderr in the error.
+pub(super) fn run_keyless(cryptsetup: &Path, args: &[&str]) -> Result<()> {
+    let out = command(cryptsetup, args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running cryptsetup")?;
+    if !out.status.success() {
+        bail!(
+            "cryptsetup {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// cryptsetup ARGS with `key` (a file, or the typed passphrase on its standard input).
+pub(super) fn run(cryptsetup: &Path, key: &Key, args: &[&str], what: &str) -> Result<()> {
+    let mut c = command(cryptsetup, args);
+    match key {
+        Key::NotNeeded => return run_keyless(cryptsetup, args).context(what.to_string()),
+        Key::File(f) => {
+            c.arg("--key-file").arg(f).stdin(Stdio::null());
+        }
+        Key::Typed(_) => {
+            c.arg("--key-file=-").stdin(Stdio::piped());
+        }
+    }
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running cryptsetup")?;
+    if let (Key::Typed(k), Some(mut stdin)) = (key, child.stdin.take()) {
+        stdin
+            .write_all(k)
+            .context("handing cryptsetup the passphrase")?;
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let st = child.wait().context("waiting for cryptsetup")?;
+    if !st.success() {
+        bail!(
+            "{what}: cryptsetup {} failed ({st}): {}",
+            args.join(" "),
+            err.trim()
+        );
+    }
+    Ok(())
+}
+
+/// A passphrase asked on the controlling terminal with `prompt`, without echo; None without a
+/// terminal.
+pub(super) fn ask_passphrase(prompt: &str) -> Result<Option<Vec<u8>>> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let Ok(mut tty) = std::fs::OpenOptions::new()
         .read(true)
@@ -244,7 +278,7 @@ fn ask_passphrase(name: &str) -> Result<Option<Vec<u8>>> {
     let old = tcgetattr(&tty).context("reading the terminal's settings")?;
     let mut quiet = old.clone();
     quiet.local_flags.remove(LocalFlags::ECHO);
-    write!(tty, "Passphrase of {name} (to grow it after the move): ")?;
+    write!(tty, "{prompt}: ")?;
     tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).context("turning the terminal's echo off")?;
     let mut line = Vec::new();
     let mut b = [0u8; 1];
@@ -265,6 +299,39 @@ fn ask_passphrase(name: &str) -> Result<Option<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_payload_span_comes_from_one_crypt_line_over_the_wrapper() {
+        let w: DevNum = "254:1".parse().unwrap();
+        let line = |start, len, dev| {
+            TableLine::new(
+                devicemapper::Sectors(start),
+                devicemapper::Sectors(len),
+                "crypt",
+                format!("aes-xts-plain64 :64:logon:cryptsetup:x-d0 0 {dev} 32768"),
+            )
+        };
+        assert_eq!(
+            payload_span(&[line(0, 204800, "254:1")], w),
+            Some(FsSpan {
+                start: 16 << 20,
+                len: Some(100 << 20)
+            })
+        );
+        assert_eq!(payload_span(&[line(0, 204800, "254:2")], w), None);
+        assert_eq!(
+            payload_span(&[line(0, 8, "254:1"), line(8, 8, "254:1")], w),
+            None
+        );
+        assert_eq!(payload_span(&[], w), None);
+        let lin = TableLine::new(
+            devicemapper::Sectors(0),
+            devicemapper::Sectors(8),
+            "linear",
+            "254:1 32768",
+        );
+        assert_eq!(payload_span(&[lin], w), None);
+    }
 
     #[test]
     fn a_keyring_key_is_told_from_a_hex_key() {

@@ -124,6 +124,8 @@ impl Run {
                 None => {}
             }
         }
+        // --encrypt: the old disk's plaintext overwritten or reported
+        self.after_encrypt();
         // an overlay root's image files onto their partition, then the medium and the zram
         // device the upper was on let go of
         let mut freed = vec![];

@@ -20,6 +20,7 @@ mod abort;
 mod clones;
 mod copy;
 mod crypt;
+mod encrypt;
 mod grow;
 mod identify;
 mod install;
@@ -30,6 +31,7 @@ mod switched;
 
 pub use abort::abort;
 use copy::region_sectors;
+pub use encrypt::EncryptOptions;
 pub use install::finish_command;
 use resume::keep_persisted;
 use rollback::clear_half_copies;
@@ -95,6 +97,10 @@ pub struct MigrateOptions {
     pub finish: finish::Options,
     /// An encrypted root: the key (passphrase or key file) that grows its LUKS container.
     pub key_file: Option<PathBuf>,
+    /// `--encrypt`: the target becomes a LUKS2 container and the root is mirrored into it.
+    pub encrypt: Option<EncryptOptions>,
+    /// `--wipe-source` (with --encrypt): overwrite the old disk's plaintext after the switch.
+    pub wipe_source: bool,
 }
 
 fn record(dev: &BlockDev, size: Bytes) -> DevRecord {
@@ -159,6 +165,10 @@ struct Run {
     images: Option<crate::live::overlay::ImagePlan>,
     /// An encrypted root: its LUKS container, opened over the wrapper, moves as ciphertext.
     crypt: Option<crypt::Crypt>,
+    /// `--encrypt`: the new container's open mapping (the target), and whether to overwrite
+    /// the old disk's plaintext after the switch.
+    encrypted: Option<encrypt::Opened>,
+    wipe_source: bool,
     _guardian: Guardian,
 }
 

@@ -114,6 +114,8 @@ pub(super) fn resume(w: Wrapper, opts: &MigrateOptions) -> Result<()> {
         verify: opts.verify,
         images,
         crypt,
+        encrypted: None,
+        wipe_source: false,
         _guardian: guardian,
     };
     run.clones = found.clones;

@@ -1,6 +1,7 @@
 //! `rootshift migrate TARGET`: the preflight, then one run of the state machine.
 
 use super::*;
+use crate::backend::usedmap::FsSpan;
 
 /// `rootshift migrate TARGET` (or `--resume`).
 pub fn migrate(opts: &MigrateOptions) -> Result<()> {
@@ -37,8 +38,15 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     preflight::check_not_encrypted(&source, &format!("the source of {}", w.name))?;
     let target = preflight::resolve_target(&opts.target)?;
     // an encrypted root on the wrapper: its container moves whole, the key to grow it tested now
-    let crypt = crypt::Crypt::above(&w, opts.key_file.as_deref(), opts.copy)?;
+    // (--encrypt: --key-file is the new container's key)
+    let crypt_key = opts
+        .encrypt
+        .is_none()
+        .then_some(opts.key_file.as_deref())
+        .flatten();
+    let crypt = crypt::Crypt::above(&w, crypt_key, opts.copy)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
+    let encrypt = encrypt_preflight(opts, crypt.as_ref(), &target, checked.source_size)?;
     let mut clones: Vec<BlockDev> = vec![];
     for c in &opts.clones {
         let dev = preflight::resolve_target(c)?;
@@ -65,9 +73,11 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     let plan = CopyPlan {
         mode: opts.copy,
         region: opts.region_size.map(region_sectors).transpose()?,
-        mount: mount
-            .as_ref()
-            .map(|m| (m.mount_point.clone(), m.fs_type.clone())),
+        mount: fs_mount(mount.as_ref(), crypt.as_ref())
+            .map(|(m, _)| (m.mount_point.clone(), m.fs_type.clone())),
+        fs_span: fs_mount(mount.as_ref(), crypt.as_ref())
+            .map(|(_, span)| span)
+            .unwrap_or_default(),
         clones: clones.clone(),
     };
     backend.check_plan(&plan)?;
@@ -96,6 +106,13 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
                       entry name, and the old disk's header gets a new one"),
             ));
         }
+    }
+    if encrypt.is_some() && opts.install.unwrap_or(live_source) {
+        return Err(refuse(
+            "--encrypt moves the root into a new LUKS2 container, and the install step cannot make an encrypted root \
+             boot yet (crypttab, an initramfs that unlocks it)",
+            Some("add --no-install (then crypttab and the initramfs are yours to write: the migration says what)"),
+        ));
     }
     let install = if opts.install.unwrap_or(live_source) {
         Some(finish::preflight(
@@ -138,6 +155,11 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             ));
         }
     }
+    let into = if encrypt.is_some() {
+        " into a new LUKS2 container on it"
+    } else {
+        ""
+    };
     let what = match (&mount, &crypt) {
         (Some(m), _) => format!("{} ({})", m.mount_point.display(), m.fs_type),
         (None, Some(c)) => format!(
@@ -170,7 +192,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         progress.event(
             "plan",
             &format!(
-                "would move {what} from {} ({}) to {} ({}) through {} ({}, copy {}){}{then}",
+                "would move {what} from {} ({}) to {} ({}){into} through {} ({}, copy {}){}{then}",
                 source.display(),
                 human(checked.source_size),
                 target.display(),
@@ -193,6 +215,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
                 "source": record(&source, checked.source_size),
                 "target": record(&target, checked.target_size),
                 "copy_mode": copy,
+                "encrypt": encrypt.is_some(),
                 "clones": clones.iter().map(|c| record(c, c.size().unwrap_or(Bytes(0)))).collect::<Vec<_>>(),
                 "install": install.as_ref().map(|p| json!({
                     "bootloader": p.boot.bootloader.as_str(),
@@ -231,7 +254,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     };
     confirm(
         &format!(
-            "Move {what} from {} ({}) to {} ({}{about})? Everything on {} will be overwritten.{then}",
+            "Move {what} from {} ({}) to {} ({}{about}){into}? Everything on {} will be overwritten.{then}",
             source.display(),
             human(checked.source_size),
             target.display(),
@@ -248,15 +271,33 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         backend.set_rate_limit(RateLimit::Percent(p))?;
     }
 
+    // --encrypt: the target formatted and opened; the mirror fills the open mapping
+    let encrypted = encrypt
+        .as_ref()
+        .map(|e| e.format_and_open(&target))
+        .transpose()?;
+    let raw_target = target.clone();
+    let target = encrypted.as_ref().map(|o| o.dev.clone()).unwrap_or(target);
+    let target_size = match &encrypted {
+        Some(o) => o
+            .dev
+            .size()
+            .with_context(|| format!("reading the size of {}", o.name))?,
+        None => checked.target_size,
+    };
     // From here on the kernel's state changes: a guardian resumes/thaws if we die mid-change.
-    let guardian = Guardian::start(&w, mount.as_ref().map(|m| m.mount_point.as_path()))?;
+    // (an encrypted root's filesystem is the one a used-only copy freezes)
+    let guardian = Guardian::start(
+        &w,
+        fs_mount(mount.as_ref(), crypt.as_ref()).map(|(m, _)| m.mount_point.as_path()),
+    )?;
     let signals = Signals::install()?;
     let progress = Progress::new(opts.json);
     let mut journal = Journal::new(
         &w.name,
         backend.kind(),
         record(&source, checked.source_size),
-        record(&target, checked.target_size),
+        record(&target, target_size),
     );
     journal.source_live = live_source;
     // An installed system's root: keep the journal inside it too, where the boot hook finds it
@@ -299,8 +340,22 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         verify: opts.verify,
         images,
         crypt,
+        encrypted,
+        wipe_source: opts.wipe_source,
         _guardian: guardian,
     };
+    if let Some(o) = &run.encrypted {
+        run.progress.event(
+            "encrypted",
+            &format!(
+                "formatted {} as LUKS2 (UUID {}) and opened it as {}: the root is mirrored into it",
+                raw_target.display(),
+                o.uuid,
+                o.name
+            ),
+            json!({"device": raw_target.display(), "luks_uuid": o.uuid, "mapping": o.name}),
+        );
+    }
     run.journal.save()?;
     run.progress.event(
         "start",
@@ -383,8 +438,65 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     }
     let window = run.copy_and_switch()?;
     // ---- switched: the point of no return ----
+    if let Some(o) = run.encrypted.as_mut() {
+        o.keep();
+    }
     run.switched(window)?;
     run.finish()?;
     run.finish_clones()?;
     run.install()
+}
+
+/// The filesystem the copy sees and where it lies on the wrapper: the one on the wrapper itself,
+/// or the one in the encrypted container over it (behind its header).
+pub(super) fn fs_mount<'a>(
+    mount: Option<&'a mounts::Mount>,
+    crypt: Option<&'a crypt::Crypt>,
+) -> Option<(&'a mounts::Mount, FsSpan)> {
+    match (mount, crypt) {
+        (Some(m), _) => Some((m, FsSpan::default())),
+        (None, Some(c)) => Some((c.mount.as_ref()?, c.span?)),
+        (None, None) => None,
+    }
+}
+
+/// `--encrypt`: what it cannot be combined with, then every check of the new container (before
+/// anything is written). `--wipe-source` without it is refused.
+fn encrypt_preflight(
+    opts: &MigrateOptions,
+    crypt: Option<&crypt::Crypt>,
+    target: &BlockDev,
+    source_size: Bytes,
+) -> Result<Option<encrypt::Encrypt>> {
+    let Some(e) = &opts.encrypt else {
+        if opts.wipe_source {
+            return Err(refuse(
+                "--wipe-source overwrites the old disk after a migration with --encrypt, and --encrypt is not given",
+                Some("add --encrypt, or leave --wipe-source out"),
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(c) = crypt {
+        return Err(refuse(
+            format!(
+                "the root is encrypted already ({} is a dm-crypt mapping over the wrapper)",
+                c.name
+            ),
+            Some("leave --encrypt out: the container moves as it is"),
+        ));
+    }
+    let no = |what: &str| {
+        Err(refuse(
+            format!("--encrypt cannot be combined with {what} yet"),
+            Some(&format!("leave {what} out")),
+        ))
+    };
+    if !opts.clones.is_empty() {
+        return no("--clone");
+    }
+    if opts.image_to.is_some() {
+        return no("--image-to");
+    }
+    encrypt::Encrypt::prepare(e, opts.key_file.as_deref(), source_size, target).map(Some)
 }

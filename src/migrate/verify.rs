@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::backend::usedmap::FsSpan;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::fs::{free_extents, Frozen};
 
@@ -169,17 +170,17 @@ pub fn verify(
 /// The ranges to compare: the whole device, or (used-only copy) what the mounted filesystem uses
 /// now, from a fresh free-space map.
 pub fn ranges(
-    mount: Option<&Path>,
+    mount: Option<(&Path, FsSpan)>,
     wrapper_dev: crate::kernel::devnum::DevNum,
     size: u64,
     used_only: bool,
 ) -> Result<Vec<(u64, u64)>> {
     match (used_only, mount) {
-        (true, Some(m)) => {
+        (true, Some((m, span))) => {
             let f = File::open(m).with_context(|| format!("opening {}", m.display()))?;
             let free = free_extents(&f, wrapper_dev)
                 .with_context(|| format!("reading the free-space map of {}", m.display()))?;
-            Ok(used_ranges(&free, size))
+            Ok(used_ranges(&span.free_on_device(&free), size))
         }
         _ => Ok(vec![(0, size / ALIGN as u64 * ALIGN as u64)]),
     }
@@ -189,9 +190,16 @@ impl super::Run {
     /// `--verify`: compare the source with the target (and clones) while they are in sync.
     pub(super) fn verify_copy(&mut self) -> Result<()> {
         let used_only = self.info.as_ref().is_some_and(|i| i.mode == "used");
-        let mount = self.mount.as_ref().map(|m| m.mount_point.clone());
         let size = self.journal.source.size_bytes;
-        let ranges = ranges(mount.as_deref(), self.w.devnum, size, used_only)?;
+        let fs = super::start::fs_mount(self.mount.as_ref(), self.crypt.as_ref())
+            .map(|(m, span)| (m.mount_point.clone(), span));
+        let mount = fs.as_ref().map(|(m, _)| m.clone());
+        let ranges = ranges(
+            fs.as_ref().map(|(m, span)| (m.as_path(), *span)),
+            self.w.devnum,
+            size,
+            used_only,
+        )?;
         let total: u64 = ranges.iter().map(|(s, e)| e - s).sum();
         self.progress.event(
             "verifying",

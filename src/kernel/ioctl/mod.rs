@@ -41,6 +41,8 @@ mod raw {
     // linux/fs.h: BLKROSET _IO(0x12, 93), BLKROGET _IO(0x12, 94): an int by pointer
     nix::ioctl_write_ptr_bad!(blkroset, nix::request_code_none!(0x12, 93), libc::c_int);
     nix::ioctl_read_bad!(blkroget, nix::request_code_none!(0x12, 94), libc::c_int);
+    // BLKZEROOUT: _IO(0x12,127) taking uint64_t range[2] (start, length in bytes)
+    nix::ioctl_write_ptr_bad!(blkzeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
     // fs/ext4/ext4.h: EXT4_IOC_SETFSUUID _IOW('f', 44, struct fsuuid); the struct ends in a flexible
     // array, so the size in the number is 8 (two u32) while the buffer carries the 16 UUID bytes too.
     nix::ioctl_write_ptr_bad!(
@@ -136,6 +138,16 @@ pub struct Fsuuid16 {
     pub len: u32,
     pub flags: u32,
     pub uuid: [u8; 16],
+}
+
+/// BLKZEROOUT: make `len` bytes from `start` read as zeroes (the device's write-zeroes, or the
+/// kernel writes zero pages). Both multiples of the logical block size.
+pub fn blk_zero_out(fd: BorrowedFd<'_>, start: u64, len: u64) -> io::Result<()> {
+    let range = [start, len];
+    // SAFETY: the kernel reads two u64 from the pointer; `range` outlives the call.
+    unsafe { raw::blkzeroout(fd.as_raw_fd(), &range) }
+        .map(drop)
+        .map_err(io::Error::from)
 }
 
 /// Write back and drop the buffer cache of a block device (BLKFLSBUF): the next read of it comes
@@ -446,6 +458,7 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_the_uapi_headers() {
         assert_eq!(request_code_read!(0x12, 114, 8), 0x80081272); // BLKGETSIZE64
+        assert_eq!(nix::request_code_none!(0x12, 127), 0x127F); // BLKZEROOUT
         assert_eq!(request_code_write!(b'f', 16, 8), 0x40086610); // EXT4_IOC_RESIZE_FS
         assert_eq!(
             request_code_write!(b'X', 110, std::mem::size_of::<XfsGrowfsData>()),

@@ -1,0 +1,271 @@
+//! `migrate --encrypt` (issue 21 §2): the target becomes a LUKS2 container, and the plaintext
+//! root is mirrored onto its open mapping. After the switch the wrapper maps the mapping, so the
+//! stack is wrapper → dm-crypt → target and every block written to the target is ciphertext.
+//!
+//! Everything that can be refused is refused before the target is touched: cryptsetup missing,
+//! a target too small for the root plus the LUKS2 header, no key (`--key-file`, or the
+//! passphrase asked twice on the terminal). `luksFormat` runs only after the confirmation. The
+//! mapping is named `luks-<UUID>`, as systemd-cryptsetup and dracut name it at boot, so the name
+//! stays the same across the next boot. A migration that stops before the switch closes the
+//! mapping again (the header stays on the target: the target was given to be overwritten).
+//!
+//! The old disk keeps the root as plaintext: the `plaintext-left` event says so, and
+//! `--wipe-source` discards it (or writes zeroes where the device cannot discard) after the
+//! switch.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use devicemapper::Bytes;
+
+use super::crypt::{self, Key};
+use crate::error::refuse;
+use crate::kernel::blockdev::{human, BlockDev};
+use crate::kernel::dm::{self, Dm};
+use crate::tools;
+
+/// LUKS2's default data offset (cryptsetup 2.x: 16 MiB of header and keyslots before the
+/// payload). A target needs this much more than the root.
+pub const LUKS2_HEADER: u64 = 16 << 20;
+
+/// How the new container is made.
+#[derive(Debug, Clone, Default)]
+pub struct EncryptOptions {
+    /// `cryptsetup luksFormat --pbkdf-memory KIB` (argon2: the KDF's memory cost).
+    pub pbkdf_memory: Option<u32>,
+    /// `cryptsetup luksFormat --iter-time MS` (the time the KDF takes on this machine).
+    pub iter_time: Option<u32>,
+}
+
+/// Checked, with the key in hand: the target can be formatted.
+pub struct Encrypt {
+    cryptsetup: PathBuf,
+    key: Key,
+    opts: EncryptOptions,
+}
+
+/// The open mapping over the formatted target; closed again when dropped unless kept.
+pub struct Opened {
+    pub dev: BlockDev,
+    pub name: String,
+    pub uuid: String,
+    cryptsetup: PathBuf,
+    keep: bool,
+}
+
+impl Encrypt {
+    /// Every check before the target is touched: cryptsetup, the size (root + LUKS2 header),
+    /// the key.
+    pub fn prepare(
+        opts: &EncryptOptions,
+        key_file: Option<&Path>,
+        source_size: Bytes,
+        target: &BlockDev,
+    ) -> Result<Encrypt> {
+        let cryptsetup = tools::find("cryptsetup").ok_or_else(|| {
+            refuse(
+                "--encrypt formats the target as LUKS2, and cryptsetup is missing",
+                Some("install cryptsetup (Debian: cryptsetup-bin; the boot needs cryptsetup-initramfs or systemd-cryptsetup)"),
+            )
+        })?;
+        let tsize = target
+            .size()
+            .with_context(|| format!("reading the size of {}", target.display()))?;
+        let need = *source_size + u128::from(LUKS2_HEADER);
+        if *tsize < need {
+            return Err(refuse(
+                format!(
+                    "{} ({}) cannot hold the root ({}) behind a LUKS2 header ({}): it needs {} at least",
+                    target.display(),
+                    human(tsize),
+                    human(source_size),
+                    human(Bytes(LUKS2_HEADER.into())),
+                    human(Bytes(need))
+                ),
+                Some("use a larger target, or migrate without --encrypt"),
+            ));
+        }
+        let key = match key_file {
+            Some(f) => {
+                let m = std::fs::metadata(f).map_err(|e| {
+                    refuse(
+                        format!("the key file {}: {e}", f.display()),
+                        Some("name a readable key file"),
+                    )
+                })?;
+                if m.len() == 0 {
+                    return Err(refuse(
+                        format!("the key file {} is empty", f.display()),
+                        Some("put the passphrase or key into it"),
+                    ));
+                }
+                Key::File(f.to_path_buf())
+            }
+            None => ask_new_passphrase(&target.display())?,
+        };
+        Ok(Encrypt {
+            cryptsetup,
+            key,
+            opts: opts.clone(),
+        })
+    }
+
+    /// `luksFormat` the target as LUKS2 and open it as `luks-<UUID>`.
+    pub fn format_and_open(&self, target: &BlockDev) -> Result<Opened> {
+        let node = target.node_path().display().to_string();
+        let uuid = uuid::Uuid::new_v4().hyphenated().to_string();
+        let (mem, iter) = (
+            self.opts.pbkdf_memory.map(|m| m.to_string()),
+            self.opts.iter_time.map(|t| t.to_string()),
+        );
+        let mut args = vec![
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--batch-mode",
+            "--uuid",
+            &uuid,
+        ];
+        if let Some(m) = &mem {
+            args.extend(["--pbkdf-memory", m]);
+        }
+        if let Some(t) = &iter {
+            args.extend(["--iter-time", t]);
+        }
+        args.push(&node);
+        crypt::run(
+            &self.cryptsetup,
+            &self.key,
+            &args,
+            &format!("formatting {node} as LUKS2"),
+        )?;
+        let name = format!("luks-{uuid}");
+        crypt::run(
+            &self.cryptsetup,
+            &self.key,
+            &["open", "--type", "luks2", &node, &name],
+            &format!("opening the new container on {node}"),
+        )?;
+        let opened = |name: &str| -> Result<BlockDev> {
+            let info = Dm::open()?.info(name)?;
+            dm::ensure_node(name, info.devnum)?;
+            Ok(BlockDev::from_devnum(info.devnum)?)
+        };
+        match opened(&name) {
+            Ok(dev) => Ok(Opened {
+                dev,
+                name,
+                uuid,
+                cryptsetup: self.cryptsetup.clone(),
+                keep: false,
+            }),
+            Err(e) => {
+                let _ = crypt::run_keyless(&self.cryptsetup, &["close", &name]);
+                Err(e.context(format!("finding the mapping {name} cryptsetup opened")))
+            }
+        }
+    }
+}
+
+impl Opened {
+    /// After the switch the root runs on it: it stays open.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if !self.keep {
+            // busy (a mirror left in place for safety) means it stays: nothing is lost by that
+            let _ = crypt::run_keyless(&self.cryptsetup, &["close", &self.name]);
+        }
+    }
+}
+
+/// The new container's passphrase, asked twice on the terminal.
+fn ask_new_passphrase(target: &str) -> Result<Key> {
+    let no_tty = || {
+        refuse(
+            format!("--encrypt needs a passphrase for the container on {target}, and there is no terminal to ask on"),
+            Some("pass --key-file FILE (a file holding the passphrase or key)"),
+        )
+    };
+    let first =
+        crypt::ask_passphrase(&format!("New passphrase for {target}"))?.ok_or_else(no_tty)?;
+    if first.is_empty() {
+        return Err(refuse(
+            "the passphrase is empty",
+            Some("type one, or pass --key-file FILE"),
+        ));
+    }
+    let again = Key::Typed(crypt::ask_passphrase("The same passphrase again")?.ok_or_else(no_tty)?);
+    let first = Key::Typed(first);
+    match (&first, &again) {
+        (Key::Typed(a), Key::Typed(b)) if a == b => Ok(first),
+        _ => Err(refuse(
+            "the two passphrases differ; nothing was changed",
+            Some("run it again"),
+        )),
+    }
+}
+
+/// Overwrite the old disk with zeroes (BLKZEROOUT): it held the root as plaintext. (A flash
+/// device may keep old copies in blocks it has remapped; only its own secure erase reaches those.)
+pub fn wipe_source(source: &BlockDev) -> Result<()> {
+    use std::os::fd::AsFd;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(source.node_path())
+        .with_context(|| format!("opening {}", source.display()))?;
+    let size = u64::try_from(*source.size()?).map_err(|e| anyhow!("{e}"))?;
+    crate::kernel::ioctl::blk_zero_out(f.as_fd(), 0, size)
+        .with_context(|| format!("writing zeroes over {} (BLKZEROOUT)", source.display()))?;
+    crate::kernel::ioctl::blk_flush_buffers(f.as_fd())
+        .with_context(|| format!("flushing {}", source.display()))
+}
+
+impl super::Run {
+    /// After the switch and the grow of a `--encrypt` migration: the old disk's plaintext
+    /// overwritten (`--wipe-source`) or reported, and what the next boot needs.
+    pub(super) fn after_encrypt(&mut self) {
+        let Some(o) = &self.encrypted else { return };
+        let (src, name, uuid) = (self.source.display(), o.name.clone(), o.uuid.clone());
+        if self.wipe_source {
+            match wipe_source(&self.source) {
+                Ok(()) => self.progress.event(
+                    "source-wiped",
+                    &format!("overwrote the old device {src} with zeroes: its plaintext copy of the root is gone"),
+                    serde_json::json!({"device": src}),
+                ),
+                Err(e) => self.progress.event(
+                    "warning",
+                    &format!(
+                        "the root is safe in the encrypted container on {}, but overwriting the old device {src} failed ({e:#}): \
+                         it still holds the root as plaintext; `blkdiscard -z {src}` overwrites it",
+                        self.target.display()
+                    ),
+                    serde_json::json!({"device": src, "error": format!("{e:#}")}),
+                ),
+            }
+        } else {
+            self.progress.event(
+                "plaintext-left",
+                &format!(
+                    "the old device {src} still holds the root as plaintext: `blkdiscard -z {src}` (or --wipe-source next \
+                     time) overwrites it"
+                ),
+                serde_json::json!({"device": src}),
+            );
+        }
+        let crypttab = format!("{name} UUID={uuid} none luks");
+        self.progress.event(
+            "next-boot",
+            &format!(
+                "the next boot must unlock the container before it finds the root: add `{crypttab}` to /etc/crypttab \
+                 and regenerate the initramfs with cryptsetup support (Debian: cryptsetup-initramfs)"
+            ),
+            serde_json::json!({"mapping": name, "luks_uuid": uuid, "crypttab": crypttab}),
+        );
+    }
+}

@@ -10,8 +10,7 @@
 //! mapping again (the header stays on the target: the target was given to be overwritten).
 //!
 //! The old disk keeps the root as plaintext: the `plaintext-left` event says so, and
-//! `--wipe-source` discards it (or writes zeroes where the device cannot discard) after the
-//! switch.
+//! `--wipe-source` overwrites it with zeroes (BLKZEROOUT) after the switch.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +41,10 @@ pub struct Encrypt {
     cryptsetup: PathBuf,
     key: Key,
     opts: EncryptOptions,
+    /// The encryption sector size: the source's logical block size. cryptsetup ≥ 2.4 would pick
+    /// 4096 on a disk with 4 KiB physical sectors (512e), and the mapping, then the wrapper, would
+    /// present 4 KiB logical blocks to a root that was made on 512-byte ones.
+    sector_size: u32,
 }
 
 /// The open mapping over the formatted target; closed again when dropped unless kept.
@@ -59,6 +62,7 @@ impl Encrypt {
     pub fn prepare(
         opts: &EncryptOptions,
         key_file: Option<&Path>,
+        source: &BlockDev,
         source_size: Bytes,
         target: &BlockDev,
     ) -> Result<Encrypt> {
@@ -103,10 +107,14 @@ impl Encrypt {
             }
             None => ask_new_passphrase(&target.display())?,
         };
+        let (_, sector_size) = source
+            .geometry()
+            .with_context(|| format!("reading the logical block size of {}", source.display()))?;
         Ok(Encrypt {
             cryptsetup,
             key,
             opts: opts.clone(),
+            sector_size,
         })
     }
 
@@ -118,6 +126,7 @@ impl Encrypt {
             self.opts.pbkdf_memory.map(|m| m.to_string()),
             self.opts.iter_time.map(|t| t.to_string()),
         );
+        let sector = self.sector_size.to_string();
         let mut args = vec![
             "luksFormat",
             "--type",
@@ -125,6 +134,8 @@ impl Encrypt {
             "--batch-mode",
             "--uuid",
             &uuid,
+            "--sector-size",
+            &sector,
         ];
         if let Some(m) = &mem {
             args.extend(["--pbkdf-memory", m]);

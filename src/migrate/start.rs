@@ -46,7 +46,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         .flatten();
     let crypt = crypt::Crypt::above(&w, crypt_key, opts.copy)?;
     let checked = preflight::check_target(&w, &source, &target, opts.force)?;
-    let encrypt = encrypt_preflight(opts, crypt.as_ref(), &target, checked.source_size)?;
+    let encrypt = encrypt_preflight(opts, crypt.as_ref(), &source, &target, checked.source_size)?;
     let mut clones: Vec<BlockDev> = vec![];
     for c in &opts.clones {
         let dev = preflight::resolve_target(c)?;
@@ -465,6 +465,7 @@ pub(super) fn fs_mount<'a>(
 fn encrypt_preflight(
     opts: &MigrateOptions,
     crypt: Option<&crypt::Crypt>,
+    source: &BlockDev,
     target: &BlockDev,
     source_size: Bytes,
 ) -> Result<Option<encrypt::Encrypt>> {
@@ -498,5 +499,5 @@ fn encrypt_preflight(
     if opts.image_to.is_some() {
         return no("--image-to");
     }
-    encrypt::Encrypt::prepare(e, opts.key_file.as_deref(), source_size, target).map(Some)
+    encrypt::Encrypt::prepare(e, opts.key_file.as_deref(), source, source_size, target).map(Some)
 }

@@ -67,9 +67,21 @@ impl Drop for Key {
 /// what cryptsetup 2.x loads for LUKS2) rather than the key in hex.
 pub fn key_in_keyring(crypt_params: &str) -> bool {
     crypt_params
-        .split_whitespace()
-        .nth(1)
-        .is_some_and(|k| k.starts_with(':'))
+        .parse::<CryptParams>()
+        .is_ok_and(|p| p.key_in_keyring())
+}
+
+impl Key {
+    /// A key file, refused unless it can be read: its size, for the caller's own checks.
+    pub(super) fn file(f: &Path) -> Result<(Key, u64)> {
+        let m = std::fs::metadata(f).map_err(|e| {
+            refuse(
+                format!("the key file {}: {e}", f.display()),
+                Some("name a readable key file"),
+            )
+        })?;
+        Ok((Key::File(f.to_path_buf()), m.len()))
+    }
 }
 
 /// Where the payload of a mapping with `table` lies on `wrapper`: its one `crypt` line's offset
@@ -127,12 +139,7 @@ impl Crypt {
             .any(|l| l.target == "crypt" && key_in_keyring(&l.params));
         let key = match (needs_key, key_file) {
             (false, _) => Key::NotNeeded,
-            (true, Some(f)) => {
-                std::fs::metadata(f).map_err(|e| {
-                    refuse(format!("the key file {}: {e}", f.display()), Some("name a readable key file"))
-                })?;
-                Key::File(f.to_path_buf())
-            }
+            (true, Some(f)) => Key::file(f)?.0,
             (true, None) => match ask_passphrase(&format!("Passphrase of {name} (to grow it after the move)"))? {
                 Some(p) => Key::Typed(p),
                 None => {

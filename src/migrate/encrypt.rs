@@ -90,21 +90,15 @@ impl Encrypt {
             ));
         }
         let key = match key_file {
-            Some(f) => {
-                let m = std::fs::metadata(f).map_err(|e| {
-                    refuse(
-                        format!("the key file {}: {e}", f.display()),
-                        Some("name a readable key file"),
-                    )
-                })?;
-                if m.len() == 0 {
+            Some(f) => match Key::file(f)? {
+                (_, 0) => {
                     return Err(refuse(
                         format!("the key file {} is empty", f.display()),
                         Some("put the passphrase or key into it"),
-                    ));
+                    ))
                 }
-                Key::File(f.to_path_buf())
-            }
+                (k, _) => k,
+            },
             None => ask_new_passphrase(&target.display())?,
         };
         let (_, sector_size) = source

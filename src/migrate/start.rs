@@ -70,14 +70,13 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         .transpose()?;
     crate::live::overlay_check(&source, crate::live::OVERLAY_NEED_BYTES)?;
     let mount = mounts::mounts_of(w.devnum)?.into_iter().next();
+    // the filesystem the copy sees: on the wrapper, or in the encrypted container over it
+    let fs = fs_mount(mount.as_ref(), crypt.as_ref());
     let plan = CopyPlan {
         mode: opts.copy,
         region: opts.region_size.map(region_sectors).transpose()?,
-        mount: fs_mount(mount.as_ref(), crypt.as_ref())
-            .map(|(m, _)| (m.mount_point.clone(), m.fs_type.clone())),
-        fs_span: fs_mount(mount.as_ref(), crypt.as_ref())
-            .map(|(_, span)| span)
-            .unwrap_or_default(),
+        mount: fs.map(|(m, _)| (m.mount_point.clone(), m.fs_type.clone())),
+        fs_span: fs.map(|(_, span)| span).unwrap_or_default(),
         clones: clones.clone(),
     };
     backend.check_plan(&plan)?;
@@ -287,10 +286,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     };
     // From here on the kernel's state changes: a guardian resumes/thaws if we die mid-change.
     // (an encrypted root's filesystem is the one a used-only copy freezes)
-    let guardian = Guardian::start(
-        &w,
-        fs_mount(mount.as_ref(), crypt.as_ref()).map(|(m, _)| m.mount_point.as_path()),
-    )?;
+    let guardian = Guardian::start(&w, fs.map(|(m, _)| m.mount_point.as_path()))?;
     let signals = Signals::install()?;
     let progress = Progress::new(opts.json);
     let mut journal = Journal::new(

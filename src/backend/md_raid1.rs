@@ -30,7 +30,7 @@ use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
 use crate::kernel::dmtable::Health;
 use crate::kernel::md::{
-    build_raid1, MdArray, MdMember, Slot, SpeedSetting, SyncAction, SyncCompleted,
+    build_raid1, MdArray, MdError, MdMember, Slot, SpeedSetting, SyncAction, SyncCompleted,
 };
 use crate::wrapper::{Wrapper, MD_PREFIX};
 
@@ -171,21 +171,26 @@ impl MdRaid1 {
 
     /// Set `raid_disks`, retrying EBUSY while a recovery winds down.
     fn set_raid_disks(&self, n: u32) -> Result<()> {
+        self.write_when_not_busy("raid_disks", &n.to_string())
+            .with_context(|| format!("setting raid_disks of {} to {n}", self.array.name))
+    }
+
+    /// Write an md attribute, retrying EBUSY for up to 30 s. md answers EBUSY to `raid_disks`
+    /// and `component_size` (update_size) while `MD_RECOVERY_RUNNING` is set, and
+    /// md_check_recovery sets it for a moment after every member removal or `raid_disks`
+    /// change, to look for spares, even when there is nothing to recover. A grow written
+    /// straight after the switch can land in that moment (CI saw it once, on a 1-CPU guest).
+    fn write_when_not_busy(&self, attr: &str, value: &str) -> Result<(), MdError> {
         let t0 = Instant::now();
         loop {
-            match self.array.write("raid_disks", &n.to_string()) {
-                Ok(()) => return Ok(()),
+            match self.array.write(attr, value) {
                 Err(e)
                     if e.errno() == Some(Errno::EBUSY)
-                        && t0.elapsed() < Duration::from_secs(10) =>
+                        && t0.elapsed() < Duration::from_secs(30) =>
                 {
                     sleep(Duration::from_millis(100))
                 }
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("setting raid_disks of {} to {n}", self.array.name)
-                    })
-                }
+                r => return r,
             }
         }
     }
@@ -493,8 +498,7 @@ impl Backend for MdRaid1 {
                 )
             })?;
         // 0 = fit the smallest bound member, which is now the target alone.
-        self.array
-            .write("component_size", "0")
+        self.write_when_not_busy("component_size", "0")
             .with_context(|| format!("growing {} to {}", self.array.name, target.display()))?;
         let size = self.array.size()?;
         let (want, _) = target.geometry()?;

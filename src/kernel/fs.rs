@@ -151,6 +151,26 @@ pub fn fs_uuid(buf: &[u8]) -> Option<String> {
     }
 }
 
+/// The UUID in a LUKS header (LUKS1 and LUKS2 both keep it as text at byte 168, 40 bytes,
+/// NUL-padded): what crypttab, `rd.luks.uuid=` and the boot hooks find an encrypted root by.
+pub fn luks_uuid(buf: &[u8]) -> Option<String> {
+    if probe(buf)? != Content::Luks {
+        return None;
+    }
+    let raw = buf.get(168..208)?;
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    let s = std::str::from_utf8(&raw[..end]).ok()?;
+    uuid::Uuid::parse_str(s)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
+}
+
+/// The UUID the boot finds the root device by: the filesystem's, or for an encrypted root the
+/// LUKS container's (its filesystem cannot be read before it is unlocked).
+pub fn boot_uuid(buf: &[u8]) -> Option<String> {
+    fs_uuid(buf).or_else(|| luks_uuid(buf))
+}
+
 // ---- freeze notes --------------------------------------------------------------------------
 // The guardian (a separate process that resumes/thaws if rootshift dies mid-change) must thaw
 // only a freeze rootshift made of the filesystem it guards, never someone else's. So every
@@ -430,5 +450,23 @@ mod tests {
         let mut b = blank();
         b[..6].copy_from_slice(b"LUKS\xba\xbe");
         assert_eq!(probe(&b), Some(Content::Luks));
+    }
+
+    #[test]
+    fn luks_uuid_from_the_header() {
+        let mut b = blank();
+        b[..6].copy_from_slice(b"LUKS\xba\xbe");
+        b[6..8].copy_from_slice(&2u16.to_be_bytes());
+        let u = "0b9f3c6e-1d2a-4c55-9e0f-3a1b2c3d4e5f";
+        b[168..168 + u.len()].copy_from_slice(u.as_bytes());
+        assert_eq!(luks_uuid(&b).as_deref(), Some(u));
+        assert_eq!(boot_uuid(&b).as_deref(), Some(u));
+        assert_eq!(fs_uuid(&b), None);
+        // not a uuid (a torn header), or no LUKS magic: none
+        b[170] = b'!';
+        assert_eq!(luks_uuid(&b), None);
+        let mut e = blank();
+        e[168..168 + u.len()].copy_from_slice(u.as_bytes());
+        assert_eq!(luks_uuid(&e), None);
     }
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
-use crate::kernel::fs::{fs_uuid, probe, Content, PROBE_BYTES};
+use crate::kernel::fs::{boot_uuid, probe, Content, PROBE_BYTES};
 use crate::state::core::{self, CandidateView, JournalRead, JournalView};
 use crate::state::journal::{self, Journal, Parsed};
 use anyhow::{bail, Context, Result};
@@ -127,7 +127,7 @@ pub fn devices_with_uuid(uuid: &str) -> Vec<BlockDev> {
         let Ok(head) = dev.read_head(PROBE_BYTES) else {
             continue;
         };
-        if fs_uuid(&head).as_deref() == Some(uuid) {
+        if boot_uuid(&head).as_deref() == Some(uuid) {
             out.push(dev);
         }
     }
@@ -311,9 +311,32 @@ fn stacked(d: &BlockDev) -> bool {
 /// while twins exist refuses (exit 4), never a guess.
 pub fn choose_root(given: &BlockDev, opts: &ChooseOpts) -> Result<(BlockDev, Option<String>)> {
     let head = given.read_head(PROBE_BYTES)?;
-    let Some(uuid) = fs_uuid(&head) else {
+    let Some(uuid) = boot_uuid(&head) else {
         return Ok((given.clone(), None));
     };
+    // An encrypted root's journal is inside its LUKS container: twins (a copy interrupted before
+    // the switch gave the old header a new UUID) cannot be told apart before unlocking.
+    let encrypted = probe(&head) == Some(Content::Luks);
+    choose_by_uuid(given, &uuid, opts).map_err(|e| match e.downcast::<Ambiguous>() {
+        Ok(a) if encrypted => anyhow::Error::new(Ambiguous(format!(
+            "{}. The root is encrypted: the journal that says which copy is complete is inside the \
+             LUKS container, which the boot cannot read before unlocking, so rootshift does not resume \
+             an interrupted migration of an encrypted root. Boot the disk the system ran from before \
+             the migration (the copy was not switched to: the old header would have a new UUID), \
+             then migrate again",
+            a.0
+        ))),
+        Ok(a) => anyhow::Error::new(a),
+        Err(e) => e,
+    })
+}
+
+fn choose_by_uuid(
+    given: &BlockDev,
+    uuid: &str,
+    opts: &ChooseOpts,
+) -> Result<(BlockDev, Option<String>)> {
+    let uuid = uuid.to_string();
     let deadline = std::time::Instant::now() + opts.wait;
     let mut read: Vec<(DevNum, JournalRead)> = vec![];
     loop {

@@ -1,6 +1,7 @@
 # rootshift boot-time wrapping, shared by the dracut module and the initramfs-tools hook.
-# POSIX sh; uses only shell builtins plus rootshift, udevadm, modprobe and timeout (the initramfs-tools initrd
-# may have klibc tools only). Sourced, never executed.
+# POSIX sh; uses shell builtins plus rootshift, udevadm, modprobe and timeout (the initramfs-tools initrd
+# may have klibc tools only; the encrypted-root part also grep, mv and blkid, which cryptsetup-initramfs brings).
+# Sourced, never executed.
 #
 #   rootshift_wrap_root DEVICE   choose the device to boot (`rootshift choose DEVICE`: DEVICE unless a rootshift
 #                                journal says otherwise after an interrupted migration; also when not wrapping),
@@ -349,6 +350,162 @@ rootshift_wrap_root() {
     rootshift_log 6 "/ is mounted from $_rs_node ($_rs_backend wrapper over $_rs_dev)"
     rootshift_state state=wrapped "backend=$_rs_backend" "component=$_rs_dev" "wrapper=$_rs_node" message=
     echo "$_rs_node"
+}
+
+# ---- encrypted roots: the wrapper below dm-crypt ----------------------------------------------------------------
+# An encrypted root moves as ciphertext: the wrapper must hold the LUKS partition, and the initrd's cryptsetup open
+# the container on the wrapper (the wrapper holds the partition exclusively, so an open of the partition would fail).
+# initramfs-tools: the local-top script runs this before cryptroot (cryptroot's prereqs put it last in local-top).
+# Which container holds the root: the name in /etc/rootshift/crypt-root (written by the hook when the initrd is built
+# for a root on a dm-crypt mapping), else root=/dev/mapper/NAME; an entry that is only a swap or another volume is
+# never wrapped. cryptroot then finds the container by the source we rewrite in /cryptroot/crypttab; a
+# cryptopts=source= on the command line (cryptroot makes its crypttab from that) must name it by UUID= or LABEL=
+# (blkid -l prefers a dm or md device to a partition carrying the same UUID) or by a /dev/disk/by-uuid|by-label
+# link (69-rootshift.rules moves those to the wrapper).
+ROOTSHIFT_CRYPTTAB=${ROOTSHIFT_CRYPTTAB:-/cryptroot/crypttab}
+ROOTSHIFT_CRYPT_ROOT=${ROOTSHIFT_CRYPT_ROOT:-/etc/rootshift/crypt-root}
+ROOTSHIFT_PROC_CMDLINE=${ROOTSHIFT_PROC_CMDLINE:-/proc/cmdline}
+
+# rootshift_cryptopts_tab: the crypttab lines cryptroot makes from the command line's cryptopts= (as its local-top
+# does: target= (default cryptroot), source=, key= (default none), the rest as options); nothing without cryptopts=.
+rootshift_cryptopts_tab() {
+    read -r _rs_cmdline < "$ROOTSHIFT_PROC_CMDLINE" || true
+    for _rs_arg in $_rs_cmdline; do
+        case "$_rs_arg" in
+            cryptopts=*) ;;
+            *) continue ;;
+        esac
+        _rs_t=cryptroot _rs_s= _rs_k=none _rs_o=
+        _rs_ifs=$IFS
+        IFS=,
+        for _rs_x in ${_rs_arg#cryptopts=}; do
+            case "$_rs_x" in
+                target=*) _rs_t=${_rs_x#target=} ;;
+                source=*) _rs_s=${_rs_x#source=} ;;
+                key=*) _rs_k=${_rs_x#key=} ;;
+                *) _rs_o=${_rs_o:+$_rs_o,}$_rs_x ;;
+            esac
+        done
+        IFS=$_rs_ifs
+        [ -n "$_rs_s" ] && echo "$_rs_t $_rs_s $_rs_k $_rs_o"
+    done
+    return 0
+}
+
+# rootshift_crypt_root_entry ROOT TABFILE: "NAME SOURCE" of the TABFILE entry holding the root (see above); returns
+# 1 when no entry is known to hold it.
+rootshift_crypt_root_entry() {
+    _rs_want=
+    [ -r "$ROOTSHIFT_CRYPT_ROOT" ] && read -r _rs_want < "$ROOTSHIFT_CRYPT_ROOT"
+    if [ -z "$_rs_want" ]; then
+        case "$1" in
+            /dev/mapper/?*) _rs_want=${1#/dev/mapper/} ;;
+            *) return 1 ;;
+        esac
+    fi
+    [ -r "$2" ] || return 1
+    while read -r _rs_n _rs_s _rs_rest; do
+        case "$_rs_n" in
+            "" | \#*) continue ;;
+        esac
+        if [ "$_rs_n" = "$_rs_want" ] && [ -n "$_rs_s" ]; then
+            echo "$_rs_n $_rs_s"
+            return 0
+        fi
+    done < "$2"
+    return 1
+}
+
+# rootshift_crypt_source_dev SOURCE: the block device a crypttab SOURCE names (UUID=, LABEL=, PARTUUID=, PARTLABEL=
+# or a path); waits up to 30 s for it. Returns 1 when it did not appear.
+rootshift_crypt_source_dev() {
+    case "$1" in
+        UUID=*) _rs_p=/dev/disk/by-uuid/${1#UUID=} ;;
+        LABEL=*) _rs_p=/dev/disk/by-label/${1#LABEL=} ;;
+        PARTUUID=*) _rs_p=/dev/disk/by-partuuid/${1#PARTUUID=} ;;
+        PARTLABEL=*) _rs_p=/dev/disk/by-partlabel/${1#PARTLABEL=} ;;
+        *) _rs_p=$1 ;;
+    esac
+    _rs_n=0
+    while [ $_rs_n -lt 60 ]; do
+        _rs_d=$(rootshift_resolve "$_rs_p")
+        if [ ! -b "$_rs_d" ] && [ "$_rs_p" != "$1" ] && command -v blkid > /dev/null 2>&1; then
+            _rs_d=$(blkid -l -t "$1" -o device 2> /dev/null)
+        fi
+        if [ -b "$_rs_d" ]; then
+            echo "$_rs_d"
+            return 0
+        fi
+        command -v udevadm > /dev/null 2>&1 && udevadm settle --timeout=2 > /dev/null 2>&1
+        sleep 0.5
+        _rs_n=$((_rs_n + 1))
+    done
+    return 1
+}
+
+# rootshift_crypt_set_source NAME SOURCE: point NAME's entry of $ROOTSHIFT_CRYPTTAB at SOURCE (the rest of the file
+# as it was).
+rootshift_crypt_set_source() {
+    _rs_cn=$1 _rs_cs=$2
+    : > "$ROOTSHIFT_CRYPTTAB.rootshift" || return 1
+    while IFS= read -r _rs_line; do
+        set -f
+        # shellcheck disable=SC2086
+        set -- $_rs_line
+        set +f
+        if [ $# -ge 2 ] && [ "$1" = "$_rs_cn" ]; then
+            shift 2
+            echo "$_rs_cn $_rs_cs${*:+ $*}"
+        else
+            echo "$_rs_line"
+        fi
+    done < "$ROOTSHIFT_CRYPTTAB" >> "$ROOTSHIFT_CRYPTTAB.rootshift" || return 1
+    mv -f "$ROOTSHIFT_CRYPTTAB.rootshift" "$ROOTSHIFT_CRYPTTAB"
+}
+
+# rootshift_crypt_wrap ROOT: wrap the LUKS container holding the root before the initrd's cryptsetup opens it, and
+# point that at the wrapper. Returns 0 when it wrapped (the caller leaves root= alone: the root is still the
+# mapping cryptsetup opens), 2 when the boot must stop (see rootshift_wrap_root), 1 otherwise: no encrypted root
+# is known, or the wrap failed (recorded; the container then opens from the partition, unwrapped).
+rootshift_crypt_wrap() {
+    _rs_tab=$ROOTSHIFT_CRYPTTAB _rs_cmd=
+    if grep -qE '(^| )cryptopts=' "$ROOTSHIFT_PROC_CMDLINE" 2> /dev/null; then
+        _rs_tab=$ROOTSHIFT_STATE/cryptopts.tab _rs_cmd=1
+        mkdir -p "$ROOTSHIFT_STATE"
+        rootshift_cryptopts_tab > "$_rs_tab"
+    fi
+    _rs_entry=$(rootshift_crypt_root_entry "$1" "$_rs_tab") || return 1
+    _rs_cname=${_rs_entry%% *}
+    _rs_csrc=${_rs_entry#* }
+    # the root is in this container: local-premount must not try to wrap the opened mapping (rootshift refuses
+    # dm-crypt) whatever happens below
+    mkdir -p "$ROOTSHIFT_STATE"
+    echo "$_rs_cname" > "$ROOTSHIFT_STATE/crypt-root"
+    if [ -n "$_rs_cmd" ]; then
+        case "$_rs_csrc" in
+            UUID=* | LABEL=* | /dev/disk/by-uuid/* | /dev/disk/by-label/*) ;;
+            *)
+                rootshift_fail "$_rs_csrc" "$(rootshift_backend)" \
+                    "cryptopts=source=$_rs_csrc names the LUKS partition in a way that cannot lead to a wrapper (use source=UUID=<the LUKS UUID>)"
+                return 1
+                ;;
+        esac
+    fi
+    if ! _rs_cdev=$(rootshift_crypt_source_dev "$_rs_csrc"); then
+        rootshift_fail "$_rs_csrc" "$(rootshift_backend)" "the encrypted root's device $_rs_csrc ($_rs_cname) did not appear"
+        return 1
+    fi
+    _rs_cnode=$(rootshift_wrap_root "$_rs_cdev")
+    _rs_crc=$?
+    [ $_rs_crc = 2 ] && return 2
+    [ $_rs_crc = 0 ] && [ -b "$_rs_cnode" ] || return 1
+    # the wrapper (or the device `rootshift choose` picked, booted unwrapped) is what cryptsetup opens
+    if [ -z "$_rs_cmd" ] && ! rootshift_crypt_set_source "$_rs_cname" "$_rs_cnode"; then
+        rootshift_log 3 "could not point $_rs_cname in $ROOTSHIFT_CRYPTTAB at $_rs_cnode"
+    fi
+    echo "crypt=$_rs_cname" >> "$ROOTSHIFT_STATE/boot"
+    rootshift_log 6 "the encrypted root $_rs_cname opens on $_rs_cnode"
+    return 0
 }
 
 # ---- live media: the overlay's upper layer on a wrapper ----------------------------------------------------------

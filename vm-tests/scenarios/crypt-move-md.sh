@@ -4,6 +4,6 @@
 # vm-backend: md
 # vm-root: luks
 # vm-tier: full (crypt-move runs the same encrypted-root path on dm; the md raid1 copy, switch and grow run in CI in md-abort-signal, overlay-layers-md and live-install-uefi)
-# vm-disks: 512M 1536M
+# vm-disks: 512M 1536M 32M
 # vm-timeout: 600
 . /vmtest/scenarios/_crypt-move.inc

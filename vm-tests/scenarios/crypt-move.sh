@@ -9,6 +9,6 @@
 # through the mapping, and at its place in the raw target are the same ciphertext bytes as in the raw source, not
 # the marker; every file reads back; fsck of the root (read-only) is clean. (The host cannot fsck it: no dm there.)
 # vm-root: luks
-# vm-disks: 512M 1536M
+# vm-disks: 512M 1536M 32M
 # vm-timeout: 600
 . /vmtest/scenarios/_crypt-move.inc

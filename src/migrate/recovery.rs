@@ -318,17 +318,24 @@ pub fn choose_root(given: &BlockDev, opts: &ChooseOpts) -> Result<(BlockDev, Opt
     // the switch gave the old header a new UUID) cannot be told apart before unlocking.
     let encrypted = probe(&head) == Some(Content::Luks);
     choose_by_uuid(given, &uuid, opts).map_err(|e| match e.downcast::<Ambiguous>() {
-        Ok(a) if encrypted => anyhow::Error::new(Ambiguous(format!(
-            "{}. The root is encrypted: the journal that says which copy is complete is inside the \
-             LUKS container, which the boot cannot read before unlocking, so rootshift does not resume \
-             an interrupted migration of an encrypted root. Boot the disk the system ran from before \
-             the migration (the copy was not switched to: the old header would have a new UUID), \
-             then migrate again",
-            a.0
-        ))),
+        Ok(a) if encrypted => anyhow::Error::new(Ambiguous(encrypted_note(&a.0))),
         Ok(a) => anyhow::Error::new(a),
         Err(e) => e,
     })
+}
+
+/// A refusal over an encrypted root's twins, with why no journal could be read (before the way
+/// out, when the message has one).
+fn encrypted_note(msg: &str) -> String {
+    let note = ". The root is encrypted: the journal that says which copy is complete is inside the \
+                LUKS container, which the boot cannot read before unlocking, so rootshift does not \
+                resume an interrupted migration of an encrypted root. The complete copy is the disk the \
+                system ran from before the migration (had the copy been switched to, the old header \
+                would have a new UUID): boot it, then migrate again";
+    match msg.find(crate::state::core::ESCAPE_HATCH_START) {
+        Some(i) => format!("{}{note}{}", &msg[..i], &msg[i..]),
+        None => format!("{msg}{note}"),
+    }
 }
 
 fn choose_by_uuid(
@@ -459,6 +466,27 @@ pub use crate::error::Ambiguous;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encrypted_note_goes_before_the_way_out() {
+        let m = format!(
+            "2 devices carry it{} add rd.rootshift.pick=SERIAL=vdb",
+            crate::state::core::ESCAPE_HATCH_START
+        );
+        let n = encrypted_note(&m);
+        let enc = n.find("The root is encrypted").unwrap();
+        let out = n.find("To boot one device anyway").unwrap();
+        assert!(
+            n.starts_with("2 devices carry it. The root is encrypted"),
+            "{n}"
+        );
+        assert!(
+            enc < out && n.ends_with("rd.rootshift.pick=SERIAL=vdb"),
+            "{n}"
+        );
+        // no way out in the message (no identities): the note ends it
+        assert!(encrypted_note("2 devices carry it").ends_with("then migrate again"));
+    }
     use crate::state::journal::{DevRecord, Step};
 
     fn rec(path: &str, partuuid: &str) -> DevRecord {

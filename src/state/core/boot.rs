@@ -380,6 +380,9 @@ impl Identity {
 }
 
 /// The way out named in every refusal: which `rd.rootshift.pick=` boots which candidate.
+/// How the way out of a refusal starts (a caller adds its own explanation before it).
+pub const ESCAPE_HATCH_START: &str = ". To boot one device anyway";
+
 fn escape_hatch(cands: &[CandidateView]) -> String {
     let picks: Vec<String> = cands
         .iter()
@@ -390,8 +393,8 @@ fn escape_hatch(cands: &[CandidateView]) -> String {
         return String::new();
     }
     format!(
-        ". To boot one device anyway (after checking it is the complete one, e.g. with \
-         `rootshift status` from a rescue system), add to the kernel command line: {}",
+        "{ESCAPE_HATCH_START} (after checking it is the complete one, e.g. with `rootshift status` \
+         from a rescue system), add to the kernel command line: {}",
         picks.join(" or ")
     )
 }

@@ -284,6 +284,14 @@ impl BlockDev {
             .open(&self.path)
     }
 
+    /// Drop this device's buffer cache (BLKFLSBUF). A mirror leg is written beneath it (dm-io and
+    /// md write to the disk directly): what was cached before the copy (udev's probe of a blank
+    /// target) would otherwise be what blkid and other readers of the device see.
+    pub fn drop_cache(&self) -> io::Result<()> {
+        let f = File::open(&self.path)?;
+        ioctl::blk_flush_buffers(f.as_fd())
+    }
+
     /// The first `n` bytes (fewer if the device is smaller).
     pub fn read_head(&self, n: usize) -> io::Result<Vec<u8>> {
         let f = File::open(&self.path)?;

@@ -124,6 +124,10 @@ impl Run {
                 None => {}
             }
         }
+        // the target was written beneath its page cache: readers of it (blkid -p, a backup tool)
+        // see what it holds now, not what udev cached of it blank (best effort: nothing of the
+        // migration depends on it)
+        let _ = self.target.drop_cache();
         // --encrypt: the old disk's plaintext overwritten or reported
         self.after_encrypt();
         // an overlay root's image files onto their partition, then the medium and the zram

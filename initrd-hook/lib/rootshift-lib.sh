@@ -463,10 +463,33 @@ rootshift_crypt_set_source() {
     mv -f "$ROOTSHIFT_CRYPTTAB.rootshift" "$ROOTSHIFT_CRYPTTAB"
 }
 
-# rootshift_crypt_wrap ROOT: wrap the LUKS container holding the root before the initrd's cryptsetup opens it, and
-# point that at the wrapper. Returns 0 when it wrapped (the caller leaves root= alone: the root is still the
-# mapping cryptsetup opens), 2 when the boot must stop (see rootshift_wrap_root), 1 otherwise: no encrypted root
-# is known, or the wrap failed (recorded; the container then opens from the partition, unwrapped).
+# rootshift_crypt_wrap_entry NAME SOURCE: wrap the device the crypttab SOURCE of the container NAME names (the
+# container holds the root), and print what cryptsetup must open: the wrapper, or the device `rootshift choose`
+# picked, booted unwrapped. Returns 0 then; 2 when the boot must stop; 1 otherwise (recorded: the container then
+# opens from its own device). Marks /run/rootshift/crypt-root first, whatever happens: the hooks that wrap a
+# plain root must leave the opened mapping alone (rootshift refuses to wrap dm-crypt).
+rootshift_crypt_wrap_entry() {
+    mkdir -p "$ROOTSHIFT_STATE"
+    echo "$1" > "$ROOTSHIFT_STATE/crypt-root"
+    if ! _rs_cdev=$(rootshift_crypt_source_dev "$2"); then
+        rootshift_fail "$2" "$(rootshift_backend)" "the encrypted root's device $2 ($1) did not appear"
+        return 1
+    fi
+    _rs_cnode=$(rootshift_wrap_root "$_rs_cdev")
+    _rs_crc=$?
+    [ $_rs_crc = 2 ] && return 2
+    [ $_rs_crc = 0 ] && [ -b "$_rs_cnode" ] || return 1
+    echo "crypt=$1" >> "$ROOTSHIFT_STATE/boot"
+    rootshift_log 6 "the encrypted root $1 opens on $_rs_cnode"
+    echo "$_rs_cnode"
+    return 0
+}
+
+# rootshift_crypt_wrap ROOT (initramfs-tools' local-top): wrap the LUKS container holding the root before
+# cryptroot opens it, and point cryptroot at the wrapper. Returns 0 when it wrapped (the caller leaves root= alone:
+# the root is still the mapping cryptsetup opens), 2 when the boot must stop (see rootshift_wrap_root), 1
+# otherwise: no encrypted root is known, or the wrap failed (recorded; the container then opens from the
+# partition, unwrapped).
 rootshift_crypt_wrap() {
     _rs_tab=$ROOTSHIFT_CRYPTTAB _rs_cmd=
     if grep -qE '(^| )cryptopts=' "$ROOTSHIFT_PROC_CMDLINE" 2> /dev/null; then
@@ -477,35 +500,77 @@ rootshift_crypt_wrap() {
     _rs_entry=$(rootshift_crypt_root_entry "$1" "$_rs_tab") || return 1
     _rs_cname=${_rs_entry%% *}
     _rs_csrc=${_rs_entry#* }
-    # the root is in this container: local-premount must not try to wrap the opened mapping (rootshift refuses
-    # dm-crypt) whatever happens below
-    mkdir -p "$ROOTSHIFT_STATE"
-    echo "$_rs_cname" > "$ROOTSHIFT_STATE/crypt-root"
     if [ -n "$_rs_cmd" ]; then
         case "$_rs_csrc" in
             UUID=* | LABEL=* | /dev/disk/by-uuid/* | /dev/disk/by-label/*) ;;
             *)
+                mkdir -p "$ROOTSHIFT_STATE"
+                echo "$_rs_cname" > "$ROOTSHIFT_STATE/crypt-root"
                 rootshift_fail "$_rs_csrc" "$(rootshift_backend)" \
                     "cryptopts=source=$_rs_csrc names the LUKS partition in a way that cannot lead to a wrapper (use source=UUID=<the LUKS UUID>)"
                 return 1
                 ;;
         esac
     fi
-    if ! _rs_cdev=$(rootshift_crypt_source_dev "$_rs_csrc"); then
-        rootshift_fail "$_rs_csrc" "$(rootshift_backend)" "the encrypted root's device $_rs_csrc ($_rs_cname) did not appear"
-        return 1
-    fi
-    _rs_cnode=$(rootshift_wrap_root "$_rs_cdev")
+    _rs_cnode=$(rootshift_crypt_wrap_entry "$_rs_cname" "$_rs_csrc")
     _rs_crc=$?
-    [ $_rs_crc = 2 ] && return 2
-    [ $_rs_crc = 0 ] && [ -b "$_rs_cnode" ] || return 1
-    # the wrapper (or the device `rootshift choose` picked, booted unwrapped) is what cryptsetup opens
+    [ $_rs_crc = 0 ] || return $_rs_crc
+    # cryptroot opens what its crypttab names (a cryptopts= source finds the wrapper by itself, see above)
     if [ -z "$_rs_cmd" ] && ! rootshift_crypt_set_source "$_rs_cname" "$_rs_cnode"; then
         rootshift_log 3 "could not point $_rs_cname in $ROOTSHIFT_CRYPTTAB at $_rs_cnode"
     fi
-    echo "crypt=$_rs_cname" >> "$ROOTSHIFT_STATE/boot"
-    rootshift_log 6 "the encrypted root $_rs_cname opens on $_rs_cnode"
     return 0
+}
+
+# rootshift_dracut_crypt_tab: "NAME SOURCE" lines of the containers a dracut initrd with systemd opens:
+# rd.luks.name=UUID=NAME, rd.luks.uuid=[luks-]UUID (named luks-UUID, as systemd-cryptsetup-generator names it)
+# and the initrd's /etc/crypttab.
+rootshift_dracut_crypt_tab() {
+    for _rs_x in $(getargs rd.luks.name=); do
+        echo "${_rs_x#*=} UUID=${_rs_x%%=*}"
+    done
+    for _rs_x in $(getargs rd.luks.uuid=); do
+        echo "luks-${_rs_x#luks-} UUID=${_rs_x#luks-}"
+    done
+    if [ -r "${ROOTSHIFT_INITRD_CRYPTTAB:-/etc/crypttab}" ]; then
+        while read -r _rs_n _rs_s _rs_rest; do
+            case "$_rs_n" in
+                "" | \#*) continue ;;
+            esac
+            echo "$_rs_n $_rs_s"
+        done < "${ROOTSHIFT_INITRD_CRYPTTAB:-/etc/crypttab}"
+    fi
+    return 0
+}
+
+# rootshift_dracut_crypt_entry: "NAME SOURCE" of the container holding the root in a dracut initrd with systemd
+# (see rootshift_crypt_root_entry); returns 1 when none is known.
+rootshift_dracut_crypt_entry() {
+    _rs_r=$(getarg root=) || _rs_r=
+    rootshift_dracut_crypt_tab | rootshift_crypt_root_entry "${_rs_r#block:}" /dev/stdin
+}
+
+# rootshift_crypt_name_below MAJ:MIN: the dm name of the first dm-crypt mapping in the stack below the device
+# MAJ:MIN (itself included; single-slave chains only: a wrapper over the mapping, LVM on it); returns 1 when
+# there is none. The hooks record it when the initrd is built (the root's container).
+rootshift_crypt_name_below() {
+    _rs_b=${ROOTSHIFT_SYS_DEV_BLOCK:-/sys/dev/block}/$1
+    _rs_n=0
+    while [ -d "$_rs_b/dm" ] && [ $_rs_n -lt 8 ]; do
+        _rs_u=
+        read -r _rs_u < "$_rs_b/dm/uuid" 2> /dev/null
+        case "$_rs_u" in
+            CRYPT-*)
+                cat "$_rs_b/dm/name"
+                return 0
+                ;;
+        esac
+        set -- "$_rs_b"/slaves/*
+        [ $# = 1 ] && [ -e "$1" ] || return 1
+        _rs_b=$1
+        _rs_n=$((_rs_n + 1))
+    done
+    return 1
 }
 
 # ---- live media: the overlay's upper layer on a wrapper ----------------------------------------------------------

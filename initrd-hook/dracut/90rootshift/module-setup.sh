@@ -36,6 +36,7 @@ install() {
         inst_multiple systemctl systemd-escape
         inst_simple "$moddir/rootshift-systemd-lib.sh" /lib/rootshift-systemd-lib.sh
         inst_simple "$moddir/rootshift-wrap.sh" /lib/rootshift-wrap.sh
+        inst_simple "$moddir/rootshift-crypt-wrap.sh" /lib/rootshift-crypt-wrap.sh
         inst_script "$moddir/rootshift-generator.sh" "$systemdutildir/system-generators/rootshift-generator"
         inst_simple "$moddir/rootshift-wrap.service" "$systemdsystemunitdir/rootshift-wrap.service"
     else
@@ -48,6 +49,14 @@ install() {
         # (rootshift-live-upper.sh); e2fsprogs' mke2fs makes its ext4
         inst_multiple mke2fs mount umount rmdir tr cat
         inst_hook pre-trigger 50 "$moddir/rootshift-live-upper.sh"
+    fi
+    # an encrypted root (/ on a dm-crypt mapping, or on a stack over one): its container's name, so the generator
+    # knows which LUKS device to wrap when root= names the filesystem (root=UUID=..., as Fedora's is)
+    local _mm _cn
+    if _mm=$(mountpoint -d "${dracutsysrootdir:-/}" 2> /dev/null) \
+        && _cn=$(. "$moddir/rootshift-lib.sh" && rootshift_crypt_name_below "$_mm"); then
+        mkdir -p "$initdir/etc/rootshift"
+        echo "$_cn" > "$initdir/etc/rootshift/crypt-root"
     fi
     # the setting (wrap=dm|md|no; no file: no): read at boot, so a change needs a new initrd
     # (`rootshift boot enable|disable` rebuilds it)

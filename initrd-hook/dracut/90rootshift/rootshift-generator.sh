@@ -21,6 +21,51 @@ mkdir -p "$GENERATOR_DIR/sysroot.mount.d"
     echo "After=rootshift-wrap.service"
 } > "$GENERATOR_DIR/sysroot.mount.d/50-rootshift.conf"
 
+# An encrypted root moves as ciphertext: the wrapper goes below dm-crypt. rootshift-crypt-wrap.service wraps the
+# container's device before systemd-cryptsetup opens it, by a path (/dev/disk/by-uuid/...) that then names the
+# wrapper; the root stays the mapping, so sysroot.mount and the fsck are left as they are.
+case "$(rootshift_backend)" in
+    dm | md)
+        if _centry=$(rootshift_dracut_crypt_entry); then
+            _cname=${_centry%% *}
+            _csrc=${_centry#* }
+            case "$_csrc" in
+                UUID=* | LABEL=* | PARTUUID=* | PARTLABEL=*) _cdev=$(label_uuid_to_dev "$_csrc") ;;
+                *) _cdev=$_csrc ;;
+            esac
+            _cunit=$(dev_unit_name "$_cdev").device
+            _esc=$(systemd-escape -- "$_cname")
+            {
+                echo "[Unit]"
+                echo "Description=rootshift: wrap the encrypted root's device before it is opened"
+                echo "Documentation=man:rootshift(8)"
+                echo "DefaultDependencies=no"
+                echo "Wants=$_cunit"
+                echo "After=$_cunit systemd-udev-trigger.service"
+                echo "Before=systemd-cryptsetup@$_esc.service cryptsetup.target"
+                echo "ConditionPathExists=/etc/initrd-release"
+                echo "Conflicts=shutdown.target emergency.target"
+                echo "[Service]"
+                echo "Type=oneshot"
+                echo "RemainAfterExit=yes"
+                echo "Environment=DRACUT_SYSTEMD=1"
+                echo "ExecStart=/bin/sh /lib/rootshift-crypt-wrap.sh $_cname $_csrc"
+                echo "StandardInput=null"
+                echo "StandardOutput=journal+console"
+                echo "StandardError=journal+console"
+                echo "KillMode=process"
+            } > "$GENERATOR_DIR/rootshift-crypt-wrap.service"
+            mkdir -p "$GENERATOR_DIR/systemd-cryptsetup@$_esc.service.d"
+            {
+                echo "[Unit]"
+                echo "Wants=rootshift-crypt-wrap.service"
+                echo "After=rootshift-crypt-wrap.service"
+            } > "$GENERATOR_DIR/systemd-cryptsetup@$_esc.service.d/50-rootshift.conf"
+            exit 0
+        fi
+        ;;
+esac
+
 _what=$(rootshift_systemd_what) || exit 0
 _dev=$(rootshift_systemd_root) || _dev=
 

@@ -48,6 +48,11 @@ rootshift_record_fsck() {
 }
 
 rootshift_systemd_wrap() {
+    if [ -e "$ROOTSHIFT_STATE/crypt-root" ]; then
+        # an encrypted root: rootshift-crypt-wrap.service wrapped (or recorded why not) the container's device
+        rootshift_cancel_wrapper_job
+        return 0
+    fi
     _be=$(rootshift_backend)
     _planned=$(rootshift_systemd_what) || _planned=
     if ! _comp=$(rootshift_systemd_root); then

@@ -12,10 +12,14 @@
 #   `rootshift migrate /dev/vdc --key-file K --verify` with a writer busy: the container moves as ciphertext (the
 #   used-only copy of dm, its free-space map shifted past the LUKS header), `cryptsetup resize`, the ext4 grows,
 #   the old header gets a new LUKS UUID; fsck of the root (read-only) is clean.
+# crypt-md (the crypt boot's kernel, command line and disks, plus rd.rootshift=md): the same boot with an md
+#   wrapper (raid1, no superblock) under the container on vdc: cryptroot's blkid -l prefers the md device too, and
+#   69-rootshift.rules gives it the by-uuid link of its crypto content.
 # vm-system: installed
 # vm-disks: 2G 3G
 # vm-boot: main itools
 # vm-then: crypt boot=same args=next-args
+# vm-then: crypt-md boot=same from=crypt args=next-args
 # vm-timeout: 1200
 . "$VMTEST_IN/lib.sh"
 . "$VMTEST_IN/syslib.sh"
@@ -67,6 +71,28 @@ if [ "$VMTEST_PHASE" = main ]; then
   echo "$U" > "$RES/luks-uuid"
   say "next boot: $(cat "$RES/next-args")"
   sync
+  scenario_done
+  exit 0
+fi
+
+# ---- crypt-md: the container on vdc under an md wrapper ----------------------------------------------------------------
+if [ "$VMTEST_PHASE" = crypt-md ]; then
+  PREV=$VMTEST_IN/prev
+  U=$(cat "$PREV/luks-uuid"); MAP=luks-$U
+  state=$(wait_running 300)
+  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
+  cp "$PREV/sums" "$SUMS"
+  kernel_rootshift_lines > "$RES/kernel-rootshift.txt"
+  say "kernel log: $(tr '\n' '|' < "$RES/kernel-rootshift.txt" | cut -c1-600)"
+  ROOTK=$(ROOTK_OF)
+  WK=$(slaves_of "$ROOTK")
+  assert_eq root-is-the-luks-mapping "$MAP" "$(dm_name "$ROOTK")"
+  check mapping-over-md-wrapper "$WK: $(cat /sys/block/$WK/md/level 2>&1), $(readlink /dev/md_rootshift-root 2>&1)" \
+    sh -c "[ \"\$(basename \"\$(readlink -f /dev/md_rootshift-root)\")\" = '$WK' ] && [ \"\$(cat /sys/block/$WK/md/level)\" = raid1 ]"
+  assert_eq md-wrapper-over-vdc vdc "$(slaves_of "$WK")"
+  assert_eq hook-state-wrapped "wrapped md $MAP" "$(boot_info state) $(boot_info backend) $(boot_info crypt)"
+  assert_eq by-uuid-names-the-md-wrapper "$WK" "$(basename "$(readlink -f /dev/disk/by-uuid/$U)")"
+  step files-intact verify_sums
   scenario_done
   exit 0
 fi
@@ -139,4 +165,8 @@ mount -o remount,ro / || say "remount read-only failed"
 e2fsck -fn /dev/mapper/$MAP > "$RES/fsck.txt" 2>&1; rc=$?
 check fsck-root-clean "exit=$rc: $(tail -2 "$RES/fsck.txt" | tr '\n' '|')" [ $rc = 0 ]
 mount -o remount,rw / || true
+# the next boot (crypt-md): the same, with the md backend
+echo "rd.rootshift=md" > "$RES/next-args"
+echo "$U" > "$RES/luks-uuid"
+sync
 scenario_done

@@ -15,6 +15,11 @@ impl Run {
             r => r?,
         };
         failpoint::hit("migrate::device-grown")?;
+        // An encrypted root's twins cannot be told apart at boot (the journal is inside the
+        // container): the old header's new LUKS UUID comes first, before the resize and the grow
+        if self.crypt.as_ref().is_some_and(|c| c.luks) {
+            self.renew_source_id()?;
+        }
         // an encrypted root: its container's payload first, then the filesystem in it
         if let Some(c) = &self.crypt {
             let before = c.dev.size().map(|b| *b as u64).unwrap_or(0);
@@ -73,57 +78,7 @@ impl Run {
         }
         self.journal.set_step(Step::Grown)?;
         failpoint::hit("migrate::fs-grown")?;
-        // The detached source still carries the root's identity: the filesystem's UUID, or (an
-        // encrypted root) the container's LUKS UUID, which crypttab and rd.luks.uuid= unlock by.
-        // Give it a new one now, so no boot can ever take it for the root again (a live medium's
-        // image needs nothing).
-        if self.journal.source_uuid_changed.is_none() {
-            let renew = match &self.crypt {
-                Some(c) if c.luks => Some((
-                    "LUKS",
-                    "the container's LUKS",
-                    c.new_header_uuid(&self.source),
-                )),
-                Some(_) => None,
-                None if self.journal.source_live => None,
-                None => self
-                    .mount
-                    .as_ref()
-                    .filter(|m| m.mount_point == std::path::Path::new("/"))
-                    .map(|m| {
-                        (
-                            "filesystem",
-                            "the root's filesystem",
-                            finish::ids::set_uuid_offline(&self.source, &m.fs_type),
-                        )
-                    }),
-            };
-            match renew {
-                Some((kind, _, Ok(u))) => {
-                    self.journal.source_uuid_changed = Some(u.clone());
-                    self.journal.save()?;
-                    let mut data = json!({"device": self.source.display(), "uuid": u});
-                    if kind == "LUKS" {
-                        data["what"] = json!("luks");
-                    }
-                    self.progress.event(
-                        "source-id",
-                        &format!("the old device {} got the new {kind} UUID {u}", self.source.display()),
-                        data,
-                    );
-                }
-                Some((_, whose, Err(e))) => self.progress.event(
-                    "warning",
-                    &format!(
-                        "the old device {} still carries {whose} UUID ({e:#}); remove it or change its UUID \
-                         before the next boot",
-                        self.source.display()
-                    ),
-                    json!({"device": self.source.display(), "error": format!("{e:#}")}),
-                ),
-                None => {}
-            }
-        }
+        self.renew_source_id()?;
         // the target was written beneath its page cache: readers of it (blkid -p, a backup tool)
         // see what it holds now, not what udev cached of it blank (best effort: nothing of the
         // migration depends on it)
@@ -218,6 +173,61 @@ impl Run {
                    "source_free": free, "copy_mode": mode, "region_bytes": self.journal.region_bytes,
                    "copied_bytes": *self.to_copy as u64}),
         );
+        Ok(())
+    }
+
+    /// The detached source still carries the root's identity: the filesystem's UUID, or (an
+    /// encrypted root) the container's LUKS UUID, which crypttab and rd.luks.uuid= unlock by.
+    /// Give it a new one, so no boot can ever take it for the root again (a live medium's image
+    /// needs nothing). Once: the journal keeps the new UUID.
+    fn renew_source_id(&mut self) -> Result<()> {
+        if self.journal.source_uuid_changed.is_none() {
+            let renew = match &self.crypt {
+                Some(c) if c.luks => Some((
+                    "LUKS",
+                    "the container's LUKS",
+                    c.new_header_uuid(&self.source),
+                )),
+                Some(_) => None,
+                None if self.journal.source_live => None,
+                None => self
+                    .mount
+                    .as_ref()
+                    .filter(|m| m.mount_point == std::path::Path::new("/"))
+                    .map(|m| {
+                        (
+                            "filesystem",
+                            "the root's filesystem",
+                            finish::ids::set_uuid_offline(&self.source, &m.fs_type),
+                        )
+                    }),
+            };
+            match renew {
+            Some((kind, _, Ok(u))) => {
+                self.journal.source_uuid_changed = Some(u.clone());
+                self.journal.save()?;
+                let mut data = json!({"device": self.source.display(), "uuid": u});
+                if kind == "LUKS" {
+                    data["what"] = json!("luks");
+                }
+                self.progress.event(
+                    "source-id",
+                    &format!("the old device {} got the new {kind} UUID {u}", self.source.display()),
+                    data,
+                );
+            }
+            Some((_, whose, Err(e))) => self.progress.event(
+                "warning",
+                &format!(
+                    "the old device {} still carries {whose} UUID ({e:#}); remove it or change its UUID \
+                     before the next boot",
+                    self.source.display()
+                ),
+                json!({"device": self.source.display(), "error": format!("{e:#}")}),
+            ),
+            None => {}
+        }
+        }
         Ok(())
     }
 }

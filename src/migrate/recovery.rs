@@ -329,9 +329,12 @@ pub fn choose_root(given: &BlockDev, opts: &ChooseOpts) -> Result<(BlockDev, Opt
 fn encrypted_note(msg: &str) -> String {
     let note = ". The root is encrypted: the journal that says which copy is complete is inside the \
                 LUKS container, which the boot cannot read before unlocking, so rootshift does not \
-                resume an interrupted migration of an encrypted root. The complete copy is the disk the \
-                system ran from before the migration (had the copy been switched to, the old header \
-                would have a new UUID): boot it, then migrate again";
+                resume an interrupted migration of an encrypted root. Right after the switch the old \
+                header gets a new UUID, so twins mean the power went almost always before the switch, \
+                and then the disk the system ran from is the complete one. To be sure, unlock each copy \
+                read-only from a rescue system: the one whose var/lib/rootshift journal says \
+                \"switched\" (or later) is the complete one; if neither does, the old disk is. Boot \
+                that, then migrate again";
     match msg.find(crate::state::core::ESCAPE_HATCH_START) {
         Some(i) => format!("{}{note}{}", &msg[..i], &msg[i..]),
         None => format!("{msg}{note}"),

@@ -17,14 +17,9 @@
 . "$VMTEST_IN/lib.sh"
 . "$VMTEST_IN/syslib.sh"
 KEY=/etc/vmtest-luks.key
-ROOTK_OF() { kname_of "$(root_majmin)"; }
 
 if [ "$VMTEST_PHASE" = main ]; then
-  state=$(wait_running 300)
-  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
-  ROOTK=$(ROOTK_OF)
-  assert_eq root-on-wrapper-over-vda1 "rootshift-root vda1" "$(dm_name "$ROOTK") $(slaves_of "$ROOTK")"
-  printf 'vmtest luks passphrase' > $KEY; chmod 600 $KEY
+  crypt_main_start
   step prefill-8MiB prefill /data 4 2
   writer_start /live 600 1
   writer_wait_more 2 60; check writer-running-before-migrate "files=$(writer_count)" [ "$(writer_count)" -ge 2 ]
@@ -55,17 +50,7 @@ if [ "$VMTEST_PHASE" = main ]; then
 fi
 
 # ---- crypt: booted through systemd-cryptsetup, the wrapper below dm-crypt -------------------------------------------
-PREV=$VMTEST_IN/prev
-U=$(cat "$PREV/luks-uuid"); MAP=luks-$U
-state=$(wait_running 300)
-check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
-cp "$PREV/sums" "$SUMS"
-kernel_rootshift_lines > "$RES/kernel-rootshift.txt"
-say "kernel log: $(tr '\n' '|' < "$RES/kernel-rootshift.txt" | cut -c1-600)"
-say "cmdline: $(cat /proc/cmdline)"
-ROOTK=$(ROOTK_OF)
-WK=$(slaves_of "$ROOTK")
-assert_eq root-is-the-luks-mapping "$MAP" "$(dm_name "$ROOTK")"
+crypt_boot_start
 assert_eq mapping-over-wrapper-over-vdb "rootshift-root vdb" "$(dm_name "$WK") $(slaves_of "$WK")"
 assert_eq hook-state "wrapped dm /dev/vdb $MAP" "$(boot_info state) $(boot_info backend) $(boot_info component) $(boot_info crypt)"
 journalctl -b --no-pager -o short-monotonic > /tmp/journal.txt 2>&1

@@ -26,15 +26,9 @@
 MiB=1048576
 KEY=/etc/vmtest-luks.key
 fs_bytes() { stat -f -c '%b %S' / | awk '{printf "%d", $1 * $2}'; }
-ROOTK_OF() { kname_of "$(root_majmin)"; }
 
 if [ "$VMTEST_PHASE" = main ]; then
-  state=$(wait_running 300)
-  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
-  ROOTK=$(ROOTK_OF)
-  assert_eq root-on-wrapper-over-vda1 "rootshift-root vda1" "$(dm_name "$ROOTK") $(slaves_of "$ROOTK")"
-  # the test passphrase, as the image's itools initrd carries it (scripts/build-live-image)
-  printf 'vmtest luks passphrase' > $KEY; chmod 600 $KEY
+  crypt_main_start
   M="rootshift-plaintext-marker-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   echo "$M" > "$RES/marker"
   i=0; while [ $i -lt 2000 ]; do echo "$M $i"; i=$((i + 1)); done > /marker.txt
@@ -77,16 +71,7 @@ fi
 
 # ---- crypt-md: the container on vdc under an md wrapper ----------------------------------------------------------------
 if [ "$VMTEST_PHASE" = crypt-md ]; then
-  PREV=$VMTEST_IN/prev
-  U=$(cat "$PREV/luks-uuid"); MAP=luks-$U
-  state=$(wait_running 300)
-  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
-  cp "$PREV/sums" "$SUMS"
-  kernel_rootshift_lines > "$RES/kernel-rootshift.txt"
-  say "kernel log: $(tr '\n' '|' < "$RES/kernel-rootshift.txt" | cut -c1-600)"
-  ROOTK=$(ROOTK_OF)
-  WK=$(slaves_of "$ROOTK")
-  assert_eq root-is-the-luks-mapping "$MAP" "$(dm_name "$ROOTK")"
+  crypt_boot_start
   check mapping-over-md-wrapper "$WK: $(cat /sys/block/$WK/md/level 2>&1), $(readlink /dev/md_rootshift-root 2>&1)" \
     sh -c "[ \"\$(basename \"\$(readlink -f /dev/md_rootshift-root)\")\" = '$WK' ] && [ \"\$(cat /sys/block/$WK/md/level)\" = raid1 ]"
   assert_eq md-wrapper-over-vdc vdc "$(slaves_of "$WK")"
@@ -98,17 +83,8 @@ if [ "$VMTEST_PHASE" = crypt-md ]; then
 fi
 
 # ---- crypt: booted through cryptroot, the wrapper below dm-crypt ---------------------------------------------------
-PREV=$VMTEST_IN/prev
-U=$(cat "$PREV/luks-uuid"); M=$(cat "$PREV/marker"); MAP=luks-$U
-state=$(wait_running 300)
-check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
-cp "$PREV/sums" "$SUMS"
-kernel_rootshift_lines > "$RES/kernel-rootshift.txt"
-say "kernel log: $(tr '\n' '|' < "$RES/kernel-rootshift.txt" | cut -c1-600)"
-say "cmdline: $(cat /proc/cmdline)"
-ROOTK=$(ROOTK_OF)
-WK=$(slaves_of "$ROOTK")
-assert_eq root-is-the-luks-mapping "$MAP" "$(dm_name "$ROOTK")"
+crypt_boot_start
+M=$(cat "$VMTEST_IN/prev/marker")
 assert_eq mapping-over-wrapper-over-vdb "rootshift-root vdb" "$(dm_name "$WK") $(slaves_of "$WK")"
 check mapping-is-luks2 "dm uuid $(cat /sys/block/$ROOTK/dm/uuid 2>&1)" grep -q "^CRYPT-LUKS2-" /sys/block/$ROOTK/dm/uuid
 assert_eq hook-state-wrapped wrapped "$(boot_info state)"
@@ -135,7 +111,7 @@ check move-exit-0 "exit=$rc; stderr: $(tail -3 /tmp/move.err | tr '\n' '|' | cut
 check_events move-events-documented /tmp/move.json
 switch_figures /tmp/move.json
 EV=$(jq -r '.event' /tmp/move.json 2>/dev/null | uniq | tr '\n' ' ')
-check move-events-in-order "events: $EV" sh -c "echo ' $EV' | grep -qE ' verified (.* )?switched (.* )?crypt-grown (.* )?grown (.* )?source-id (.* )?done'"
+check move-events-in-order "events: $EV" sh -c "echo ' $EV' | grep -qE ' verified (.* )?switched (.* )?source-id (.* )?crypt-grown (.* )?grown (.* )?done'"
 assert_eq copy-mode-used used "$(jq -r 'select(.event=="copy") | .copy_mode' /tmp/move.json)"
 check verify-no-mismatch "$(jq -c 'select(.event=="verified")' /tmp/move.json)" \
   sh -c "jq -s -e 'map(select(.event==\"verified\")) | length == 1 and .[0].mismatches == 0 and .[0].verified_bytes > 0' /tmp/move.json"

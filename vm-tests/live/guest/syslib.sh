@@ -37,6 +37,35 @@ disk_boot_start() {
   fi
 }
 
+# crypt_main_start : the start of an encrypted-root scenario's first boot, the installed system wrapped at boot:
+# running, / on rootshift-root over vda1 (sets ROOTK), the test passphrase in $KEY (the image's itools initrd
+# carries the same key: scripts/build-live-image)
+crypt_main_start() {
+  local state
+  state=$(wait_running 300)
+  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
+  ROOTK=$(kname_of "$(root_majmin)")
+  assert_eq root-on-wrapper-over-vda1 "rootshift-root vda1" "$(dm_name "$ROOTK") $(slaves_of "$ROOTK")"
+  printf 'vmtest luks passphrase' > "$KEY"; chmod 600 "$KEY"
+}
+
+# crypt_boot_start : the start of a boot of an encrypted root the earlier boot left (its results: luks-uuid, sums):
+# running, the checksums carried on, the hook's kernel log kept; sets U (the LUKS UUID), MAP (luks-U), ROOTK (the
+# root's dm device) and WK (what maps it: the wrapper) and checks / is that mapping
+crypt_boot_start() {
+  local state
+  U=$(cat "$VMTEST_IN/prev/luks-uuid"); MAP=luks-$U
+  state=$(wait_running 300)
+  check system-running "is-system-running=$state; failed: $(systemctl --failed --plain --no-legend | tr '\n' '|')" [ "$state" = running ]
+  cp "$VMTEST_IN/prev/sums" "$SUMS"
+  kernel_rootshift_lines > "$RES/kernel-rootshift.txt"
+  say "kernel log: $(tr '\n' '|' < "$RES/kernel-rootshift.txt" | cut -c1-600)"
+  say "cmdline: $(cat /proc/cmdline)"
+  ROOTK=$(kname_of "$(root_majmin)")
+  WK=$(slaves_of "$ROOTK")
+  assert_eq root-is-the-luks-mapping "$MAP" "$(dm_name "$ROOTK")"
+}
+
 # boot_info KEY : a value from /run/rootshift/boot (written by the initrd hook)
 boot_info() { sed -n "s/^$1=//p" /run/rootshift/boot 2>/dev/null; }
 

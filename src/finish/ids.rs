@@ -17,6 +17,16 @@ use crate::tools;
 
 /// The filesystem UUID as the device's own superblock says it.
 pub fn uuid_on(dev: &BlockDev) -> Result<Option<String>> {
+    Ok(fs_uuid(&head_on_disk(dev)?))
+}
+
+/// The UUID the boot finds `dev` by: its filesystem's, or its LUKS container's (an encrypted
+/// root's legs show only the header).
+pub fn boot_uuid_on(dev: &BlockDev) -> Result<Option<String>> {
+    Ok(crate::kernel::fs::boot_uuid(&head_on_disk(dev)?))
+}
+
+fn head_on_disk(dev: &BlockDev) -> Result<Vec<u8>> {
     // What the disk holds, not the page cache: a mirror leg's cache keeps whatever was read before
     // the copy wrote beneath it (dm-io bypasses it) for as long as dm holds the device open — seen:
     // udev's probe after the target was blanked cached zeros, and "the target shows no UUID" after a
@@ -24,10 +34,8 @@ pub fn uuid_on(dev: &BlockDev) -> Result<Option<String>> {
     if let Ok(f) = File::open(&dev.path) {
         let _ = ioctl::blk_flush_buffers(f.as_fd());
     }
-    let head = dev
-        .read_head(PROBE_BYTES)
-        .with_context(|| format!("reading the superblock of {}", dev.display()))?;
-    Ok(fs_uuid(&head))
+    dev.read_head(PROBE_BYTES)
+        .with_context(|| format!("reading the superblock of {}", dev.display()))
 }
 
 /// Give the ext4 filesystem mounted at `mount` a new random UUID, online. Returns it, or None

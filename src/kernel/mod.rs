@@ -11,6 +11,7 @@ pub mod dmtable;
 pub mod fs;
 pub mod ioctl;
 pub mod loopdev;
+pub mod luks2;
 pub mod md;
 pub mod memexe;
 pub mod memlock;

@@ -82,7 +82,7 @@ pub fn abort(name: Option<&str>, json_out: bool) -> Result<()> {
             j.set_step(Step::Aborted)?;
             // the half copies, found by identity and only if they show the root's filesystem
             // UUID or none: whatever now has their old numbers is never cleared
-            let root_uuid = finish::ids::uuid_on(&BlockDev::from_devnum(w.devnum)?)?
+            let root_uuid = finish::ids::boot_uuid_on(&BlockDev::from_devnum(w.devnum)?)?
                 .ok_or_else(|| anyhow!("{} shows no filesystem UUID", w.name))?;
             let mut half = vec![];
             let mut refused = vec![];

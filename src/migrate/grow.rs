@@ -15,8 +15,9 @@ impl Run {
             r => r?,
         };
         failpoint::hit("migrate::device-grown")?;
-        // An encrypted root's twins cannot be told apart at boot (the journal is inside the
-        // container): the old header's new LUKS UUID comes first, before the resize and the grow
+        // An encrypted root's twins: the old header's new LUKS UUID comes first, before the
+        // resize and the grow (the boot tells twins apart by the journal token in their headers,
+        // but a LUKS1 container has none, and an unlock by UUID must never take the old copy)
         if self.crypt.as_ref().is_some_and(|c| c.luks) {
             self.renew_source_id()?;
         }
@@ -130,6 +131,7 @@ impl Run {
             ),
         }
         self.journal.set_step(Step::Done)?;
+        self.journal.drop_header_token();
         if let Some(sig) = self.signals.pending() {
             self.progress.event(
                 "signal-deferred",

@@ -19,7 +19,7 @@ use super::journal::DevRecord;
 use super::recovery::Identity;
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::devnum::DevNum;
-use crate::kernel::fs::{fs_uuid, PROBE_BYTES};
+use crate::kernel::fs::{boot_uuid, PROBE_BYTES};
 
 /// A block device present in this boot, as resolution sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +177,7 @@ pub fn find(what: &str, rec: &DevRecord, expect: Expect) -> Result<BlockDev, Ref
     for d in scan() {
         let identity = Identity::of(&d);
         let fs_uuid = if want.is_known() && want.matches(&identity) {
-            d.read_head(PROBE_BYTES).ok().and_then(|h| fs_uuid(&h))
+            d.read_head(PROBE_BYTES).ok().and_then(|h| boot_uuid(&h))
         } else {
             None
         };

@@ -63,9 +63,10 @@ pub fn check_not_encrypted(source: &BlockDev, what: &str) -> Result<()> {
             c.dm_uuid().unwrap_or_else(|| "a crypt table".into())
         ),
         Some(
-            "rootshift does not move encrypted roots yet (the LUKS container has to move, not its \
-             plaintext); copy the LUKS partition from a live system, or boot unwrapped (`rootshift boot \
-             disable`, or rd.rootshift=0 for one boot)",
+            "rootshift moves an encrypted root as its LUKS container, with the wrapper below dm-crypt: \
+             rebuild the initramfs with rootshift's hook and cryptsetup's (update-initramfs -u, or dracut -f), \
+             reboot, and migrate again; or boot unwrapped (`rootshift boot disable`, or rd.rootshift=0 for \
+             one boot)",
         ),
     ))
 }

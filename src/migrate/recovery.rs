@@ -191,6 +191,9 @@ pub fn probe_mount_opts(c: Option<Content>) -> Option<(&'static str, &'static st
 
 fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
     let head = dev.read_head(PROBE_BYTES)?;
+    if probe(&head) == Some(Content::Luks) {
+        return Ok(journal_in_header(dev));
+    }
     let Some((fstype, opts)) = probe_mount_opts(probe(&head)) else {
         return Ok(JournalRead::Missing);
     };
@@ -229,6 +232,24 @@ fn read_journals_on(dev: &BlockDev) -> Result<JournalRead> {
     drop(ro);
     let _ = fs::remove_dir(&mp);
     Ok(best_of(texts))
+}
+
+/// An encrypted root's journal: the token a migration keeps in the container's LUKS2 header
+/// (crate::state::token), read without the key. LUKS1 has no tokens: Missing.
+fn journal_in_header(dev: &BlockDev) -> JournalRead {
+    match crate::kernel::luks2::read(dev) {
+        Err(e) => {
+            JournalRead::Unreadable(format!("reading the LUKS header of {}: {e}", dev.display()))
+        }
+        Ok(None) => JournalRead::Missing,
+        Ok(Some(Err(e))) => {
+            JournalRead::Unreadable(format!("the LUKS2 header of {}: {e}", dev.display()))
+        }
+        Ok(Some(Ok(m))) => match m.journal_token() {
+            None => JournalRead::Missing,
+            Some(t) => best_of(vec![Ok::<_, String>(t.journal)]),
+        },
+    }
 }
 
 /// Of the journal files read in one filesystem: an unknown version if any, else the newest
@@ -314,10 +335,11 @@ pub fn choose_root(given: &BlockDev, opts: &ChooseOpts) -> Result<(BlockDev, Opt
     let Some(uuid) = boot_uuid(&head) else {
         return Ok((given.clone(), None));
     };
-    // An encrypted root's journal is inside its LUKS container: twins (a copy interrupted before
-    // the switch gave the old header a new UUID) cannot be told apart before unlocking.
+    // An encrypted root's journal is read from its LUKS2 header's token (journal_in_header):
+    // when none decides, the refusal says what else tells the copies apart.
     let encrypted = probe(&head) == Some(Content::Luks);
-    choose_by_uuid(given, &uuid, opts).map_err(|e| match e.downcast::<Ambiguous>() {
+    let kind = if encrypted { "LUKS" } else { "filesystem" };
+    choose_by_uuid(given, &uuid, kind, opts).map_err(|e| match e.downcast::<Ambiguous>() {
         Ok(a) if encrypted => anyhow::Error::new(Ambiguous(encrypted_note(&a.0))),
         Ok(a) => anyhow::Error::new(a),
         Err(e) => e,
@@ -327,9 +349,9 @@ pub fn choose_root(given: &BlockDev, opts: &ChooseOpts) -> Result<(BlockDev, Opt
 /// A refusal over an encrypted root's twins, with why no journal could be read (before the way
 /// out, when the message has one).
 fn encrypted_note(msg: &str) -> String {
-    let note = ". The root is encrypted: the journal that says which copy is complete is inside the \
-                LUKS container, which the boot cannot read before unlocking, so rootshift does not \
-                resume an interrupted migration of an encrypted root. Right after the switch the old \
+    let note = ". The root is encrypted: a migration keeps its journal in the container's LUKS2 \
+                header (a rootshift-journal token, readable before unlocking), and no header here has \
+                one that decides (a LUKS1 container has no tokens). Right after the switch the old \
                 header gets a new UUID, so twins mean the power went almost always before the switch, \
                 and then the disk the system ran from is the complete one. To be sure, unlock each copy \
                 read-only from a rescue system: the one whose var/lib/rootshift journal says \
@@ -344,6 +366,7 @@ fn encrypted_note(msg: &str) -> String {
 fn choose_by_uuid(
     given: &BlockDev,
     uuid: &str,
+    kind: &str,
     opts: &ChooseOpts,
 ) -> Result<(BlockDev, Option<String>)> {
     let uuid = uuid.to_string();
@@ -356,11 +379,17 @@ fn choose_by_uuid(
             devs.insert(0, given.clone());
         }
         let twins = devs.len() > 1;
-        let r = choose_among(given, &devs, &uuid, opts, &mut read);
+        let r = choose_among(
+            given,
+            &devs,
+            &format!("{kind} UUID {uuid}"),
+            opts,
+            &mut read,
+        );
         let r = match r {
             Err(e) if twins && !e.is::<Ambiguous>() => {
                 bail!(Ambiguous(format!(
-                    "{} devices carry filesystem UUID {uuid} and choosing between them failed: {e:#}",
+                    "{} devices carry {kind} UUID {uuid} and choosing between them failed: {e:#}",
                     devs.len()
                 )))
             }
@@ -396,7 +425,7 @@ impl std::error::Error for TwinMissing {}
 fn choose_among(
     given: &BlockDev,
     devs: &[BlockDev],
-    uuid: &str,
+    named: &str,
     opts: &ChooseOpts,
     read: &mut Vec<(DevNum, JournalRead)>,
 ) -> Result<(BlockDev, Option<String>)> {
@@ -446,7 +475,7 @@ fn choose_among(
                 _ => "rd.rootshift.pick= picks".to_string(),
             };
             let why = format!(
-                "{} carry filesystem UUID {uuid} ({}); {how} {}",
+                "{} carry {named} ({}); {how} {}",
                 match devs.len() {
                     1 => "1 device".to_string(),
                     n => format!("{n} devices"),

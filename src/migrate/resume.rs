@@ -3,14 +3,27 @@
 
 use super::*;
 
-/// Keep the journal's copy in the root filesystem current too (installed systems).
+/// Keep the journal's copy in the root filesystem current too (installed systems): the root
+/// on the wrapper, or in a LUKS container opened over it, whose LUKS2 header then keeps a copy
+/// too (the boot reads it before unlocking: crate::state::token).
 pub(super) fn keep_persisted(j: &mut Journal, w: &Wrapper) {
-    let on_root = mounts::mounts_of(w.devnum)
-        .ok()
-        .and_then(|m| m.into_iter().next())
-        .is_some_and(|m| m.mount_point == std::path::Path::new("/"));
-    if on_root && !j.source_live {
-        j.persist_root = Some(PathBuf::from("/"));
+    let root_on = |d: DevNum| {
+        mounts::mounts_of(d)
+            .ok()
+            .and_then(|m| m.into_iter().next())
+            .is_some_and(|m| m.mount_point == std::path::Path::new("/"))
+    };
+    let wdev = BlockDev::from_devnum(w.devnum).ok();
+    let in_container = wdev
+        .as_ref()
+        .and_then(crate::kernel::dm::crypt_holder)
+        .is_some_and(|c| root_on(c.devnum));
+    if j.source_live || !(root_on(w.devnum) || in_container) {
+        return;
+    }
+    j.persist_root = Some(PathBuf::from("/"));
+    if let Some(d) = wdev.filter(|d| in_container && crate::state::token::holds_luks2(&d.path)) {
+        j.header_token_on = Some(d.path);
     }
 }
 
@@ -167,7 +180,7 @@ impl Recorded {
     /// migration gave it) and a clone not yet given its own ids the root's UUID.
     fn find(j: &Journal, w: &Wrapper, mirroring: bool) -> Result<Recorded> {
         let wdev = BlockDev::from_devnum(w.devnum)?;
-        let root_uuid = finish::ids::uuid_on(&wdev)?;
+        let root_uuid = finish::ids::boot_uuid_on(&wdev)?;
         let find = |what: &str, r: &DevRecord, expect: identify::Expect| {
             identify::find(what, r, expect).map_err(identify::refusal)
         };

@@ -298,12 +298,8 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
     journal.source_live = live_source;
     // An installed system's root: keep the journal inside it too, where the boot hook finds it
     // after a crash (a live medium's root lives in RAM: nothing would survive there).
-    if !live_source
-        && mount
-            .as_ref()
-            .is_some_and(|m| m.mount_point == std::path::Path::new("/"))
-    {
-        journal.persist_root = Some(PathBuf::from("/"));
+    if !live_source {
+        keep_persisted(&mut journal, &w);
     }
     // a counter that only grows across attempts, and this attempt's id (the boot choice orders
     // the journals by them, not by the clock)

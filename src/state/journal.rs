@@ -181,6 +181,11 @@ pub struct Journal {
     /// survives a reboot; not serialised.
     #[serde(skip)]
     pub persist_root: Option<PathBuf>,
+    /// An encrypted root's wrapper, whose LUKS2 header keeps a copy of the journal too (a token,
+    /// [`super::token`]), for the boot to read without the key; written with the copy in
+    /// [`Self::persist_root`], never alone. Not serialised.
+    #[serde(skip)]
+    pub header_token_on: Option<PathBuf>,
     /// The install step (`--install` / `rootshift finish`), when asked for.
     #[serde(default)]
     pub install: Option<InstallRecord>,
@@ -226,6 +231,7 @@ impl Journal {
             verified_bytes: None,
             source_uuid_changed: None,
             persist_root: None,
+            header_token_on: None,
             install: None,
         }
     }
@@ -335,6 +341,9 @@ impl Journal {
                 &text,
                 checkpoint,
             )?;
+            if let Some(dev) = &self.header_token_on {
+                super::token::write(dev, &serde_json::to_string(self)?)?;
+            }
         }
         Ok(())
     }
@@ -388,6 +397,19 @@ impl Journal {
                 root.join(PERSIST_DIR)
                     .join(format!("{}.json", self.wrapper)),
             );
+            if let Some(dev) = &self.header_token_on {
+                let _ = super::token::remove(dev);
+            }
+        }
+    }
+}
+
+impl Journal {
+    /// Remove the copy in the LUKS2 header (a finished migration: the header is the user's
+    /// again). Best effort: a token left behind only repeats what the filesystem's copy says.
+    pub fn drop_header_token(&self) {
+        if let Some(dev) = &self.header_token_on {
+            let _ = super::token::remove(dev);
         }
     }
 }

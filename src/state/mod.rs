@@ -10,3 +10,4 @@ pub mod bootrecord;
 pub mod core;
 pub mod journal;
 pub mod persisted;
+pub mod token;

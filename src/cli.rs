@@ -260,6 +260,21 @@ pub enum Command {
         /// `systemctl soft-reboot`.
         #[arg(long, value_enum, default_value = "auto")]
         layout: InstallLayout,
+        /// Encrypt the root: its partition becomes a LUKS2 container (see `migrate --encrypt`),
+        /// with an unencrypted /boot partition for the boot loader and the kernels (512 MiB
+        /// unless --boot-partition says); crypttab and an initramfs that unlocks it are written.
+        #[arg(long)]
+        encrypt: bool,
+        /// With --encrypt: the file holding the new container's passphrase or key (else it is
+        /// asked twice on the terminal).
+        #[arg(long, value_name = "FILE", requires = "encrypt")]
+        key_file: Option<PathBuf>,
+        /// With --encrypt: the KDF memory cost in KiB (cryptsetup --pbkdf-memory).
+        #[arg(long, value_name = "KIB", requires = "encrypt")]
+        pbkdf_memory: Option<u32>,
+        /// With --encrypt: the time the KDF should take, in ms (cryptsetup --iter-time).
+        #[arg(long, value_name = "MS", requires = "encrypt")]
+        iter_time: Option<u32>,
         /// The root filesystem of --layout plain (default: ext4).
         #[arg(long, value_enum)]
         fs: Option<crate::plain::PlainFs>,
@@ -476,11 +491,17 @@ pub struct FinishArgs {
     /// image's prebuilt (generic) one.
     #[arg(long, value_enum)]
     pub initramfs: Option<crate::finish::initramfs::Mode>,
+    /// With --encrypt: the key file /etc/crypttab names for the root's container, so the
+    /// initramfs unlocks it without asking (initramfs-tools copies it in only when
+    /// KEYFILE_PATTERN in /etc/cryptsetup-initramfs/conf-hook matches it). Default: none, the
+    /// passphrase is asked for at boot.
+    #[arg(long, value_name = "FILE")]
+    pub crypttab_key: Option<PathBuf>,
 }
 
 impl FinishArgs {
     pub fn given(&self) -> bool {
-        self.bootloader.is_some() || self.initramfs.is_some()
+        self.bootloader.is_some() || self.initramfs.is_some() || self.crypttab_key.is_some()
     }
     pub fn options(&self) -> crate::finish::Options {
         crate::finish::Options {
@@ -492,6 +513,8 @@ impl FinishArgs {
                 .unwrap_or(crate::finish::initramfs::Mode::Regenerate),
             boot_partition: None,
             force: false,
+            encrypt: false,
+            crypttab_key: self.crypttab_key.clone(),
         }
     }
 }

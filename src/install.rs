@@ -37,6 +37,9 @@ pub struct InstallOptions {
     pub name: Option<String>,
     pub copy: CopyMode,
     pub finish: finish::Options,
+    /// `--encrypt`: the root partition becomes a LUKS2 container (with a /boot partition).
+    pub encrypt: Option<migrate::EncryptOptions>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// The planned table as a [`Table`], for the boot loader checks made before it exists.
@@ -76,6 +79,12 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         .filter(|o| o.upper.as_ref().is_some_and(|u| u.devnum == w.devnum));
     let mut layout = opts.layout.clone();
     if let Some(o) = &overlay {
+        if opts.encrypt.is_some() {
+            return Err(refuse(
+                "--encrypt is not built for a live session's disk (an image partition and a persistence partition)",
+                Some("leave out --encrypt"),
+            ));
+        }
         if matches!(opts.finish.bootloader, bootloader::Choice::SystemdBoot) {
             return Err(refuse(
                 "a live session's disk boots with GRUB (a static grub.cfg on the image partition); systemd-boot is \
@@ -100,6 +109,10 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
             Some(_) => {}
             None => layout.boot_partition = Some(need),
         }
+    }
+    // an encrypted root: GRUB and the kernels on an unencrypted /boot
+    if opts.encrypt.is_some() && layout.boot_partition.is_none() {
+        layout.boot_partition = Some(ENCRYPTED_BOOT_BYTES);
     }
     let source_dev = *backend
         .legs()?
@@ -169,7 +182,13 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         }
     }
 
-    let source_size = source.size()?;
+    // --encrypt: the LUKS2 header goes before the root in its partition
+    let source_size = source.size()?
+        + Bytes(if opts.encrypt.is_some() {
+            u128::from(migrate::LUKS2_HEADER)
+        } else {
+            0
+        });
     let root = plan.root();
     let root_bytes = Bytes(u128::from(root.sectors()) * u128::from(plan.sector_size));
     if root_bytes < source_size {
@@ -206,6 +225,15 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         &disk,
     )?;
     initramfs::check(opts.finish.initramfs)?;
+    crate::finish::cryptboot::check(
+        opts.encrypt.is_some(),
+        opts.finish.crypttab_key.as_deref(),
+        opts.finish.initramfs,
+        plan.boot().is_some(),
+    )?;
+    if opts.encrypt.is_some() {
+        encrypt_early_checks(opts.key_file.as_deref())?;
+    }
     if plan.boot().is_some() && std::path::Path::new("/boot").exists() && boot_is_separate()? {
         return Err(refuse(
             "/boot is a separate mount already; --boot-partition would hide it",
@@ -296,8 +324,8 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
         image_to: None,
         install: Some(true),
         finish: finish_opts,
-        key_file: None,
-        encrypt: None,
+        key_file: opts.key_file.clone(),
+        encrypt: opts.encrypt.clone(),
         wipe_source: false,
     })?;
     let ids = plan.partids();
@@ -309,6 +337,30 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     );
     Ok(())
 }
+
+/// What `--encrypt` needs that can be checked before the table is written (the rest, with the
+/// key in hand, is checked by `migrate` before the root partition is formatted).
+fn encrypt_early_checks(key_file: Option<&std::path::Path>) -> Result<()> {
+    if crate::tools::find("cryptsetup").is_none() {
+        return Err(refuse(
+            "--encrypt formats the root partition as LUKS2, and cryptsetup is missing",
+            Some("install cryptsetup (Debian: cryptsetup-bin, and cryptsetup-initramfs for the boot)"),
+        ));
+    }
+    if let Some(k) = key_file {
+        if !std::fs::metadata(k).is_ok_and(|m| m.is_file()) {
+            return Err(refuse(
+                format!("the key file {} is not a readable file", k.display()),
+                Some("name the file holding the passphrase or key"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The /boot partition `install --encrypt` lays out unless `--boot-partition` says otherwise:
+/// room for GRUB and three kernels with their initrds.
+const ENCRYPTED_BOOT_BYTES: u64 = 512 << 20;
 
 /// Room on a live session's image partition for kernel updates (each kernel with its initrd).
 const LIVE_KERNEL_ROOM: u64 = 384 << 20;

@@ -128,6 +128,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             layout: install_layout,
             fs,
             no_soft_reboot,
+            encrypt,
+            key_file,
+            pbkdf_memory,
+            iter_time,
             finish,
         } => {
             use rootshift::finish::bootloader::Choice;
@@ -168,6 +172,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Some("add --layout plain, or leave them out"),
                 ));
             }
+            if plain && encrypt {
+                return Err(rootshift::error::refuse(
+                    "--encrypt is not built for --layout plain (a copy file by file into a new filesystem)",
+                    Some("leave out --layout plain, or --encrypt"),
+                ));
+            }
             if plain {
                 return rootshift::plain::install(
                     &rootshift::plain::PlainOptions {
@@ -193,6 +203,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name,
                 copy,
                 finish: finish.options(),
+                encrypt: encrypt.then_some(rootshift::migrate::EncryptOptions {
+                    pbkdf_memory,
+                    iter_time,
+                }),
+                key_file,
             })
         }
         Command::ReleaseLive => rootshift::plain::release::release_live(),

@@ -10,6 +10,8 @@
 
 pub mod bootloader;
 pub mod cmdline;
+pub mod cryptboot;
+pub mod crypttab;
 mod esp;
 pub mod fstab;
 pub mod hooks;
@@ -56,6 +58,12 @@ pub struct Options {
     /// `migrate --force`: an ESP on the target disk that holds something else than FAT is
     /// formatted anyway.
     pub force: bool,
+    /// `--encrypt`: the root moves into a new LUKS2 container on the target; the install step
+    /// writes its crypttab entry, and needs an unencrypted /boot and cryptsetup in the initramfs.
+    pub encrypt: bool,
+    /// `--crypttab-key FILE`: the key file crypttab names for the root's container (the
+    /// initramfs unlocks it with that file); default none: the passphrase is asked at boot.
+    pub crypttab_key: Option<PathBuf>,
 }
 
 /// Something of the old disk the running system still uses besides `/`.
@@ -80,6 +88,8 @@ pub struct Plan {
     pub leftovers: Vec<Leftover>,
     /// The partition that becomes /boot.
     pub boot_part: Option<BlockDev>,
+    /// An encrypted root's key file for crypttab (`--crypttab-key`).
+    pub crypttab_key: Option<PathBuf>,
 }
 
 pub use crate::state::journal::InstallRecord as Record;
@@ -140,6 +150,8 @@ pub fn run(
     let wrapper = BlockDev::from_path(wrapper_node)
         .map_err(|e| anyhow!("the wrapper {}: {e}", wrapper_node.display()))?;
     let root = Path::new("/");
+    // --encrypt: the target is the container's mapping; the boot tools see its partition's disk
+    let crypt = cryptboot::Container::of(target)?;
 
     // ---- ids
     let before = ids::uuid_on(&wrapper)?.ok_or_else(|| anyhow!("/ shows no filesystem UUID"))?;
@@ -373,10 +385,18 @@ pub fn run(
     if new_text != fstab_text {
         ids::write_atomic(Path::new("/etc/fstab"), new_text.as_bytes(), 0o644)?;
     }
-    // /etc/crypttab is left alone: it names LUKS containers by the LUKS header's UUID, which no
-    // step here changes (an encrypted root is refused before the copy; the filesystem UUID
-    // changed above never appears there)
     step(rec, &mut save, "fstab", lines);
+
+    // ---- crypttab: a root moved into a new LUKS container (--encrypt) is unlocked by the
+    // initramfs before it is looked for (other entries name containers by their own LUKS UUIDs,
+    // which nothing here changes)
+    if let Some(c) = &crypt {
+        let mut lines = cryptboot::write_entry(c, plan.crypttab_key.as_deref())?;
+        if let Some(k) = &plan.crypttab_key {
+            lines.extend(cryptboot::keep_key_in_initramfs(k)?);
+        }
+        step(rec, &mut save, "crypttab", lines);
+    }
 
     // ---- boot loader package, initramfs, boot loader
     if let Some(l) = bootloader::ensure_package(plan.boot.bootloader)? {

@@ -137,6 +137,12 @@ pub fn preflight(
         }
         None => None,
     };
+    super::cryptboot::check(
+        opts.encrypt,
+        opts.crypttab_key.as_deref(),
+        opts.initramfs,
+        boot_part.is_some(),
+    )?;
     Ok(Plan {
         boot,
         initramfs: opts.initramfs,
@@ -146,6 +152,7 @@ pub fn preflight(
         fs_type: root.fs_type.clone(),
         leftovers,
         boot_part,
+        crypttab_key: opts.crypttab_key.clone(),
     })
 }
 

@@ -263,6 +263,10 @@ impl super::Run {
                 serde_json::json!({"device": src}),
             );
         }
+        if self.install.is_some() {
+            // the install step writes crypttab and the initramfs (finish::cryptboot)
+            return;
+        }
         let crypttab = format!("{name} UUID={uuid} none luks");
         self.progress.event(
             "next-boot",

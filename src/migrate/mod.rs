@@ -31,7 +31,7 @@ mod switched;
 
 pub use abort::abort;
 use copy::region_sectors;
-pub use encrypt::EncryptOptions;
+pub use encrypt::{EncryptOptions, LUKS2_HEADER};
 pub use install::finish_command;
 use resume::keep_persisted;
 use rollback::clear_half_copies;

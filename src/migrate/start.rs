@@ -106,16 +106,12 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
             ));
         }
     }
-    if encrypt.is_some() && opts.install.unwrap_or(live_source) {
-        return Err(refuse(
-            "--encrypt moves the root into a new LUKS2 container, and the install step cannot make an encrypted root \
-             boot yet (crypttab, an initramfs that unlocks it)",
-            Some("add --no-install (then crypttab and the initramfs are yours to write: the migration says what)"),
-        ));
-    }
     let install = if opts.install.unwrap_or(live_source) {
         Some(finish::preflight(
-            opts.finish.clone(),
+            finish::Options {
+                encrypt: encrypt.is_some(),
+                ..opts.finish.clone()
+            },
             Some(&source),
             live_source,
             &target,

@@ -299,12 +299,14 @@ rootshift_wrap_root() {
     # Never hang the boot: the devicemapper library waits for udev without a timeout.
     _rs_timeout=
     command -v timeout > /dev/null 2>&1 && _rs_timeout="timeout 60"
+    _rs_t0=$(rootshift_uptime_cs)
     if $_rs_timeout "$ROOTSHIFT_BIN" wrap --backend "$_rs_backend" $_rs_chosen_flag "$_rs_dev" \
         > "$ROOTSHIFT_STATE/wrap.out" 2> "$ROOTSHIFT_STATE/wrap.err"; then
         _rs_rc=0
     else
         _rs_rc=$?
     fi
+    _rs_t1=$(rootshift_uptime_cs)
     _rs_node=
     read -r _rs_node < "$ROOTSHIFT_STATE/wrap.out" 2> /dev/null || true
     if [ $_rs_rc = 4 ]; then
@@ -348,8 +350,23 @@ rootshift_wrap_root() {
         udevadm settle --timeout=10 2> /dev/null
     fi
     rootshift_log 6 "/ is mounted from $_rs_node ($_rs_backend wrapper over $_rs_dev)"
-    rootshift_state state=wrapped "backend=$_rs_backend" "component=$_rs_dev" "wrapper=$_rs_node" message=
+    # wrap_ms: how long `rootshift wrap` took here (its exec included; /proc/uptime: 10 ms steps)
+    rootshift_state state=wrapped "backend=$_rs_backend" "component=$_rs_dev" "wrapper=$_rs_node" message= \
+        "wrap_ms=$(( (_rs_t1 - _rs_t0) * 10 ))"
     echo "$_rs_node"
+}
+
+# rootshift_uptime_cs: the time since boot in centiseconds (/proc/uptime), 0 when unreadable.
+rootshift_uptime_cs() {
+    _rs_up=0
+    read -r _rs_up _rs_idle < "${ROOTSHIFT_PROC_UPTIME:-/proc/uptime}" 2> /dev/null || true
+    case "$_rs_up" in
+        *.??) _rs_up=${_rs_up%.*}${_rs_up#*.} ;;
+        *) _rs_up=0 ;;
+    esac
+    # no leading zeros (shell arithmetic would read them as octal)
+    while [ "${_rs_up#0}" != "$_rs_up" ] && [ "$_rs_up" != 0 ]; do _rs_up=${_rs_up#0}; done
+    echo "$_rs_up"
 }
 
 # ---- encrypted roots: the wrapper below dm-crypt ----------------------------------------------------------------

@@ -7,6 +7,15 @@
 use anyhow::{Context, Result};
 use nix::sys::mman::{mlockall, munlockall, MlockAllFlags};
 
+/// This process's peak resident set size so far, in KiB (getrusage's ru_maxrss): what a
+/// migration cost in memory (the switch window locks all of it).
+pub fn peak_rss_kib() -> Option<u64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .ok()
+        .and_then(|u| u64::try_from(u.max_rss()).ok())
+}
+
 /// Locks all memory until dropped.
 pub struct MemLock(());
 

@@ -173,7 +173,8 @@ impl Run {
                    "copy_seconds": copy_s, "rate_bytes_per_sec": rate.round() as u64, "switch_window_ms": window_ms,
                    "fs_before_bytes": self.journal.fs_before_bytes, "fs_after_bytes": self.journal.fs_after_bytes,
                    "source_free": free, "copy_mode": mode, "region_bytes": self.journal.region_bytes,
-                   "copied_bytes": *self.to_copy as u64}),
+                   "copied_bytes": *self.to_copy as u64,
+                   "peak_rss_kib": crate::kernel::memlock::peak_rss_kib()}),
         );
         Ok(())
     }

@@ -178,6 +178,8 @@ switch_figures() {
   for _k in window_ms suspend_ms presync_ms; do
     figure "$_k" "$(jq -r "select(.event == \"switched\") | .$_k" "$1" 2>/dev/null | tail -1)"
   done
+  # issue 22 §3d: what the migration cost in memory (bench/fullsys collects it)
+  figure peak_rss_kib "$(jq -r 'select(.event == "done") | .peak_rss_kib' "$1" 2>/dev/null | tail -1)"
 }
 
 # check_events NAME FILE : every line of a --json stream is an object with "event" and "version" 1, names an event

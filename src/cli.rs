@@ -183,6 +183,15 @@ pub enum Command {
         /// --iter-time).
         #[arg(long, value_name = "MS", requires = "encrypt")]
         iter_time: Option<u32>,
+        /// With --encrypt: also enroll this machine's TPM 2.0 (systemd-cryptenroll), so the
+        /// boot unlocks the root without a passphrase (crypttab gets tpm2-device=auto; needs
+        /// an initramfs with systemd-cryptsetup: dracut).
+        #[arg(long, requires = "encrypt")]
+        tpm2: bool,
+        /// With --tpm2: the PCRs the key is sealed to (systemd-cryptenroll --tpm2-pcrs; empty
+        /// for none).
+        #[arg(long, value_name = "LIST", requires = "tpm2", default_value = "7")]
+        tpm2_pcrs: String,
         /// With --encrypt: after the switch, overwrite the old device with zeroes (it holds
         /// the root as plaintext).
         #[arg(long)]
@@ -275,6 +284,12 @@ pub enum Command {
         /// With --encrypt: the time the KDF should take, in ms (cryptsetup --iter-time).
         #[arg(long, value_name = "MS", requires = "encrypt")]
         iter_time: Option<u32>,
+        /// With --encrypt: also enroll this machine's TPM 2.0 (see `migrate --tpm2`).
+        #[arg(long, requires = "encrypt")]
+        tpm2: bool,
+        /// With --tpm2: the PCRs the key is sealed to (empty for none).
+        #[arg(long, value_name = "LIST", requires = "tpm2", default_value = "7")]
+        tpm2_pcrs: String,
         /// The root filesystem of --layout plain (default: ext4).
         #[arg(long, value_enum)]
         fs: Option<crate::plain::PlainFs>,
@@ -514,6 +529,7 @@ impl FinishArgs {
             boot_partition: None,
             force: false,
             encrypt: false,
+            tpm2: false,
             crypttab_key: self.crypttab_key.clone(),
         }
     }

@@ -227,6 +227,7 @@ pub fn install(opts: &InstallOptions) -> Result<()> {
     initramfs::check(opts.finish.initramfs)?;
     crate::finish::cryptboot::check(
         opts.encrypt.is_some(),
+        opts.encrypt.as_ref().is_some_and(|e| e.tpm2_pcrs.is_some()),
         opts.finish.crypttab_key.as_deref(),
         opts.finish.initramfs,
         plan.boot().is_some(),

@@ -59,6 +59,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             encrypt,
             pbkdf_memory,
             iter_time,
+            tpm2,
+            tpm2_pcrs,
             wipe_source,
             install,
             no_install,
@@ -102,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 encrypt: encrypt.then_some(migrate::EncryptOptions {
                     pbkdf_memory,
                     iter_time,
+                    tpm2_pcrs: tpm2.then_some(tpm2_pcrs),
                 }),
                 wipe_source,
             })
@@ -132,6 +135,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             key_file,
             pbkdf_memory,
             iter_time,
+            tpm2,
+            tpm2_pcrs,
             finish,
         } => {
             use rootshift::finish::bootloader::Choice;
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 encrypt: encrypt.then_some(rootshift::migrate::EncryptOptions {
                     pbkdf_memory,
                     iter_time,
+                    tpm2_pcrs: tpm2.then_some(tpm2_pcrs),
                 }),
                 key_file,
             })

@@ -45,9 +45,27 @@ fn crypt_support_missing() -> Option<&'static str> {
     }
 }
 
+/// `--tpm2`: only systemd-cryptsetup unlocks with a TPM2 token (crypttab's tpm2-device=);
+/// cryptsetup-initramfs' cryptroot does not. dracut takes it in with its tpm2-tss module, which
+/// needs the `tpm2` tool (tpm2-tools) and then carries the TSS libraries.
+fn tpm2_support_missing() -> Option<&'static str> {
+    if Path::new("/usr/sbin/mkinitramfs").exists() {
+        Some("--tpm2: initramfs-tools' cryptroot cannot unlock with a TPM (only systemd-cryptsetup can: dracut)")
+    } else if !Path::new("/usr/lib/dracut/modules.d/00systemd").exists() {
+        Some("--tpm2: dracut without its systemd modules cannot unlock with a TPM (systemd-cryptsetup does that)")
+    } else if !Path::new("/usr/lib/dracut/modules.d/91tpm2-tss").exists()
+        || crate::tools::find("tpm2").is_none()
+    {
+        Some("--tpm2: the initramfs would lack the TPM2 libraries: dracut's tpm2-tss module needs the tpm2 tool (package tpm2-tools)")
+    } else {
+        None
+    }
+}
+
 /// Before anything changes: what an encrypted root's install step needs.
 pub fn check(
     encrypt: bool,
+    tpm2: bool,
     crypttab_key: Option<&Path>,
     initramfs: Mode,
     boot_part: bool,
@@ -79,6 +97,12 @@ pub fn check(
     if let Some(why) = crypt_support_missing() {
         return Err(refuse(why, Some("install it, then run this again")));
     }
+    if let Some(why) = tpm2.then(tpm2_support_missing).flatten() {
+        return Err(refuse(
+            why,
+            Some("install what it names, or leave --tpm2 out (the passphrase or crypttab key unlocks it)"),
+        ));
+    }
     if let Some(k) = crypttab_key {
         let m = fs::metadata(k).map_err(|e| {
             refuse(
@@ -105,6 +129,8 @@ pub struct Container {
     pub luks_uuid: String,
     /// The raw partition holding it.
     pub part: BlockDev,
+    /// Its header has a TPM2 token (`--tpm2`: systemd-cryptenroll enrolled the TPM).
+    pub tpm2: bool,
 }
 
 impl Container {
@@ -133,10 +159,12 @@ impl Container {
             .with_context(|| format!("reading the LUKS header of {}", part.display()))?;
         let luks_uuid = crate::kernel::fs::luks_uuid(&head)
             .ok_or_else(|| anyhow!("{} shows no LUKS UUID", part.display()))?;
+        let tpm2 = matches!(crate::kernel::luks2::read(&part), Ok(Some(Ok(m))) if m.has_token_type("systemd-tpm2"));
         Ok(Some(Container {
             name,
             luks_uuid,
             part,
+            tpm2,
         }))
     }
 }
@@ -151,7 +179,11 @@ pub fn write_entry(c: &Container, key: Option<&Path>) -> Result<Vec<String>> {
     };
     let mut tab: Crypttab = text.parse().map_err(|e| anyhow!("{CRYPTTAB}: {e}"))?;
     let key = key.map(|k| k.display().to_string());
-    let e = Entry::luks(&c.name, &c.luks_uuid, key.as_deref());
+    let mut e = Entry::luks(&c.name, &c.luks_uuid, key.as_deref());
+    if c.tpm2 {
+        // systemd-cryptsetup unseals the key from the TPM (the token systemd-cryptenroll wrote)
+        e.options.push_str(",tpm2-device=auto");
+    }
     let mut lines = vec![format!("{CRYPTTAB}: {e}")];
     lines.extend(tab.set(e).iter().map(|o| format!("replaced the entry {o}")));
     super::ids::write_atomic(Path::new(CRYPTTAB), tab.to_string().as_bytes(), 0o644)?;
@@ -225,16 +257,19 @@ mod tests {
     fn what_an_encrypted_root_needs_before_anything_changes() {
         let k = Path::new("/etc/keys/root.key");
         // nothing encrypted: fine, unless a crypttab key is named
-        assert!(check(false, None, Mode::Regenerate, false).is_ok());
+        assert!(check(false, false, None, Mode::Regenerate, false).is_ok());
         refused(
-            check(false, Some(k), Mode::Regenerate, true),
+            check(false, false, Some(k), Mode::Regenerate, true),
             "nothing is encrypted",
         );
         // encrypted: a /boot partition, then an initramfs that is rebuilt
         refused(
-            check(true, None, Mode::Regenerate, false),
+            check(true, false, None, Mode::Regenerate, false),
             "no /boot partition",
         );
-        refused(check(true, None, Mode::Keep, true), "--initramfs keep");
+        refused(
+            check(true, true, None, Mode::Keep, true),
+            "--initramfs keep",
+        );
     }
 }

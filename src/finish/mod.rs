@@ -61,6 +61,9 @@ pub struct Options {
     /// `--encrypt`: the root moves into a new LUKS2 container on the target; the install step
     /// writes its crypttab entry, and needs an unencrypted /boot and cryptsetup in the initramfs.
     pub encrypt: bool,
+    /// `--tpm2`: the container gets a TPM2 token, which only systemd-cryptsetup in the initramfs
+    /// uses (crypttab's tpm2-device=).
+    pub tpm2: bool,
     /// `--crypttab-key FILE`: the key file crypttab names for the root's container (the
     /// initramfs unlocks it with that file); default none: the passphrase is asked at boot.
     pub crypttab_key: Option<PathBuf>,

@@ -139,6 +139,7 @@ pub fn preflight(
     };
     super::cryptboot::check(
         opts.encrypt,
+        opts.tpm2,
         opts.crypttab_key.as_deref(),
         opts.initramfs,
         boot_part.is_some(),

@@ -166,6 +166,17 @@ impl Metadata {
         ours.into_iter().next()
     }
 
+    /// Whether the header has a token of this type (`systemd-tpm2`, `systemd-fido2`, …).
+    pub fn has_token_type(&self, t: &str) -> bool {
+        self.json
+            .get("tokens")
+            .and_then(Value::as_object)
+            .is_some_and(|m| {
+                m.values()
+                    .any(|x| x.get("type").and_then(Value::as_str) == Some(t))
+            })
+    }
+
     /// The token ids in use.
     pub fn token_ids(&self) -> Vec<u32> {
         self.json
@@ -282,6 +293,7 @@ mod tests {
         );
         assert_eq!(x.journal_token(), None);
         assert_eq!(journal_token_id(&x), Some(30));
+        assert!(x.has_token_type("systemd-tpm2") && !x.has_token_type("systemd-fido2"));
         let full: serde_json::Map<String, Value> = (0..32)
             .map(|i| {
                 (

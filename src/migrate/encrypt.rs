@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use devicemapper::Bytes;
 
 use super::crypt::{self, Key};
@@ -34,6 +34,9 @@ pub struct EncryptOptions {
     pub pbkdf_memory: Option<u32>,
     /// `cryptsetup luksFormat --iter-time MS` (the time the KDF takes on this machine).
     pub iter_time: Option<u32>,
+    /// `--tpm2`: also enroll the machine's TPM 2.0 (systemd-cryptenroll), sealed to these PCRs
+    /// (`--tpm2-pcrs`, systemd's syntax; empty: none).
+    pub tpm2_pcrs: Option<String>,
 }
 
 /// Checked, with the key in hand: the target can be formatted.
@@ -45,6 +48,8 @@ pub struct Encrypt {
     /// 4096 on a disk with 4 KiB physical sectors (512e), and the mapping, then the wrapper, would
     /// present 4 KiB logical blocks to a root that was made on 512-byte ones.
     sector_size: u32,
+    /// systemd-cryptenroll, when `--tpm2` asks for it (checked: a TPM 2.0 is there).
+    cryptenroll: Option<PathBuf>,
 }
 
 /// The open mapping over the formatted target; closed again when dropped unless kept.
@@ -52,6 +57,8 @@ pub struct Opened {
     pub dev: BlockDev,
     pub name: String,
     pub uuid: String,
+    /// The TPM was enrolled (`--tpm2`).
+    pub tpm2: bool,
     cryptsetup: PathBuf,
     keep: bool,
 }
@@ -104,11 +111,13 @@ impl Encrypt {
         let (_, sector_size) = source
             .geometry()
             .with_context(|| format!("reading the logical block size of {}", source.display()))?;
+        let cryptenroll = opts.tpm2_pcrs.as_ref().map(|_| tpm2_check()).transpose()?;
         Ok(Encrypt {
             cryptsetup,
             key,
             opts: opts.clone(),
             sector_size,
+            cryptenroll,
         })
     }
 
@@ -156,20 +165,77 @@ impl Encrypt {
             dm::ensure_node(name, info.devnum)?;
             Ok(BlockDev::from_devnum(info.devnum)?)
         };
-        match opened(&name) {
-            Ok(dev) => Ok(Opened {
+        let o = match opened(&name) {
+            Ok(dev) => Opened {
                 dev,
                 name,
                 uuid,
+                tpm2: false,
                 cryptsetup: self.cryptsetup.clone(),
                 keep: false,
-            }),
+            },
             Err(e) => {
                 let _ = crypt::run_keyless(&self.cryptsetup, &["close", &name]);
-                Err(e.context(format!("finding the mapping {name} cryptsetup opened")))
+                return Err(e.context(format!("finding the mapping {name} cryptsetup opened")));
             }
+        };
+        // (a failure drops `o`: the mapping is closed; only the new header was written)
+        let mut o = o;
+        if let (Some(enroll), Some(pcrs)) = (&self.cryptenroll, &self.opts.tpm2_pcrs) {
+            tpm2_enroll(enroll, &self.key, pcrs, &node)?;
+            o.tpm2 = true;
         }
+        Ok(o)
     }
+}
+
+/// `--tpm2` before anything is written: systemd-cryptenroll, and a TPM 2.0 the kernel knows.
+fn tpm2_check() -> Result<PathBuf> {
+    let enroll = tools::find("systemd-cryptenroll").ok_or_else(|| {
+        refuse(
+            "--tpm2 enrolls the TPM with systemd-cryptenroll, which is missing",
+            Some("install it (Debian 13: systemd-cryptsetup; 12: systemd), or leave --tpm2 out"),
+        )
+    })?;
+    let v = std::fs::read_to_string("/sys/class/tpm/tpm0/tpm_version_major").unwrap_or_default();
+    if v.trim() != "2" {
+        return Err(refuse(
+            "--tpm2: this machine shows no TPM 2.0 (/sys/class/tpm/tpm0/tpm_version_major)",
+            Some("enable the TPM in the firmware, or leave --tpm2 out (the passphrase or key file unlocks it)"),
+        ));
+    }
+    Ok(enroll)
+}
+
+/// Enroll the TPM into the new container's header (a systemd-tpm2 token and a keyslot), unlocked
+/// with the key it was formatted with.
+fn tpm2_enroll(enroll: &Path, key: &Key, pcrs: &str, node: &str) -> Result<()> {
+    let mut c = std::process::Command::new(enroll);
+    c.arg("--tpm2-device=auto")
+        .arg(format!("--tpm2-pcrs={pcrs}"))
+        .stdin(std::process::Stdio::null());
+    match key {
+        Key::File(f) => {
+            c.arg(format!("--unlock-key-file={}", f.display()));
+        }
+        // systemd-cryptenroll reads a passphrase from $PASSWORD
+        Key::Typed(p) => {
+            c.env("PASSWORD", String::from_utf8_lossy(p).into_owned());
+        }
+        Key::NotNeeded => {}
+    }
+    let out = c
+        .arg(node)
+        .output()
+        .context("running systemd-cryptenroll")?;
+    if !out.status.success() {
+        bail!(
+            "enrolling the TPM into the container on {node} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 impl Opened {
@@ -267,7 +333,8 @@ impl super::Run {
             // the install step writes crypttab and the initramfs (finish::cryptboot)
             return;
         }
-        let crypttab = format!("{name} UUID={uuid} none luks");
+        let tpm2 = if o.tpm2 { ",tpm2-device=auto" } else { "" };
+        let crypttab = format!("{name} UUID={uuid} none luks{tpm2}");
         self.progress.event(
             "next-boot",
             &format!(

@@ -340,7 +340,9 @@ pub fn choose_root(given: &BlockDev, opts: &ChooseOpts) -> Result<(BlockDev, Opt
     let encrypted = probe(&head) == Some(Content::Luks);
     let kind = if encrypted { "LUKS" } else { "filesystem" };
     choose_by_uuid(given, &uuid, kind, opts).map_err(|e| match e.downcast::<Ambiguous>() {
-        Ok(a) if encrypted => anyhow::Error::new(Ambiguous(encrypted_note(&a.0))),
+        Ok(a) if encrypted => anyhow::Error::new(Ambiguous(encrypted_note(
+            &a.0.replace("the root filesystem's UUID", "the root's LUKS UUID"),
+        ))),
         Ok(a) => anyhow::Error::new(a),
         Err(e) => e,
     })

@@ -110,6 +110,7 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         Some(finish::preflight(
             finish::Options {
                 encrypt: encrypt.is_some(),
+                tpm2: opts.encrypt.as_ref().is_some_and(|e| e.tpm2_pcrs.is_some()),
                 ..opts.finish.clone()
             },
             Some(&source),
@@ -336,12 +337,13 @@ pub fn migrate_locked(opts: &MigrateOptions) -> Result<()> {
         run.progress.event(
             "encrypted",
             &format!(
-                "formatted {} as LUKS2 (UUID {}) and opened it as {}: the root is mirrored into it",
+                "formatted {} as LUKS2 (UUID {}{}) and opened it as {}: the root is mirrored into it",
                 raw_target.display(),
                 o.uuid,
+                if o.tpm2 { ", the TPM enrolled" } else { "" },
                 o.name
             ),
-            json!({"device": raw_target.display(), "luks_uuid": o.uuid, "mapping": o.name}),
+            json!({"device": raw_target.display(), "luks_uuid": o.uuid, "mapping": o.name, "tpm2": o.tpm2}),
         );
     }
     run.journal.save()?;

@@ -169,29 +169,8 @@ pub enum Command {
         /// passphrase is asked for on the terminal.
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
-        /// Encrypt while migrating: format TARGET as LUKS2 (cryptsetup), open it as
-        /// luks-<UUID> and mirror the root into it. The key: --key-file FILE, or a passphrase
-        /// asked twice on the terminal. Needs --no-install for now (crypttab and the initramfs
-        /// are not written yet; the migration says what the next boot needs).
-        #[arg(long)]
-        encrypt: bool,
-        /// With --encrypt: the new container's KDF memory cost in KiB (cryptsetup
-        /// --pbkdf-memory; argon2id's default is up to 1 GiB).
-        #[arg(long, value_name = "KIB", requires = "encrypt")]
-        pbkdf_memory: Option<u32>,
-        /// With --encrypt: the time the KDF should take on this machine, in ms (cryptsetup
-        /// --iter-time).
-        #[arg(long, value_name = "MS", requires = "encrypt")]
-        iter_time: Option<u32>,
-        /// With --encrypt: also enroll this machine's TPM 2.0 (systemd-cryptenroll), so the
-        /// boot unlocks the root without a passphrase (crypttab gets tpm2-device=auto; needs
-        /// an initramfs with systemd-cryptsetup: dracut).
-        #[arg(long, requires = "encrypt")]
-        tpm2: bool,
-        /// With --tpm2: the PCRs the key is sealed to (systemd-cryptenroll --tpm2-pcrs; empty
-        /// for none).
-        #[arg(long, value_name = "LIST", requires = "tpm2", default_value = "7")]
-        tpm2_pcrs: String,
+        #[command(flatten)]
+        encryption: EncryptArgs,
         /// With --encrypt: after the switch, overwrite the old device with zeroes (it holds
         /// the root as plaintext).
         #[arg(long)]
@@ -269,27 +248,12 @@ pub enum Command {
         /// `systemctl soft-reboot`.
         #[arg(long, value_enum, default_value = "auto")]
         layout: InstallLayout,
-        /// Encrypt the root: its partition becomes a LUKS2 container (see `migrate --encrypt`),
-        /// with an unencrypted /boot partition for the boot loader and the kernels (512 MiB
-        /// unless --boot-partition says); crypttab and an initramfs that unlocks it are written.
-        #[arg(long)]
-        encrypt: bool,
+        #[command(flatten)]
+        encryption: EncryptArgs,
         /// With --encrypt: the file holding the new container's passphrase or key (else it is
         /// asked twice on the terminal).
         #[arg(long, value_name = "FILE", requires = "encrypt")]
         key_file: Option<PathBuf>,
-        /// With --encrypt: the KDF memory cost in KiB (cryptsetup --pbkdf-memory).
-        #[arg(long, value_name = "KIB", requires = "encrypt")]
-        pbkdf_memory: Option<u32>,
-        /// With --encrypt: the time the KDF should take, in ms (cryptsetup --iter-time).
-        #[arg(long, value_name = "MS", requires = "encrypt")]
-        iter_time: Option<u32>,
-        /// With --encrypt: also enroll this machine's TPM 2.0 (see `migrate --tpm2`).
-        #[arg(long, requires = "encrypt")]
-        tpm2: bool,
-        /// With --tpm2: the PCRs the key is sealed to (empty for none).
-        #[arg(long, value_name = "LIST", requires = "tpm2", default_value = "7")]
-        tpm2_pcrs: String,
         /// The root filesystem of --layout plain (default: ext4).
         #[arg(long, value_enum)]
         fs: Option<crate::plain::PlainFs>,
@@ -512,6 +476,46 @@ pub struct FinishArgs {
     /// passphrase is asked for at boot.
     #[arg(long, value_name = "FILE")]
     pub crypttab_key: Option<PathBuf>,
+}
+
+/// `--encrypt` and what goes with it (`migrate`, `install`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EncryptArgs {
+    /// Encrypt the root while moving it: format the target (`install`: the root partition) as
+    /// LUKS2 (cryptsetup), open it as luks-<UUID> and mirror the root into it. The key:
+    /// --key-file FILE, or a passphrase asked twice on the terminal. With the install step,
+    /// crypttab and an initramfs that unlocks it are written; /boot must stay unencrypted
+    /// (`install --disk` lays out a /boot partition for it).
+    #[arg(long)]
+    pub encrypt: bool,
+    /// With --encrypt: the new container's KDF memory cost in KiB (cryptsetup
+    /// --pbkdf-memory; argon2id's default is up to 1 GiB).
+    #[arg(long, value_name = "KIB", requires = "encrypt")]
+    pub pbkdf_memory: Option<u32>,
+    /// With --encrypt: the time the KDF should take on this machine, in ms (cryptsetup
+    /// --iter-time).
+    #[arg(long, value_name = "MS", requires = "encrypt")]
+    pub iter_time: Option<u32>,
+    /// With --encrypt: also enroll this machine's TPM 2.0 (systemd-cryptenroll), so the boot
+    /// unlocks the root without a passphrase (crypttab gets tpm2-device=auto; needs an
+    /// initramfs with systemd-cryptsetup: dracut).
+    #[arg(long, requires = "encrypt")]
+    pub tpm2: bool,
+    /// With --tpm2: the PCRs the key is sealed to (systemd-cryptenroll --tpm2-pcrs; empty for
+    /// none).
+    #[arg(long, value_name = "LIST", requires = "tpm2", default_value = "7")]
+    pub tpm2_pcrs: String,
+}
+
+impl EncryptArgs {
+    /// What `migrate` takes: None without --encrypt.
+    pub fn options(&self) -> Option<crate::migrate::EncryptOptions> {
+        self.encrypt.then(|| crate::migrate::EncryptOptions {
+            pbkdf_memory: self.pbkdf_memory,
+            iter_time: self.iter_time,
+            tpm2_pcrs: self.tpm2.then(|| self.tpm2_pcrs.clone()),
+        })
+    }
 }
 
 impl FinishArgs {

@@ -56,11 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clones,
             image_to,
             key_file,
-            encrypt,
-            pbkdf_memory,
-            iter_time,
-            tpm2,
-            tpm2_pcrs,
+            encryption,
             wipe_source,
             install,
             no_install,
@@ -101,11 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..finish.options()
                 },
                 key_file,
-                encrypt: encrypt.then_some(migrate::EncryptOptions {
-                    pbkdf_memory,
-                    iter_time,
-                    tpm2_pcrs: tpm2.then_some(tpm2_pcrs),
-                }),
+                encrypt: encryption.options(),
                 wipe_source,
             })
         }
@@ -131,12 +123,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             layout: install_layout,
             fs,
             no_soft_reboot,
-            encrypt,
+            encryption,
             key_file,
-            pbkdf_memory,
-            iter_time,
-            tpm2,
-            tpm2_pcrs,
             finish,
         } => {
             use rootshift::finish::bootloader::Choice;
@@ -177,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Some("add --layout plain, or leave them out"),
                 ));
             }
-            if plain && encrypt {
+            if plain && encryption.encrypt {
                 return Err(rootshift::error::refuse(
                     "--encrypt is not built for --layout plain (a copy file by file into a new filesystem)",
                     Some("leave out --layout plain, or --encrypt"),
@@ -208,11 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name,
                 copy,
                 finish: finish.options(),
-                encrypt: encrypt.then_some(rootshift::migrate::EncryptOptions {
-                    pbkdf_memory,
-                    iter_time,
-                    tpm2_pcrs: tpm2.then_some(tpm2_pcrs),
-                }),
+                encrypt: encryption.options(),
                 key_file,
             })
         }

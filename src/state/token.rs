@@ -12,11 +12,9 @@
 //! cryptsetup writes it; it keeps both copies, their checksums and the metadata lock), replaced
 //! in place (`--token-replace`) at every save, removed when the migration is over.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 
 use crate::kernel::blockdev::BlockDev;
 use crate::kernel::luks2;
@@ -37,36 +35,6 @@ fn metadata(dev: &Path) -> Result<luks2::Metadata> {
         .map_err(|e| anyhow!("the LUKS2 header of {}: {e}", dev.display()))
 }
 
-fn cryptsetup(args: &[String], stdin: Option<&str>) -> Result<()> {
-    let path = crate::tools::find("cryptsetup").ok_or_else(|| {
-        anyhow!("cryptsetup is missing: the journal cannot be kept in the LUKS2 header")
-    })?;
-    let mut c = Command::new(&path);
-    c.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().context("running cryptsetup")?;
-    if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
-        i.write_all(text.as_bytes())
-            .context("writing the token to cryptsetup")?;
-    }
-    let out = child.wait_with_output().context("running cryptsetup")?;
-    if !out.status.success() {
-        bail!(
-            "cryptsetup {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// Write `journal` (its JSON text) into the token on `dev`, replacing the one there.
 pub fn write(dev: &Path, journal: &str) -> Result<()> {
     let m = metadata(dev)?;
@@ -77,22 +45,20 @@ pub fn write(dev: &Path, journal: &str) -> Result<()> {
             dev.display()
         )
     })?;
-    let mut args = vec![
-        "token".into(),
-        "import".into(),
-        "--token-id".into(),
-        id.to_string(),
-    ];
+    let (id, d) = (id.to_string(), dev.display().to_string());
+    let mut args = vec!["token", "import", "--token-id", &id];
     if had {
-        args.push("--token-replace".into());
+        args.push("--token-replace");
     }
-    args.push(dev.display().to_string());
-    cryptsetup(&args, Some(&luks2::token_json(journal))).with_context(|| {
-        format!(
-            "keeping the journal in the LUKS2 header of {}",
-            dev.display()
-        )
-    })
+    args.push(&d);
+    crate::tools::run_input("cryptsetup", &args, &luks2::token_json(journal))
+        .map(|_| ())
+        .with_context(|| {
+            format!(
+                "keeping the journal in the LUKS2 header of {}",
+                dev.display()
+            )
+        })
 }
 
 /// Remove the token from `dev`, if it has one.
@@ -100,12 +66,6 @@ pub fn remove(dev: &Path) -> Result<()> {
     let Some(t) = metadata(dev)?.journal_token() else {
         return Ok(());
     };
-    let args = [
-        "token".into(),
-        "remove".into(),
-        "--token-id".into(),
-        t.id.to_string(),
-        dev.display().to_string(),
-    ];
-    cryptsetup(&args, None)
+    let (id, d) = (t.id.to_string(), dev.display().to_string());
+    crate::tools::run("cryptsetup", &["token", "remove", "--token-id", &id, &d]).map(|_| ())
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Issue 21 §2, encrypt while migrating (dm): / is ext4 on the wrapper over the plaintext vda. Refusals first (nothing
-# written to vdb or vdc): no key and no terminal, --wipe-source without --encrypt, --encrypt with --install, a target
+# written to vdb or vdc): no key and no terminal, --wipe-source without --encrypt, --encrypt --install onto a whole disk, a target
 # too small for the root behind a LUKS2 header (vdc: 520 MiB for a 512 MiB root). Then `rootshift migrate /dev/vdb
 # --encrypt --key-file K --wipe-source --verify` (light KDF settings: argon2id at its defaults is very slow under TCG)
 # with a writer busy: vdb becomes LUKS2, opened as luks-<UUID>, the root (a used-only copy) is mirrored into the open

@@ -24,9 +24,15 @@ use crate::kernel::blockdev::BlockDev;
 
 pub const CRYPTTAB: &str = "/etc/crypttab";
 
+/// initramfs-tools is the initramfs generator here (else dracut): what decides how crypt
+/// support, TPM2 support and a crypttab key file get into the initramfs.
+fn initramfs_tools() -> bool {
+    Path::new("/usr/sbin/mkinitramfs").exists()
+}
+
 /// Which initramfs generator is installed, as its crypt support is packaged.
 fn crypt_support_missing() -> Option<&'static str> {
-    if Path::new("/usr/sbin/mkinitramfs").exists() {
+    if initramfs_tools() {
         // initramfs-tools: cryptroot comes with cryptsetup-initramfs
         (!Path::new("/usr/share/initramfs-tools/hooks/cryptroot").exists()).then_some(
             "initramfs-tools has no cryptsetup hook (package cryptsetup-initramfs): the initramfs could not unlock the root",
@@ -49,7 +55,7 @@ fn crypt_support_missing() -> Option<&'static str> {
 /// cryptsetup-initramfs' cryptroot does not. dracut takes it in with its tpm2-tss module, which
 /// needs the `tpm2` tool (tpm2-tools) and then carries the TSS libraries.
 fn tpm2_support_missing() -> Option<&'static str> {
-    if Path::new("/usr/sbin/mkinitramfs").exists() {
+    if initramfs_tools() {
         Some("--tpm2: initramfs-tools' cryptroot cannot unlock with a TPM (only systemd-cryptsetup can: dracut)")
     } else if !Path::new("/usr/lib/dracut/modules.d/00systemd").exists() {
         Some("--tpm2: dracut without its systemd modules cannot unlock with a TPM (systemd-cryptsetup does that)")
@@ -197,7 +203,7 @@ pub fn write_entry(c: &Container, key: Option<&Path>) -> Result<Vec<String>> {
 /// (UMASK=0077), as its documentation asks. Returns the lines for the install record.
 pub fn keep_key_in_initramfs(key: &Path) -> Result<Vec<String>> {
     let k = key.display().to_string();
-    if Path::new("/usr/sbin/mkinitramfs").exists() {
+    if initramfs_tools() {
         let hook = Path::new("/etc/cryptsetup-initramfs/conf-hook");
         let text = fs::read_to_string(hook).unwrap_or_default();
         let set = text
